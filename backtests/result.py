@@ -1,0 +1,74 @@
+"""The one plain object between the engine and the reports: :class:`BacktestResult`.
+
+It holds only pandas objects, numbers and plain dicts (no Backtrader, no torch), so reports,
+notebooks and comparison grids can read it, pickle it and send it between processes.
+
+Time convention: every series is indexed by the bar's **open** time (UTC). ``equity`` and
+``position`` are the values at that bar's **close**; a fill decided on bar t's close is stamped with
+bar t+1's open time, the moment it executes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+FILL_COLUMNS = ["time", "size", "price", "notional", "fee", "slippage", "kind"]
+TRADE_COLUMNS = ["entry_time", "exit_time", "direction", "size", "entry_price", "exit_price", "bars",
+                 "price_pnl", "fees", "funding", "pnl", "return_pct"]
+REJECT_COLUMNS = ["time", "size", "price", "reason"]
+
+
+@dataclass
+class BacktestResult:
+    """What one backtest produced.
+
+    - ``equity``: account value in quote currency (USDT) at each bar's close = cash + margin + unrealised PnL.
+    - ``position``: signed contracts (base units, 0.5 = long half a BTC) held at each bar's close.
+    - ``target``: the strategy's target position decided at each bar's close, in [-1, 1] (Signal values).
+    - ``prices``: the OHLCV candles of the backtested span.
+    - ``fills``: one row per execution (``FILL_COLUMNS``); ``size`` signed (+ buy, - sell), ``fee`` and
+      ``slippage`` in USDT, ``kind`` "market" or "liquidation".
+    - ``trades``: round trips from flat to flat or to a flip (``TRADE_COLUMNS``); ``pnl`` is net of fees and funding.
+    - ``funding``: funding paid at each bar in USDT (positive = paid, negative = received).
+    - ``fees``: trading fees paid at each bar in USDT.
+    - ``rejected``: orders the broker refused (``REJECT_COLUMNS``), e.g. not enough margin.
+    - ``config``: the run's configuration as plain data; ``data_span``: start, end, rows, source, gaps, sha256.
+    - ``predictions``: for model-driven strategies, class probabilities per bar (columns short, flat, long).
+    """
+
+    name: str
+    strategy: str
+    exchange: str
+    symbol: str
+    timeframe: str
+    initial_cash: float
+    equity: pd.Series
+    position: pd.Series
+    target: pd.Series
+    prices: pd.DataFrame
+    fills: pd.DataFrame
+    trades: pd.DataFrame
+    funding: pd.Series
+    fees: pd.Series
+    rejected: pd.DataFrame
+    config: dict
+    data_span: dict
+    predictions: pd.DataFrame | None = None
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def fees_paid(self) -> float:
+        """Total trading fees in USDT."""
+        return float(self.fees.sum())
+
+    @property
+    def funding_paid(self) -> float:
+        """Net funding paid in USDT (negative when the strategy received more than it paid)."""
+        return float(self.funding.sum())
+
+    @property
+    def final_equity(self) -> float:
+        """Account value at the last bar's close."""
+        return float(self.equity.iloc[-1])

@@ -1,0 +1,253 @@
+"""One public way in: :func:`load` for candles, funding and mark prices, from the store or the shipped sample.
+
+Every frame leaves here validated (UTC index, sorted, unique, no NaN, OHLC sane) and trimmed to the
+requested span. A span is ``[start, end]``: a date-only ``end`` such as ``"2024-06-30"`` includes that
+whole day. Where a timeframe is not stored but a finer one is (``4h`` from ``1h``), complete bars are
+resampled from the finer one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from data_feeds.errors import DataError
+from data_feeds.store import Store, read_parquet
+from data_feeds.symbols import check_symbol, symbol_to_filename
+from data_feeds.timeframes import SUPPORTED, timeframe_delta, timeframe_seconds
+from data_feeds.validate import CANDLE_COLUMNS, check_candles, check_frame, find_gaps
+
+SAMPLE_DIR = Path(__file__).parent / "sample"
+SAMPLE_EXCHANGE = "binanceusdm"
+
+
+def parse_time(value: str | pd.Timestamp, *, is_end: bool = False) -> pd.Timestamp:
+    """UTC timestamp from ``"2024-01-01"`` or ``"2024-01-01T12:00"``. A date-only end moves to the next midnight
+    (exclusive), so ``end="2024-06-30"`` covers all of 30 June."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"cannot read {value!r} as a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from exc
+    if ts is pd.NaT:
+        raise DataError(f"cannot read {value!r} as a date")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    date_only = isinstance(value, str) and len(value.strip()) <= 10
+    return ts + pd.Timedelta(days=1) if (is_end and date_only) else ts
+
+
+def parse_span(start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """``(start, end_exclusive)``; raises DataError when the span is empty or reversed."""
+    t0, t1 = parse_time(start), parse_time(end, is_end=True)
+    if t0 >= t1:
+        raise DataError(f"empty or reversed date range: start {start} is not before end {end}")
+    return t0, t1
+
+
+@dataclass
+class MarketData:
+    """Everything a backtest needs for one symbol: candles, funding settlements and mark-price candles.
+
+    ``funding`` has one row per settlement (``funding_rate`` per interval, 0.0001 = 0.01 %); ``mark`` may be
+    None where the source has no mark prices. ``gaps`` lists missing candles (see :func:`find_gaps`).
+    """
+
+    exchange: str
+    symbol: str
+    timeframe: str
+    candles: pd.DataFrame
+    funding: pd.DataFrame
+    mark: pd.DataFrame | None
+    source: str
+    gaps: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def slice(self, start: pd.Timestamp, end_exclusive: pd.Timestamp) -> "MarketData":
+        """The same market data limited to bars with open time in ``[start, end_exclusive)``."""
+        def cut(df):
+            return None if df is None else df[(df.index >= start) & (df.index < end_exclusive)]
+        candles = cut(self.candles)
+        return MarketData(self.exchange, self.symbol, self.timeframe, candles, cut(self.funding), cut(self.mark),
+                          self.source, find_gaps(candles.index, self.timeframe))
+
+
+# ---------------------------------------------------------------- reading raw frames
+
+def read_csv_frame(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    """CSV (optionally gzipped) with a ``timestamp`` column in epoch milliseconds or ISO text."""
+    try:
+        df = pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError, EOFError) as exc:
+        raise DataError(f"cannot read {path}: {exc.__class__.__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from exc
+    df.columns = [str(c).strip().lower() for c in df.columns]
+    for alias in ("date", "datetime", "time", "open_time"):
+        if "timestamp" not in df.columns and alias in df.columns:
+            df = df.rename(columns={alias: "timestamp"})
+    if "timestamp" not in df.columns:
+        raise DataError(f"{path}: no timestamp column; expected timestamp,{','.join(columns)}")
+    ts = df.pop("timestamp")
+    try:
+        if pd.api.types.is_numeric_dtype(ts):
+            index = pd.to_datetime(ts.astype("int64"), unit="ms", utc=True)
+        else:
+            index = pd.to_datetime(ts, utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{path}: unreadable timestamps ({exc.__class__.__name__})") from exc
+    df.index = pd.DatetimeIndex(index, name="timestamp")
+    for col in columns:
+        if col in df.columns:
+            df[col] = pd.to_numeric(df[col], errors="coerce")
+    return df
+
+
+def read_user_file(path: str | os.PathLike, columns: tuple[str, ...] = CANDLE_COLUMNS) -> pd.DataFrame:
+    """A user's own CSV (``.csv``/``.csv.gz``) or Parquet file with a timestamp column and ``columns``."""
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"data file not found: {p}")
+    if p.suffix == ".parquet":
+        df = read_parquet(p)
+    else:
+        df = read_csv_frame(p, columns)
+    return df
+
+
+def _sample_path(symbol: str, suffix: str) -> Path:
+    return SAMPLE_DIR / f"{SAMPLE_EXCHANGE}_{symbol_to_filename(symbol)}_{suffix}.csv.gz"
+
+
+def _sample_symbols() -> list[str]:
+    names = {p.name.split("_")[1] for p in SAMPLE_DIR.glob(f"{SAMPLE_EXCHANGE}_*_funding_8h.csv.gz")}
+    return sorted(n.replace("-", "/", 1).replace("-", ":", 1) for n in names)
+
+
+def _raw(exchange: str, symbol: str, timeframe: str, kind: str, store: Store) -> pd.DataFrame | None:
+    """A frame for exactly this timeframe from the store, else from the shipped sample, else None."""
+    stored = store.read(exchange, symbol, timeframe, kind)
+    if stored is not None:
+        return stored
+    if exchange != SAMPLE_EXCHANGE:
+        return None
+    suffix = {"candles": timeframe, "mark": f"mark_{timeframe}", "funding": "funding_8h"}[kind]
+    path = _sample_path(symbol, suffix)
+    if not path.exists():
+        return None
+    columns = ("funding_rate",) if kind == "funding" else CANDLE_COLUMNS
+    return read_csv_frame(path, columns)
+
+
+def resample_candles(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
+    """OHLCV of ``timeframe`` from finer candles, keeping only bars whose every sub-bar is present."""
+    rule = timeframe_delta(timeframe)
+    agg = df.resample(rule, label="left", closed="left").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    counts = df["close"].resample(rule, label="left", closed="left").count()
+    finer = int(round((df.index[1] - df.index[0]) / pd.Timedelta(seconds=1))) if len(df) > 1 else 0
+    expected = timeframe_seconds(timeframe) // max(finer, 1)
+    return agg[counts == expected]
+
+
+def _candles_any_timeframe(exchange, symbol, timeframe, kind, store) -> pd.DataFrame | None:
+    direct = _raw(exchange, symbol, timeframe, kind, store)
+    if direct is not None:
+        return direct
+    target = timeframe_seconds(timeframe)
+    finer = [tf for tf in SUPPORTED if timeframe_seconds(tf) < target and target % timeframe_seconds(tf) == 0]
+    for tf in sorted(finer, key=timeframe_seconds, reverse=True):
+        raw = _raw(exchange, symbol, tf, kind, store)
+        if raw is not None and len(raw) > 1:
+            check_candles(raw, f"{exchange} {symbol} {tf} {kind}")
+            return resample_candles(raw, timeframe)
+    return None
+
+
+# ---------------------------------------------------------------- the public entry points
+
+def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = "candles",
+         store_dir: str | os.PathLike | None = None) -> pd.DataFrame:
+    """Validated frame of one kind ("candles", "mark" or "funding") for ``[start, end]``.
+
+    >>> df = load("binanceusdm", "BTC/USDT:USDT", "1h", "2024-01-01", "2024-01-31")   # doctest: +SKIP
+    >>> len(df)   # 31 days of hourly bars
+    744
+    """
+    check_symbol(symbol)
+    timeframe_seconds(timeframe)
+    t0, t1 = parse_span(start, end)
+    store = Store(store_dir)
+    if kind == "funding":
+        raw = _raw(exchange, symbol, timeframe, "funding", store)
+    else:
+        raw = _candles_any_timeframe(exchange, symbol, timeframe, kind, store)
+    if raw is None:
+        known = ", ".join(_sample_symbols())
+        raise DataError(
+            f"no {kind} data for {symbol} {timeframe} on {exchange} (shipped: {known} on {SAMPLE_EXCHANGE}); "
+            f"fetch it with: lstmbt download --exchange {exchange} --symbol {symbol} --timeframe {timeframe} "
+            f"--start {start} --end {end}")
+    what = f"{exchange} {symbol} {timeframe} {kind}"
+    if kind == "funding":
+        check_frame(raw, ("funding_rate",), what)
+    else:
+        check_candles(raw, what)
+    return _trim(raw, t0, t1, what)
+
+
+def _trim(df: pd.DataFrame, t0: pd.Timestamp, t1: pd.Timestamp, what: str) -> pd.DataFrame:
+    out = df[(df.index >= t0) & (df.index < t1)]
+    if out.empty:
+        first, last = (df.index[0], df.index[-1]) if len(df) else ("-", "-")
+        raise DataError(f"{what}: no rows in {t0:%Y-%m-%d %H:%M} .. {t1:%Y-%m-%d %H:%M}; data covers {first} .. {last}")
+    return out
+
+
+def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_path: str | os.PathLike | None = None,
+                funding_path: str | os.PathLike | None = None,
+                store_dir: str | os.PathLike | None = None) -> MarketData:
+    """Candles, funding and mark prices for one symbol over ``[start, end]``.
+
+    With ``data_path`` the candles come from the user's file (CSV or Parquet with timestamp, open, high, low,
+    close, volume); funding then comes from ``funding_path`` if given, else the store/sample for the symbol if
+    any, else none (zero funding). Mark prices are optional: None when not available.
+    """
+    t0, t1 = parse_span(start, end)
+    if data_path is not None:
+        raw = read_user_file(data_path)
+        what = str(data_path)
+        check_candles(raw, what)
+        candles = _trim(raw, t0, t1, what)
+        source = str(Path(data_path).resolve())
+    else:
+        candles = load(exchange, symbol, timeframe, start, end, store_dir=store_dir)
+        source = f"{exchange} (store or shipped sample)"
+    _check_spacing(candles, timeframe, source)
+    funding = _optional(lambda: load(exchange, symbol, timeframe, t0 - pd.Timedelta(days=1), end, kind="funding",
+                                     store_dir=store_dir))
+    if funding_path is not None:
+        raw = read_user_file(funding_path, ("funding_rate",))
+        check_frame(raw, ("funding_rate",), str(funding_path))
+        funding = raw
+    if funding is None:
+        funding = pd.DataFrame({"funding_rate": pd.Series(dtype="float64")},
+                               index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
+    mark = None if data_path is not None else _optional(
+        lambda: load(exchange, symbol, timeframe, start, end, kind="mark", store_dir=store_dir))
+    funding = funding[(funding.index >= t0) & (funding.index < t1)]
+    return MarketData(exchange, symbol, timeframe, candles, funding, mark, source, find_gaps(candles.index, timeframe))
+
+
+def _optional(fn):
+    try:
+        return fn()
+    except DataError:
+        return None
+
+
+def _check_spacing(candles: pd.DataFrame, timeframe: str, what: str) -> None:
+    """A user's file must hold bars of the timeframe asked for: the most common step must equal it."""
+    if len(candles) < 3:
+        raise DataError(f"{what}: only {len(candles)} candle(s) in the requested span; need at least 3")
+    step = pd.Series(candles.index[1:] - candles.index[:-1]).mode().iloc[0]
+    if step != timeframe_delta(timeframe):
+        raise DataError(f"{what}: candles are {step} apart but --timeframe is {timeframe}")
