@@ -16,7 +16,7 @@ import pandas as pd
 
 FILL_COLUMNS = ["time", "size", "price", "notional", "fee", "slippage", "kind"]
 TRADE_COLUMNS = ["entry_time", "exit_time", "direction", "size", "entry_price", "exit_price", "bars",
-                 "price_pnl", "fees", "funding", "pnl", "return_pct"]
+                 "price_pnl", "fees", "funding", "pnl", "return_pct", "status"]
 REJECT_COLUMNS = ["time", "size", "price", "reason"]
 
 
@@ -30,7 +30,8 @@ class BacktestResult:
     - ``prices``: the OHLCV candles of the backtested span.
     - ``fills``: one row per execution (``FILL_COLUMNS``); ``size`` signed (+ buy, - sell), ``fee`` and
       ``slippage`` in USDT, ``kind`` "market" or "liquidation".
-    - ``trades``: round trips from flat to flat or to a flip (``TRADE_COLUMNS``); ``pnl`` is net of fees and funding.
+    - ``trades``: round trips from flat to flat or to a flip (``TRADE_COLUMNS``); ``pnl`` is net of fees and funding;
+      a position still open at the end is one row with ``status="open"``, valued at the last close.
     - ``funding``: funding paid at each bar in USDT (positive = paid, negative = received).
     - ``fees``: trading fees paid at each bar in USDT.
     - ``rejected``: orders the broker refused (``REJECT_COLUMNS``), e.g. not enough margin.

@@ -1,0 +1,125 @@
+"""Typed run configuration, read from a TOML file and/or command-line flags.
+
+A config file looks like ``backtests/configs/btc_lstm_1h.toml``::
+
+    name = "btc-lstm-1h"
+    strategy = "lstm"
+    baselines = ["buy_hold", "sma_cross", "flat"]
+
+    [data]
+    symbol = "BTC/USDT:USDT"
+    timeframe = "1h"
+    start = "2024-07-01"
+    end = "2025-12-31"
+
+    [broker]
+    leverage = 2
+
+    [model]          # LSTM hyperparameters (strategies/lstm/config.py)
+    window = 48
+
+Unknown keys are refused with a message naming them, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from backtests.broker import BrokerConfig
+
+
+class ConfigError(ValueError):
+    """A config file or flag that cannot be used."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which market and span to backtest. ``end`` is inclusive: "2025-12-31" covers that whole day.
+
+    ``path``: a user's own CSV/Parquet candles file instead of the store/shipped sample.
+    ``store_dir``: the local store folder (default: ``$LSTMBT_DATA_DIR`` or the user cache folder).
+    """
+
+    exchange: str = "binanceusdm"
+    symbol: str = "BTC/USDT:USDT"
+    timeframe: str = "1h"
+    start: str = "2024-07-01"
+    end: str = "2025-12-31"
+    path: str | None = None
+    funding_path: str | None = None
+    store_dir: str | None = None
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    """One backtest: data, broker, strategy (and the baselines it is compared with) and where output goes.
+
+    ``fraction=0.99``: each position's notional is 99 % of equity times leverage, decided on the bar's close
+    and filled at the next open (the 1 % buffer pays the fee and the gap between that close and open).
+    """
+
+    name: str = "backtest"
+    strategy: str = "lstm"
+    baselines: tuple[str, ...] = ()
+    data: DataConfig = field(default_factory=DataConfig)
+    broker: BrokerConfig = field(default_factory=BrokerConfig)
+    fraction: float = 0.99
+    params: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    seed: int = 42
+    out_dir: str = "runs"
+    cache_dir: str | None = None
+
+    def __post_init__(self):
+        if not 0 < self.fraction <= 1:
+            raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/TOML-able data (round-trips through :func:`config_from_dict`)."""
+        out = dataclasses.asdict(self)
+        out["baselines"] = list(self.baselines)
+        return out
+
+    def replace(self, **changes) -> "BacktestConfig":
+        """A copy with top-level fields changed; ``data=`` / ``broker=`` accept dicts of changed keys."""
+        for key, cls_ in (("data", DataConfig), ("broker", BrokerConfig)):
+            if isinstance(changes.get(key), dict):
+                changes[key] = dataclasses.replace(getattr(self, key), **changes[key])
+        return dataclasses.replace(self, **changes)
+
+
+def _build(cls, values: dict, where: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where}: {', '.join(unknown)}; valid: {', '.join(sorted(names))}")
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def config_from_dict(values: dict, where: str = "config") -> BacktestConfig:
+    """Build a :class:`BacktestConfig` from nested plain data (as read from TOML)."""
+    values = dict(values)
+    data = _build(DataConfig, dict(values.pop("data", {})), f"{where} [data]")
+    broker = _build(BrokerConfig, dict(values.pop("broker", {})), f"{where} [broker]")
+    if "baselines" in values:
+        values["baselines"] = tuple(values["baselines"])
+    return _build(BacktestConfig, {**values, "data": data, "broker": broker}, where)
+
+
+def load_config(path: str | Path) -> BacktestConfig:
+    """Read a TOML config file; errors name the file and the problem in one line."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    return config_from_dict(raw, str(p))

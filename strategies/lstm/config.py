@@ -1,0 +1,106 @@
+"""``ModelConfig``: every knob of the LSTM pipeline in one frozen, JSON-able dataclass.
+
+>>> cfg = ModelConfig.from_dict({"window": 24, "cell": "gru"})
+>>> cfg.window, cfg.hidden, cfg.to_dict()["features"][:2]
+(24, 32, ['ret_1', 'ret_4'])
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from strategies.lstm.errors import ConfigError
+from strategies.lstm.features import FEATURES
+from strategies.lstm.model import CELLS
+
+# Fields that do not change the trained weights: a cached model stays valid when only these differ.
+RUNTIME_FIELDS = ("min_confidence", "device", "threads")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network, windowing, labels, training and decision rule of one LSTM model.
+
+    Spans are counted in bars of the candles' timeframe: with 1h bars the defaults train on ``train_bars=17520``
+    (two years) and stop early on ``val_bars=2880`` (120 days) that end just before the first predicted bar.
+    ``horizon=4`` labels a decision at bar t by the log return from open[t+1] to open[t+5].
+    ``min_confidence=0.45``: a winning class with probability 0.44 is traded as FLAT.
+    """
+
+    window: int = 48
+    hidden: int = 32
+    layers: int = 1
+    dropout: float = 0.0
+    cell: str = "lstm"
+    horizon: int = 4
+    epochs: int = 12
+    patience: int = 3
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 42
+    train_bars: int = 17520
+    val_bars: int = 2880
+    features: tuple[str, ...] = ("ret_1", "ret_4", "ret_24", "range", "vol_z", "funding")
+    min_confidence: float = 0.0
+    class_weighting: bool = True
+    device: str = "cpu"
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("window", "hidden", "layers", "horizon", "epochs", "patience", "batch_size", "train_bars",
+                     "val_bars", "threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model config: {name} must be a whole number >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigError(f"model config: seed must be a whole number >= 0, got {self.seed!r}")
+        for name, low, high in (("dropout", 0.0, 0.999), ("lr", 1e-12, 10.0), ("weight_decay", 0.0, 10.0),
+                                ("min_confidence", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise ConfigError(f"model config: {name} must be a number in [{low}, {high}], got {value!r}")
+        if not isinstance(self.class_weighting, bool):
+            raise ConfigError(f"model config: class_weighting must be true or false, got {self.class_weighting!r}")
+        if self.cell not in CELLS:
+            raise ConfigError(f"model config: unknown cell {self.cell!r}; use one of {', '.join(CELLS)}")
+        if self.device != "cpu" and not str(self.device).startswith("cuda"):
+            raise ConfigError(f"model config: device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
+        if isinstance(self.features, str) or not isinstance(self.features, (tuple, list)) or not self.features:
+            raise ConfigError("model config: features must be a non-empty list of feature names")
+        object.__setattr__(self, "features", tuple(self.features))
+        unknown = [f for f in self.features if f not in FEATURES]
+        if unknown:
+            raise ConfigError(f"model config: unknown feature(s) {', '.join(map(repr, unknown))}; "
+                              f"valid: {', '.join(FEATURES)}")
+        if len(set(self.features)) != len(self.features):
+            raise ConfigError(f"model config: features listed twice in {list(self.features)}")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        """Config from plain JSON/TOML values; unknown keys raise ConfigError naming the valid ones."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"model config must be a table of key = value, got {type(data).__name__}")
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(data) - set(valid))
+        if unknown:
+            raise ConfigError(f"model config: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}")
+        values = dict(data)
+        if "features" in values and isinstance(values["features"], list):
+            values["features"] = tuple(values["features"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (features as a list) that :meth:`from_dict` reads back to an equal config."""
+        out = asdict(self)
+        out["features"] = list(self.features)
+        return out
+
+    def training_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` without the fields that leave the trained weights unchanged (see ``RUNTIME_FIELDS``)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+    def replace(self, **changes: Any) -> "ModelConfig":
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
