@@ -30,9 +30,19 @@ class TargetPositionStrategy(bt.Strategy):
 
     @classmethod
     def prepare(cls, config, market, span_start, progress=None) -> dict:
-        """Extra Backtrader params for this run, computed before it from ``market`` (which may hold history before
-        ``span_start``). Baselines need nothing."""
-        return {}
+        """Backtrader params for this run: the config's ``[params]`` table, checked, plus anything a subclass
+        computes before the run from ``market`` (which may hold history before ``span_start``)."""
+        return cls.check_params(config.params)
+
+    @classmethod
+    def check_params(cls, params: dict) -> dict:
+        """``params`` if every key is a tunable parameter of this strategy, else a one-line error."""
+        valid = sorted(set(cls.params._getkeys()) - set(TargetPositionStrategy.params._getkeys()) - {"predictor"})
+        unknown = sorted(set(params) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for strategy {cls.__name__}; "
+                             f"valid: {', '.join(valid) or 'none'}")
+        return dict(params)
 
     @classmethod
     def history_bars(cls, config) -> int:

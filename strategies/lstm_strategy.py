@@ -33,7 +33,7 @@ class LSTMStrategy(TargetPositionStrategy):
     then a validation span for early stopping), so every bar traded is out of sample.
     """
 
-    params = (("predictor", None),)
+    params = (("predictor", None), ("mode", "batched"))
 
     @classmethod
     def model_config(cls, config) -> ModelConfig:
@@ -46,6 +46,7 @@ class LSTMStrategy(TargetPositionStrategy):
 
     @classmethod
     def prepare(cls, config, market, span_start, progress=None) -> dict:
+        params = cls.check_params(config.params)
         cfg = cls.model_config(config)
         cost = round_trip_cost(config.broker)
         history = market.candles[market.candles.index < span_start]
@@ -68,9 +69,9 @@ class LSTMStrategy(TargetPositionStrategy):
             trained = train_model(market.candles, market.funding, cfg, cost=cost, train_end=span_start,
                                   progress=progress)
             save_checkpoint(trained, folder)
-        predictor = Predictor(trained, mode=config.params.get("mode", "batched"))
+        predictor = Predictor(trained, mode=params.get("mode", "batched"))
         predictor.attach(market.candles, market.funding, span_start)
-        return {"predictor": predictor}
+        return {**params, "predictor": predictor}
 
     def target(self) -> float:
         return self.p.predictor.signal(len(self) - 1)

@@ -1,0 +1,171 @@
+"""The ``lstmbt`` command: a thin layer over the public functions.
+
+Every user error (bad symbol, span, file, config, checkpoint) is a ValueError raised below; ``main``
+prints it as one line on stderr and exits with status 2. Tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+EXAMPLES = {
+    "backtest": """examples:
+  lstmbt backtest --config backtests/configs/btc_lstm_1h.toml
+  lstmbt backtest --strategy sma_cross --symbol ETH/USDT:USDT --timeframe 4h --start 2023-01-01 --end 2023-12-31
+  lstmbt backtest --strategy buy_hold --data my_candles.csv --timeframe 1h --start 2024-01-01 --end 2024-03-31""",
+    "download": """examples:
+  lstmbt download --exchange binanceusdm --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2024-06-30
+  lstmbt download --exchange bybit --symbol ETH/USDT:USDT --timeframe 15m --start 2025-01-01 --end 2025-02-01""",
+    "data": """examples:
+  lstmbt data list
+  lstmbt data list --data-dir ./my-store""",
+}
+
+
+def _progress(line: str) -> None:
+    print(line, flush=True)
+
+
+def _add_data_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
+    g.add_argument("--symbol", help="ccxt unified symbol, e.g. BTC/USDT:USDT")
+    g.add_argument("--timeframe", help="bar size: 1m 5m 15m 1h 4h 1d ...")
+    g.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
+    g.add_argument("--end", help="last day, YYYY-MM-DD, inclusive (UTC)")
+    g.add_argument("--data", dest="path", help="your own candles file (CSV or Parquet: timestamp,open,high,low,close,volume)")
+    g.add_argument("--funding-data", dest="funding_path", help="your own funding file (timestamp,funding_rate)")
+    g.add_argument("--data-dir", dest="store_dir", help="local data store folder (default: $LSTMBT_DATA_DIR or user cache)")
+
+
+def _add_broker_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("broker")
+    g.add_argument("--cash", type=float, help="starting cash in USDT (default 10000)")
+    g.add_argument("--leverage", type=float, help="1 to 125 (default 1)")
+    g.add_argument("--taker-fee", type=float, help="fraction of notional, 0.0005 = 0.05%% (default)")
+    g.add_argument("--slippage-bps", type=float, help="basis points against each market fill (default 1)")
+    g.add_argument("--no-funding", action="store_true", help="ignore funding payments")
+
+
+def build_config(args: argparse.Namespace):
+    """Config from ``--config`` (if any) with every flag given on the command line applied on top."""
+    from backtests.config import BacktestConfig, load_config
+
+    config = load_config(args.config) if getattr(args, "config", None) else BacktestConfig()
+    data = {k: getattr(args, k) for k in ("exchange", "symbol", "timeframe", "start", "end", "path", "funding_path",
+                                          "store_dir") if getattr(args, k, None) is not None}
+    broker = {k: getattr(args, k) for k in ("cash", "leverage", "taker_fee", "slippage_bps")
+              if getattr(args, k, None) is not None}
+    if getattr(args, "no_funding", False):
+        broker["funding"] = False
+    top = {k: getattr(args, k) for k in ("strategy", "name", "seed", "fraction") if getattr(args, k, None) is not None}
+    if getattr(args, "baselines", None) is not None:
+        top["baselines"] = tuple(b for b in args.baselines.split(",") if b)
+    if getattr(args, "cache_dir", None):
+        top["cache_dir"] = args.cache_dir
+    try:
+        return config.replace(data=data, broker=broker, **top)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    from backtests.session import run_and_report
+    from reports import format_metrics_table
+    from strategies.registry import get_strategy
+
+    config = build_config(args)
+    for name in (config.strategy, *config.baselines):
+        get_strategy(name)
+    _progress(f"lstmbt backtest: {config.strategy} vs {', '.join(config.baselines) or 'no baselines'} on "
+              f"{config.data.symbol} {config.data.timeframe} {config.data.start} .. {config.data.end}")
+    folder, main, baselines = run_and_report(config, args.out, progress=_progress)
+    print()
+    print(format_metrics_table([main, *baselines]))
+    print(f"\nreport: {folder / 'report.html'}")
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from data_feeds.commands import download_command
+
+    return download_command(args)
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from data_feeds.commands import data_list
+
+    print(data_list(args.store_dir))
+    return 0
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lstmbt", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Backtest LSTM-driven strategies on crypto perpetual futures.",
+        epilog="examples:\n  lstmbt backtest --config backtests/configs/btc_lstm_1h.toml\n"
+               "  lstmbt backtest --strategy sma_cross --start 2024-01-01 --end 2024-06-30\n"
+               "  lstmbt download --exchange binanceusdm --symbol BTC/USDT:USDT --timeframe 1h "
+               "--start 2024-01-01 --end 2024-06-30\n  lstmbt data list\n\n"
+               "run 'lstmbt COMMAND --help' for a command's options")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, helptext: str, func) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=helptext, description=helptext, epilog=EXAMPLES.get(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("backtest", "run a strategy against baselines and write a report folder", cmd_backtest)
+    p.add_argument("--config", help="TOML config file (flags below override it)")
+    p.add_argument("--strategy", help="lstm, buy_hold, sma_cross or flat")
+    p.add_argument("--baselines", help="comma-separated strategies to compare with, e.g. buy_hold,sma_cross ('' for none)")
+    p.add_argument("--name", help="run name used in the output folder")
+    p.add_argument("--seed", type=int, help="random seed (default 42)")
+    p.add_argument("--fraction", type=float, help="share of equity per position, 0-1 (default 0.99)")
+    p.add_argument("--out", help="report folder (default runs/<UTC time>-<name>)")
+    p.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
+    _add_data_flags(p)
+    _add_broker_flags(p)
+
+    p = add("download", "fetch candles, funding and mark prices through ccxt into the local store", cmd_download)
+    _add_download_flags(p)
+
+    p = add("data", "show what the local store holds", cmd_data)
+    p.add_argument("action", choices=["list"])
+    p.add_argument("--data-dir", dest="store_dir", help="local data store folder")
+    return parser
+
+
+def _add_download_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--exchange", default="binanceusdm", help="ccxt exchange id: binanceusdm or bybit")
+    p.add_argument("--symbol", required=True, help="ccxt unified symbol, e.g. BTC/USDT:USDT")
+    p.add_argument("--timeframe", required=True, help="bar size, e.g. 1h")
+    p.add_argument("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
+    p.add_argument("--end", required=True, help="last day, YYYY-MM-DD, inclusive (UTC)")
+    p.add_argument("--kinds", default="candles,funding,mark", help="what to fetch (default candles,funding,mark)")
+    p.add_argument("--data-dir", dest="store_dir", help="local data store folder")
+    p.add_argument("--exchange-config", help="TOML/JSON file of ccxt constructor options (urls, timeout, proxies...)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("lstmbt: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        print(f"lstmbt: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,381 @@
+"""A fake Binance USDT-M / Bybit v5 market-data server on 127.0.0.1 for download tests.
+
+It answers just the public endpoints real ccxt objects call to load linear markets and to fetch
+candles, mark-price candles and funding-rate history, with the real data shipped in
+``data_feeds/sample`` (Binance's series; the Bybit endpoints serve the same numbers in Bybit's
+format). Tests point a real ccxt exchange at it with :meth:`FakeExchange.ccxt_config`, which
+rewrites every entry of ``exchange.urls['api']`` to the loopback address and keeps the paths.
+
+Faults are injected per endpoint with :class:`Fault` (HTTP 429 with Retry-After, 5xx, a dropped
+connection, a slow answer, malformed JSON, an HTML page, an empty page, a page missing a candle),
+and a real exchange gap (maintenance: the exchange has no rows) with :meth:`FakeExchange.remove`.
+Every request is logged in :attr:`FakeExchange.requests`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Callable
+from urllib.parse import parse_qs, urlsplit, urlunsplit
+
+import ccxt
+import numpy as np
+import pandas as pd
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data_feeds" / "sample"
+SYMBOLS = {"BTCUSDT": ("BTC", "BTC-USDT-USDT"), "ETHUSDT": ("ETH", "ETH-USDT-USDT")}
+BINANCE_INTERVALS = {"1m": "1m", "15m": "15m", "1h": "1h"}
+BYBIT_INTERVALS = {"1": "1m", "15": "15m", "60": "1h"}
+STEP_MS = {"1m": 60_000, "15m": 900_000, "1h": 3_600_000}
+FAULT_KINDS = ("429", "503", "drop", "slow", "malformed", "html", "empty", "missing_candle")
+
+
+@lru_cache(maxsize=None)
+def sample_frame(file_symbol: str, suffix: str) -> pd.DataFrame:
+    """The shipped sample file ``binanceusdm_<file_symbol>_<suffix>.csv.gz`` with an int64 ms ``timestamp`` column."""
+    return pd.read_csv(SAMPLE_DIR / f"binanceusdm_{file_symbol}_{suffix}.csv.gz")
+
+
+@dataclass
+class Fault:
+    """Answer matching requests wrongly.
+
+    ``kind`` is one of :data:`FAULT_KINDS`; ``endpoint`` the last part of the path (``"klines"``,
+    ``"kline"``, ``"fundingRate"``, ``"exchangeInfo"``...). The first ``skip`` matching requests are
+    answered normally, then the next ``times`` ones (``-1``: all) get the fault. ``when`` narrows the
+    match on the query parameters.
+    """
+
+    kind: str
+    endpoint: str
+    skip: int = 0
+    times: int = 1
+    retry_after: str | None = None
+    delay: float = 2.0
+    when: Callable[[dict], bool] | None = None
+    hits: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault {self.kind!r}")
+
+
+@dataclass
+class Request:
+    """One request the server saw: path, query parameters (single values), arrival time and fault applied."""
+
+    path: str
+    params: dict
+    at: float
+    fault: str | None = None
+
+
+@dataclass
+class FakeExchange:
+    """The server; use as a context manager (``with FakeExchange() as fake:``)."""
+
+    faults: list[Fault] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    page_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._removed: list[tuple[str, str, int, int]] = []
+        self._server: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ life cycle
+
+    def __enter__(self) -> "FakeExchange":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Serve on an ephemeral port of 127.0.0.1 in a daemon thread."""
+        handler = type("Handler", (_Handler,), {"fake": self})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._server.block_on_close = False
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def ccxt_config(self, exchange_id: str, *, timeout_ms: int = 3000) -> dict:
+        """Constructor options pointing ccxt's ``exchange_id`` at this server (every urls['api'] entry, paths kept)."""
+        api = getattr(ccxt, exchange_id)().urls["api"]
+        loop = urlsplit(self.url)
+
+        def rewrite(value):
+            if isinstance(value, dict):
+                return {k: rewrite(v) for k, v in value.items()}
+            parts = urlsplit(value)
+            return urlunsplit((loop.scheme, loop.netloc, parts.path, parts.query, parts.fragment))
+
+        return {"urls": {"api": rewrite(api)}, "rateLimit": 1, "timeout": timeout_ms}
+
+    # ------------------------------------------------------------------ test controls
+
+    def remove(self, symbol_id: str, what: str, start: str, end: str) -> None:
+        """Make the exchange hold no rows of ``what`` (``"1h"``, ``"mark_1h"``, ``"funding"``) in ``[start, end]``."""
+        t0, t1 = (int(pd.Timestamp(t, tz="UTC").value // 1_000_000) for t in (start, end))
+        self._removed.append((symbol_id, what, t0, t1))
+
+    def served(self, endpoint: str) -> list[Request]:
+        """Requests that reached ``endpoint``."""
+        return [r for r in self.requests if r.path.rsplit("/", 1)[-1] == endpoint]
+
+    # ------------------------------------------------------------------ data
+
+    def rows(self, symbol_id: str, what: str, start: int | None, end: int | None) -> np.ndarray:
+        """Rows of the served series with timestamp in ``[start, end]`` as a float array (column 0: ms)."""
+        suffix = "funding_8h" if what == "funding" else what
+        df = sample_frame(SYMBOLS[symbol_id][1], suffix)
+        ts = df["timestamp"].to_numpy("int64")
+        keep = np.ones(len(ts), dtype=bool)
+        if start is not None:
+            keep &= ts >= start
+        if end is not None:
+            keep &= ts <= end
+        for sym, w, t0, t1 in self._removed:
+            if sym == symbol_id and w == what:
+                keep &= (ts < t0) | (ts > t1)
+        return df.to_numpy("float64")[keep]
+
+    def _take_fault(self, endpoint: str, params: dict) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.endpoint != endpoint or fault.times == 0:
+                    continue
+                if fault.when is not None and not fault.when(params):
+                    continue
+                fault.hits += 1
+                if fault.hits <= fault.skip:
+                    continue
+                if fault.times > 0:
+                    fault.times -= 1
+                return fault
+        return None
+
+
+def _num(x: float) -> str:
+    return repr(float(x))
+
+
+def _window(rows: np.ndarray, limit: int, newest_first: bool) -> np.ndarray:
+    """Binance answers the oldest ``limit`` rows of the range; Bybit the newest ``limit``, newest first."""
+    if newest_first:
+        return rows[-limit:][::-1] if limit else rows[:0]
+    return rows[:limit]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    fake: FakeExchange
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        split = urlsplit(self.path)
+        params = {k: v[0] for k, v in parse_qs(split.query).items()}
+        endpoint = split.path.rsplit("/", 1)[-1]
+        fault = self.fake._take_fault(endpoint, params)
+        with self.fake._lock:
+            self.fake.requests.append(Request(split.path, params, time.monotonic(), fault.kind if fault else None))
+        if self.fake.page_delay and endpoint not in ("exchangeInfo", "instruments-info"):
+            time.sleep(self.fake.page_delay)
+        try:
+            self._answer(split.path, params, fault)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _send(self, status: int, body: str, content_type: str = "application/json", headers: dict | None = None):
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _answer(self, path: str, params: dict, fault: Fault | None) -> None:
+        if fault is not None:
+            if fault.kind == "drop":
+                self.close_connection = True
+                return
+            if fault.kind == "slow":
+                time.sleep(fault.delay)
+            elif fault.kind == "429":
+                headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
+                return self._send(429, '{"code":-1003,"msg":"Too many requests; current limit is 2400 requests per '
+                                       'minute."}', headers=headers)
+            elif fault.kind == "503":
+                return self._send(503, "<html><body>503 Service Temporarily Unavailable</body></html>", "text/html")
+            elif fault.kind == "malformed":
+                return self._send(200, '[[1704067200000,"42283.5","42554.5"')
+            elif fault.kind == "html":
+                return self._send(200, "<html><body>Just a moment...</body></html>", "text/html")
+        route = ROUTES.get(path)
+        if route is None:
+            return self._send(404, '{"code":-5000,"msg":"Path not found"}')
+        status, payload = route(self.fake, params, fault)
+        self._send(status, json.dumps(payload, separators=(",", ":")))
+
+
+# ---------------------------------------------------------------------- Binance USDT-M
+
+def _binance_error(code: int, msg: str) -> tuple[int, dict]:
+    return 400, {"code": code, "msg": msg}
+
+
+def _binance_exchange_info(fake, params, fault):
+    symbols = [{
+        "symbol": sid, "pair": sid, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
+        "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": base, "quoteAsset": "USDT",
+        "marginAsset": "USDT", "pricePrecision": 2, "quantityPrecision": 3, "underlyingType": "COIN",
+        "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "4529764", "tickSize": "0.10"},
+                    {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"}],
+    } for sid, (base, _) in SYMBOLS.items()]
+    return 200, {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "exchangeFilters": [],
+                 "assets": [], "symbols": symbols}
+
+
+def _binance_range(fake, params, what_of_interval, newest_first=False):
+    sid = params.get("symbol")
+    if sid not in SYMBOLS:
+        return None, _binance_error(-1121, "Invalid symbol.")
+    interval = params.get("interval")
+    if interval not in BINANCE_INTERVALS:
+        return None, _binance_error(-1120, "Invalid interval.")
+    tf = BINANCE_INTERVALS[interval]
+    limit = min(int(params.get("limit", 500)), 1500)
+    start = int(params["startTime"]) if "startTime" in params else None
+    end = int(params["endTime"]) if "endTime" in params else None
+    rows = fake.rows(sid, what_of_interval(tf), start, end)
+    if start is None and end is not None:
+        return (rows[-limit:], tf), None
+    return (_window(rows, limit, newest_first), tf), None
+
+
+def _drop_one(rows: np.ndarray, fault: Fault | None) -> np.ndarray:
+    if fault is not None and fault.kind == "missing_candle" and len(rows) > 2:
+        return np.delete(rows, len(rows) // 2, axis=0)
+    if fault is not None and fault.kind == "empty":
+        return rows[:0]
+    return rows
+
+
+def _binance_klines(fake, params, fault, mark=False):
+    got, error = _binance_range(fake, params, (lambda tf: f"mark_{tf}") if mark else (lambda tf: tf))
+    if error:
+        return error
+    rows, tf = got
+    rows = _drop_one(rows, fault)
+    step = STEP_MS[tf]
+    return 200, [[int(r[0]), _num(r[1]), _num(r[2]), _num(r[3]), _num(r[4]), _num(r[5]), int(r[0]) + step - 1,
+                  _num(r[5] * r[4]), 1000, _num(r[5] / 2), _num(r[5] * r[4] / 2), "0"] for r in rows]
+
+
+def _binance_funding(fake, params, fault):
+    sid = params.get("symbol")
+    if sid not in SYMBOLS:
+        return _binance_error(-1121, "Invalid symbol.")
+    limit = min(int(params.get("limit", 100)), 1000)
+    start = int(params["startTime"]) if "startTime" in params else None
+    end = int(params["endTime"]) if "endTime" in params else None
+    rows = fake.rows(sid, "funding", start, end)
+    rows = rows[-limit:] if start is None else rows[:limit]
+    rows = _drop_one(rows, fault)
+    return 200, [{"symbol": sid, "fundingTime": int(r[0]), "fundingRate": _num(r[1]), "markPrice": "42000.0"}
+                 for r in rows]
+
+
+# ---------------------------------------------------------------------- Bybit v5
+
+def _bybit(result: dict) -> tuple[int, dict]:
+    return 200, {"retCode": 0, "retMsg": "OK", "result": result, "retExtInfo": {}, "time": int(time.time() * 1000)}
+
+
+def _bybit_error(msg: str) -> tuple[int, dict]:
+    return 200, {"retCode": 10001, "retMsg": msg, "result": {}, "retExtInfo": {}, "time": int(time.time() * 1000)}
+
+
+def _bybit_instruments(fake, params, fault):
+    if params.get("category") != "linear" or params.get("status") == "PreLaunch":
+        return _bybit({"category": params.get("category", ""), "list": [], "nextPageCursor": ""})
+    items = [{
+        "symbol": sid, "contractType": "LinearPerpetual", "status": "Trading", "baseCoin": base, "quoteCoin": "USDT",
+        "settleCoin": "USDT", "launchTime": "1585526400000", "deliveryTime": "0", "fundingInterval": 480,
+        "priceScale": "2", "leverageFilter": {"minLeverage": "1", "maxLeverage": "100.00", "leverageStep": "0.01"},
+        "priceFilter": {"minPrice": "0.10", "maxPrice": "1999999.80", "tickSize": "0.10"},
+        "lotSizeFilter": {"maxOrderQty": "1190.000", "minOrderQty": "0.001", "qtyStep": "0.001",
+                          "minNotionalValue": "5"},
+    } for sid, (base, _) in SYMBOLS.items()]
+    return _bybit({"category": "linear", "list": items, "nextPageCursor": ""})
+
+
+def _bybit_klines(fake, params, fault, mark=False):
+    sid = params.get("symbol")
+    if params.get("category") != "linear" or sid not in SYMBOLS:
+        return _bybit_error("params error: symbol invalid")
+    tf = BYBIT_INTERVALS.get(params.get("interval"))
+    if tf is None:
+        return _bybit_error("params error: interval invalid")
+    limit = min(int(params.get("limit", 200)), 1000)
+    start = int(params["start"]) if "start" in params else None
+    end = int(params["end"]) if "end" in params else None
+    rows = _window(fake.rows(sid, f"mark_{tf}" if mark else tf, start, end), limit, newest_first=True)
+    rows = _drop_one(rows, fault)
+    if mark:
+        out = [[str(int(r[0])), _num(r[1]), _num(r[2]), _num(r[3]), _num(r[4])] for r in rows]
+    else:
+        out = [[str(int(r[0])), _num(r[1]), _num(r[2]), _num(r[3]), _num(r[4]), _num(r[5]), _num(r[5] * r[4])]
+               for r in rows]
+    return _bybit({"category": "linear", "symbol": sid, "list": out})
+
+
+def _bybit_funding(fake, params, fault):
+    sid = params.get("symbol")
+    if params.get("category") != "linear" or sid not in SYMBOLS:
+        return _bybit_error("params error: symbol invalid")
+    if "startTime" in params and "endTime" not in params:
+        return _bybit_error("params error: endTime is required when startTime is given")
+    limit = min(int(params.get("limit", 200)), 200)
+    start = int(params["startTime"]) if "startTime" in params else None
+    end = int(params["endTime"]) if "endTime" in params else None
+    rows = _drop_one(_window(fake.rows(sid, "funding", start, end), limit, newest_first=True), fault)
+    return _bybit({"category": "linear", "list": [
+        {"symbol": sid, "fundingRate": _num(r[1]), "fundingRateTimestamp": str(int(r[0]))} for r in rows]})
+
+
+ROUTES = {
+    "/fapi/v1/exchangeInfo": _binance_exchange_info,
+    "/fapi/v1/klines": _binance_klines,
+    "/fapi/v1/markPriceKlines": lambda fake, p, f: _binance_klines(fake, p, f, mark=True),
+    "/fapi/v1/fundingRate": _binance_funding,
+    "/v5/market/instruments-info": _bybit_instruments,
+    "/v5/market/kline": _bybit_klines,
+    "/v5/market/mark-price-kline": lambda fake, p, f: _bybit_klines(fake, p, f, mark=True),
+    "/v5/market/funding/history": _bybit_funding,
+}
