@@ -33,6 +33,7 @@ SYMBOLS = {"BTCUSDT": ("BTC", "BTC-USDT-USDT"), "ETHUSDT": ("ETH", "ETH-USDT-USD
 BINANCE_INTERVALS = {"1m": "1m", "15m": "15m", "1h": "1h"}
 BYBIT_INTERVALS = {"1": "1m", "15": "15m", "60": "1h"}
 STEP_MS = {"1m": 60_000, "15m": 900_000, "1h": 3_600_000}
+BYBIT_TOO_MANY = '{"retCode":10006,"retMsg":"Too many visits!","result":{},"retExtInfo":{},"time":0}'
 FAULT_KINDS = ("429", "503", "drop", "slow", "malformed", "html", "empty", "missing_candle")
 
 
@@ -228,8 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.delay)
             elif fault.kind == "429":
                 headers = {"Retry-After": fault.retry_after} if fault.retry_after is not None else {}
-                return self._send(429, '{"code":-1003,"msg":"Too many requests; current limit is 2400 requests per '
-                                       'minute."}', headers=headers)
+                body = (BYBIT_TOO_MANY if path.startswith("/v5/") else
+                        '{"code":-1003,"msg":"Too many requests; current limit is 2400 requests per minute."}')
+                return self._send(429, body, headers=headers)
             elif fault.kind == "503":
                 return self._send(503, "<html><body>503 Service Temporarily Unavailable</body></html>", "text/html")
             elif fault.kind == "malformed":
@@ -261,7 +263,7 @@ def _binance_exchange_info(fake, params, fault):
                  "assets": [], "symbols": symbols}
 
 
-def _binance_range(fake, params, what_of_interval, newest_first=False):
+def _binance_range(fake, params, what_of_interval):
     sid = params.get("symbol")
     if sid not in SYMBOLS:
         return None, _binance_error(-1121, "Invalid symbol.")
@@ -273,9 +275,7 @@ def _binance_range(fake, params, what_of_interval, newest_first=False):
     start = int(params["startTime"]) if "startTime" in params else None
     end = int(params["endTime"]) if "endTime" in params else None
     rows = fake.rows(sid, what_of_interval(tf), start, end)
-    if start is None and end is not None:
-        return (rows[-limit:], tf), None
-    return (_window(rows, limit, newest_first), tf), None
+    return (rows[-limit:] if start is None else rows[:limit], tf), None
 
 
 def _drop_one(rows: np.ndarray, fault: Fault | None) -> np.ndarray:

@@ -1,0 +1,163 @@
+"""Write one backtest's report folder: ``report.html``, ``metrics.json``, CSVs and the chart PNGs.
+
+Files (each written atomically, ``report.html`` last so its presence means the folder is complete):
+
+- ``report.html``: one self-contained page (charts embedded, inline CSS, no scripts, no external URLs).
+- ``metrics.json``: the metrics of the strategy, buy-and-hold and each baseline; deterministic (sorted keys,
+  NaN/inf as null, ISO timestamps): the same inputs give a byte-identical file.
+- ``equity.csv`` (time, equity, position, target, buy_hold), ``trades.csv``, ``fills.csv``, ``rejected.csv``.
+- ``price.png``, ``equity.png``, ``drawdown.png``, ``monthly.png`` and ``predictions.png`` when the result
+  holds model predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from reports import charts
+from reports.files import atomic_write
+from reports.formatting import jsonable
+from reports.html import Chart, render_report
+from reports.metrics import buy_and_hold_equity, compute_metrics, equity_metrics, result_metrics
+
+if TYPE_CHECKING:
+    from backtests.result import BacktestResult
+
+BUY_HOLD = "buy & hold"
+LOG_SCALE_RATIO = 5.0
+"""The equity chart switches to a log scale when its curves span more than this factor (max / min)."""
+
+
+def _iso(index: pd.DatetimeIndex) -> list[str]:
+    """``2024-01-01T00:00:00Z`` strings (UTC) for CSV time columns."""
+    return list(pd.DatetimeIndex(index).tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ"))
+
+
+def _csv(df: pd.DataFrame) -> str:
+    """Frame as CSV text with timestamp columns in ISO 8601 UTC and floats in shortest round-trip form."""
+    out = df.copy()
+    for col in out.columns:
+        if isinstance(out[col].dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = _iso(pd.DatetimeIndex(pd.to_datetime(out[col], utc=True)))
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+def equity_frame(result: "BacktestResult", buy_hold: pd.Series | None) -> pd.DataFrame:
+    """Per-bar frame for ``equity.csv``: time, equity, position, target, buy_hold (USDT), aligned on equity."""
+    index = result.equity.index
+    return pd.DataFrame({
+        "time": _iso(index),
+        "equity": result.equity.to_numpy(dtype="float64"),
+        "position": result.position.reindex(index).to_numpy(dtype="float64"),
+        "target": result.target.reindex(index).to_numpy(dtype="float64"),
+        "buy_hold": buy_hold.reindex(index).to_numpy(dtype="float64") if buy_hold is not None else float("nan"),
+    })
+
+
+def _baseline_columns(baselines: Sequence, timeframe: str) -> list[tuple[str, pd.Series, pd.Series]]:
+    """``(name, equity, metrics)`` per baseline: a BacktestResult-like object or a ``(name, equity)`` pair
+    (a bare curve's first value is its starting capital)."""
+    out = []
+    for item in baselines:
+        if isinstance(item, tuple) and len(item) == 2:
+            name, equity = item
+            out.append((str(name), equity, equity_metrics(equity, timeframe)))
+        else:
+            out.append((str(item.name), item.equity, result_metrics(item)))
+    return out
+
+
+def _unique(names: list[str]) -> list[str]:
+    """``["a", "a", "b"]`` -> ``["a", "a (2)", "b"]`` so table columns and JSON entries stay distinct."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name} ({seen[name]})")
+    return out
+
+
+def _render(fig, path: Path) -> bytes:
+    charts.save_figure(fig, path)
+    return path.read_bytes()
+
+
+def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baselines: Sequence = (),
+                 title: str | None = None) -> Path:
+    """Write the report folder for ``result`` into ``out_dir`` (created if needed); returns ``report.html``'s path.
+
+    ``baselines`` are other runs on the same data to compare with (BacktestResult objects, or ``(name, equity
+    Series)`` pairs); buy-and-hold of the traded asset (``initial_cash`` at the first close, no fees) is always
+    added. Example: ``write_report(result, Path("runs/2024-lstm"), baselines=[sma_result])``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    close = result.prices["close"] if result.prices is not None and "close" in result.prices else None
+    buy_hold = buy_and_hold_equity(close, result.initial_cash) if close is not None and len(close) else None
+
+    base = _baseline_columns(baselines, result.timeframe)
+    columns = [(result.name, "strategy", result_metrics(result))]
+    if buy_hold is not None:
+        bh_metrics = compute_metrics(buy_hold, pd.DataFrame(), result.timeframe, initial_cash=result.initial_cash,
+                                     position=pd.Series(1.0, index=buy_hold.index))
+        columns.append((BUY_HOLD, "buy_and_hold", bh_metrics))
+    columns += [(name, "baseline", m) for name, _, m in base]
+    names = _unique([name for name, _, _ in columns])
+
+    # ---- charts
+    pngs = []
+    if close is not None:
+        pngs.append(Chart("Price and position", _render(charts.price_chart(close, result.position, result.fills),
+                                                          out / "price.png"),
+                          "Close price; background green while long, red while short; ^ buys, v sells."))
+    curves = [result.equity, *([buy_hold] if buy_hold is not None else []), *[eq for _, eq, _ in base]]
+    lo, hi = min(float(c.min()) for c in curves), max(float(c.max()) for c in curves)
+    log = lo > 0 and hi / lo > LOG_SCALE_RATIO
+    pngs.append(Chart("Equity", _render(charts.equity_chart(result.equity, buy_hold,
+                                                            [(n, eq) for n, eq, _ in base], name=result.name,
+                                                            log=log), out / "equity.png"),
+                      "Account value in USDT" + (" (log scale)" if log else "")
+                      + "; buy & hold puts the initial cash into the asset at the first close, without fees."))
+    pngs.append(Chart("Drawdown", _render(charts.drawdown_chart(result.equity, buy_hold, name=result.name),
+                                          out / "drawdown.png"), "Percent below the running equity peak."))
+    pngs.append(Chart("Monthly returns", _render(charts.monthly_returns_chart(result.equity, result.initial_cash),
+                                                 out / "monthly.png"), "Calendar months in UTC."))
+    if result.predictions is not None and close is not None:
+        pngs.append(Chart("Model class probabilities",
+                          _render(charts.predictions_chart(close, result.predictions), out / "predictions.png"),
+                          "Out-of-sample class probabilities per bar (short, flat, long)."))
+    else:
+        (out / "predictions.png").unlink(missing_ok=True)    # never leave a stale chart from an earlier run
+
+    # ---- data files
+    atomic_write(out / "equity.csv", _csv(equity_frame(result, buy_hold)))
+    atomic_write(out / "trades.csv", _csv(result.trades))
+    atomic_write(out / "fills.csv", _csv(result.fills))
+    atomic_write(out / "rejected.csv", _csv(result.rejected))
+    run = {"name": result.name, "strategy": result.strategy, "exchange": result.exchange, "symbol": result.symbol,
+           "timeframe": result.timeframe, "initial_cash": result.initial_cash, "data_span": result.data_span,
+           "config": result.config}
+    doc = {"run": jsonable(run),
+           "results": [{"name": n, "role": role, "metrics": jsonable(m)} for n, (_, role, m) in zip(names, columns)]}
+    atomic_write(out / "metrics.json", json.dumps(doc, sort_keys=True, indent=2, allow_nan=False) + "\n")
+
+    # ---- the page, last
+    start, end = result.equity.index[0], result.equity.index[-1]
+    subtitle = (f"{result.strategy} · {result.exchange} · {result.symbol} · {result.timeframe} · "
+                f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC · {len(result.equity):,} bars · "
+                f"initial cash {result.initial_cash:,.2f} USDT")
+    notes = [f"{len(result.rejected):,} order(s) were rejected by the broker (see rejected.csv)."] \
+        if len(result.rejected) else []
+    page = render_report(title=title or f"{result.name}: {result.symbol} {result.timeframe}", subtitle=subtitle,
+                         metrics=[(n, m) for n, (_, _, m) in zip(names, columns)], charts=pngs,
+                         trades=result.trades, config=result.config, data_span=result.data_span, notes=notes)
+    return atomic_write(out / "report.html", page)
+
+
+__all__ = ["equity_frame", "write_report"]
