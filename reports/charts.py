@@ -24,7 +24,7 @@ from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from reports.errors import ReportError
 from reports.files import atomic_path
@@ -184,7 +184,7 @@ def _plot_fills(ax, fills: pd.DataFrame) -> list:
 @_styled
 def equity_chart(equity: pd.Series, buy_hold: pd.Series | None = None,
                  baselines: Sequence[tuple[str, pd.Series]] = (), *, name: str = "strategy", log: bool = False,
-                 title: str = "Equity") -> Figure:
+                 buy_hold_name: str = "buy & hold", title: str = "Equity") -> Figure:
     """Strategy equity (blue) against buy-and-hold (grey) and any extra ``(name, equity)`` baselines, in USDT;
     ``log=True`` puts equity on a log scale, where equal percentage moves look equal."""
     fig, (ax,) = _new_figure(4.4)
@@ -193,12 +193,14 @@ def equity_chart(equity: pd.Series, buy_hold: pd.Series | None = None,
                 color=BASELINE_COLORS[i % len(BASELINE_COLORS)], label=label, zorder=2)
     if buy_hold is not None:
         ax.plot(_x(buy_hold.index), buy_hold.to_numpy(dtype="float64"), lw=1.0, color=COLORS["buy_hold"],
-                label="buy & hold", zorder=2)
+                label=buy_hold_name, zorder=2)
     ax.plot(_x(equity.index), equity.to_numpy(dtype="float64"), lw=1.4, color=COLORS["strategy"], label=name,
             zorder=3)
+    ax.axhline(float(equity.iloc[0]), color="#555555", lw=0.7, ls=(0, (4, 3)), zorder=1)   # the starting capital
     if log:
         ax.set_yscale("log")
-        ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))   # labels every 2-3x
+        ax.yaxis.set_minor_formatter(NullFormatter())
     _thousands(ax)
     ax.set_ylabel("equity [USDT]" + (" (log)" if log else ""))
     ax.margins(x=0)
@@ -210,7 +212,7 @@ def equity_chart(equity: pd.Series, buy_hold: pd.Series | None = None,
 
 @_styled
 def drawdown_chart(equity: pd.Series, buy_hold: pd.Series | None = None, *, name: str = "strategy",
-                   title: str = "Drawdown") -> Figure:
+                   buy_hold_name: str = "buy & hold", title: str = "Drawdown") -> Figure:
     """Underwater curve: percent below the running equity peak (strategy filled, buy-and-hold as a grey line),
     with the deepest point labelled."""
     fig, (ax,) = _new_figure(3.2)
@@ -219,7 +221,7 @@ def drawdown_chart(equity: pd.Series, buy_hold: pd.Series | None = None, *, name
     y = dd.to_numpy()
     bh = drawdown(buy_hold).to_numpy() * 100 if buy_hold is not None else None
     if buy_hold is not None:
-        ax.plot(_x(buy_hold.index), bh, color=COLORS["buy_hold"], lw=0.9, label="buy & hold")
+        ax.plot(_x(buy_hold.index), bh, color=COLORS["buy_hold"], lw=0.9, label=buy_hold_name)
     ax.fill_between(x, y, 0, color=COLORS["short"], alpha=0.3, lw=0, label=name)
     ax.plot(x, y, color=COLORS["short"], lw=0.8)
     worst = int(np.argmin(y))
@@ -250,14 +252,14 @@ def monthly_returns_chart(equity: pd.Series, initial_cash: float | None = None, 
     values = np.column_stack([table.to_numpy(dtype="float64"), year.to_numpy(dtype="float64")]) * 100
     nrows = values.shape[0]
     fig, (ax,) = _new_figure(1.3 + 0.55 * nrows)
-    finite = values[np.isfinite(values)]
-    vmax = max(float(np.abs(finite).max()) if finite.size else 1.0, 1e-9)
+    months = values[:, :12][np.isfinite(values[:, :12])]     # the year column saturates rather than set the scale
+    vmax = max(float(np.abs(months).max()) if months.size else 1.0, 1e-9)
     cmap = matplotlib.colormaps["RdYlGn"].copy()
     cmap.set_bad("#f2f2f2")
     ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):
-            strong = abs(v) > 0.6 * vmax
+            strong = abs(v) > 0.65 * vmax
             ax.text(j, i, f"{v:+.1f}%", ha="center", va="center", fontsize=9,
                     color="white" if strong else "#1a1a1a", fontweight="bold" if j == 12 else "normal")
     ax.axvline(11.5, color="white", lw=4)

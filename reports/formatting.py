@@ -25,7 +25,7 @@ SUMMARY_KEYS = ("Return [%]", "CAGR [%]", "Sharpe", "Max drawdown [%]", "Trades"
 
 def format_value(key: str, value: object, missing: str = "-") -> str:
     """One metric as text, its precision chosen by the unit in ``key`` (2 decimals for % and USDT, 1 for days)."""
-    if value is None:
+    if value is None or value is pd.NaT:
         return missing
     if isinstance(value, pd.Timestamp):
         return value.tz_convert("UTC").strftime("%Y-%m-%d %H:%M") if value.tzinfo else value.strftime("%Y-%m-%d %H:%M")
@@ -90,8 +90,10 @@ def jsonable(value: object) -> object:
     if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
         items = sorted(value, key=str) if isinstance(value, (set, frozenset)) else list(value)
         return [jsonable(v) for v in items]
-    if value is None or isinstance(value, (bool, np.bool_)):
-        return None if value is None else bool(value)
+    if value is None or value is pd.NaT:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -103,8 +105,6 @@ def jsonable(value: object) -> object:
     if isinstance(value, (pd.Timedelta, np.timedelta64)):
         td = pd.Timedelta(value)
         return None if td is pd.NaT else td.isoformat()
-    if value is pd.NaT:
-        return None
     if isinstance(value, str):
         return value
     return str(value)

@@ -34,6 +34,7 @@ th,td{padding:5px 10px;border-bottom:1px solid #e6e8eb;white-space:nowrap}
 th{text-align:right;background:#f0f3f6;font-weight:600}
 th:first-child,td:first-child{text-align:left}
 td{text-align:right}
+.metrics td:first-child{position:sticky;left:0;background:#fff}
 .metrics td:nth-child(2),.metrics th:nth-child(2){background:#eaf2fb}
 .neg{color:#b3261e}.pos{color:#1e7b34}
 figure{margin:10px 0 18px}

@@ -29,7 +29,7 @@ from reports.metrics import buy_and_hold_equity, compute_metrics, equity_metrics
 if TYPE_CHECKING:
     from backtests.result import BacktestResult
 
-BUY_HOLD = "buy & hold"
+BUY_HOLD = "buy & hold (1x, no fees)"
 LOG_SCALE_RATIO = 5.0
 """The equity chart switches to a log scale when its curves span more than this factor (max / min)."""
 
@@ -71,6 +71,15 @@ def _baseline_columns(baselines: Sequence, timeframe: str) -> list[tuple[str, pd
         else:
             out.append((str(item.name), item.equity, result_metrics(item)))
     return out
+
+
+def trades_for_display(trades: pd.DataFrame) -> pd.DataFrame:
+    """Trades as a reader wants them in the page: ``direction`` +1/-1 shown as ``long``/``short``."""
+    if "direction" not in trades.columns or not len(trades):
+        return trades
+    names = {1: "long", -1: "short"}
+    return trades.assign(direction=[names.get(int(d), str(d)) if pd.notna(d) and str(d).lstrip("-").isdigit()
+                                    else str(d) for d in trades["direction"]])
 
 
 def _unique(names: list[str]) -> list[str]:
@@ -121,10 +130,11 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
     log = lo > 0 and hi / lo > LOG_SCALE_RATIO
     pngs.append(Chart("Equity", _render(charts.equity_chart(result.equity, buy_hold,
                                                             [(n, eq) for n, eq, _ in base], name=result.name,
-                                                            log=log), out / "equity.png"),
+                                                            log=log, buy_hold_name=BUY_HOLD), out / "equity.png"),
                       "Account value in USDT" + (" (log scale)" if log else "")
                       + "; buy & hold puts the initial cash into the asset at the first close, without fees."))
-    pngs.append(Chart("Drawdown", _render(charts.drawdown_chart(result.equity, buy_hold, name=result.name),
+    pngs.append(Chart("Drawdown", _render(charts.drawdown_chart(result.equity, buy_hold, name=result.name,
+                                                                   buy_hold_name=BUY_HOLD),
                                           out / "drawdown.png"), "Percent below the running equity peak."))
     pngs.append(Chart("Monthly returns", _render(charts.monthly_returns_chart(result.equity, result.initial_cash),
                                                  out / "monthly.png"), "Calendar months in UTC."))
@@ -156,7 +166,7 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
         if len(result.rejected) else []
     page = render_report(title=title or f"{result.name}: {result.symbol} {result.timeframe}", subtitle=subtitle,
                          metrics=[(n, m) for n, (_, _, m) in zip(names, columns)], charts=pngs,
-                         trades=result.trades, config=result.config, data_span=result.data_span, notes=notes)
+                         trades=trades_for_display(result.trades), config=result.config, data_span=result.data_span, notes=notes)
     return atomic_write(out / "report.html", page)
 
 

@@ -24,6 +24,7 @@ from data_feeds.errors import DataError
 from strategies.lstm.config import ModelConfig
 from strategies.lstm.dataset import WindowDataset, make_loader, make_windows
 from strategies.lstm.decision import RULE
+from strategies.lstm.errors import ConfigError
 from strategies.lstm.evaluation import class_balance, class_weights, classification_metrics
 from strategies.lstm.features import Scaler, compute_features, infer_bar, warmup_bars
 from strategies.lstm.inference import predict_probabilities, torch_threads
@@ -146,6 +147,27 @@ def run_epoch(model: SignalNet, loader, weights: torch.Tensor | None, device: to
     return loss_sum / max(weight_sum, 1e-12), correct / max(count, 1)
 
 
+@dataclass
+class EarlyStopping:
+    """Stop when the validation loss has not improved for ``patience`` epochs in a row; remembers the best epoch.
+
+    Losses 1.0, 0.9, 0.95, 0.93 with patience 2: epoch 2 is best and training stops after epoch 4.
+    """
+
+    patience: int
+    best_loss: float = float("inf")
+    best_epoch: int = 0
+    stale: int = 0
+
+    def update(self, epoch: int, loss: float) -> tuple[bool, bool]:
+        """Record an epoch's loss; returns (improved, stop)."""
+        if loss < self.best_loss:
+            self.best_loss, self.best_epoch, self.stale = loss, epoch, 0
+            return True, False
+        self.stale += 1
+        return False, self.stale >= self.patience
+
+
 def _check_finite(x: np.ndarray, what: str, index: pd.DatetimeIndex, ends: np.ndarray, window: int) -> None:
     bad = ~np.isfinite(x).all(axis=(1, 2))
     if bad.any():
@@ -190,7 +212,7 @@ def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, 
         train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True, generator=generator)
         val_loader = make_loader(val_ds, max(cfg.batch_size, 1024), shuffle=False)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        best_loss, best_state, best_epoch, stale = float("inf"), None, 0, 0
+        stopper, best_state = EarlyStopping(cfg.patience), None
         for epoch in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             train_loss, _ = run_epoch(model, train_loader, weights, device, optimizer)
@@ -202,15 +224,17 @@ def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, 
             if progress is not None:
                 progress(f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
                          f"val acc {100 * val_acc:.1f}%  ({seconds:.1f} s)")
-            if val_loss < best_loss:
-                best_loss, best_state, best_epoch, stale = val_loss, copy.deepcopy(model.state_dict()), epoch, 0
-            else:
-                stale += 1
-                if stale >= cfg.patience:
-                    if progress is not None:
-                        progress(f"early stop: no val loss improvement for {cfg.patience} epochs; "
-                                 f"keeping epoch {best_epoch} (val loss {best_loss:.4f})")
-                    break
+            improved, stop = stopper.update(epoch, val_loss)
+            if improved:
+                best_state = copy.deepcopy(model.state_dict())
+            if stop:
+                if progress is not None:
+                    progress(f"early stop: no val loss improvement for {cfg.patience} epochs; "
+                             f"keeping epoch {stopper.best_epoch} (val loss {stopper.best_loss:.4f})")
+                break
+        if best_state is None:
+            raise ConfigError(f"training diverged: validation loss was {history[-1]['val_loss']} in every epoch; "
+                              f"lower lr (now {cfg.lr})")
         model.load_state_dict(best_state)
         model.eval()
         val_probs = predict_probabilities(model, make_windows(x_all, va_ends, cfg.window))
@@ -238,7 +262,7 @@ def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, 
         "class_weights": None if weights_np is None else [float(w) for w in weights_np],
         "train_label_balance": class_balance(tr_y),
         "validation": classification_metrics(val_probs, va_y, cfg.min_confidence),
-        "training": {"epochs_run": len(history), "best_epoch": best_epoch, "best_val_loss": best_loss,
+        "training": {"epochs_run": len(history), "best_epoch": stopper.best_epoch, "best_val_loss": stopper.best_loss,
                      "history": history, "seconds": seconds_total,
                      "train_samples_per_second": len(tr_ends) * len(history) / max(train_seconds, 1e-9)},
         "decision_rule": {"rule": RULE, "min_confidence": cfg.min_confidence},

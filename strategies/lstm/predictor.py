@@ -1,0 +1,142 @@
+"""``Predictor``: what the strategy asks each bar. "The window ending at bar i" is the only thing it reads.
+
+Two modes give the same answers (the tests hold them to 1e-6):
+
+- ``"batched"``: :meth:`Predictor.attach` runs every window of the span through the net once, in chunks, and
+  each later query is an array lookup (O(1)).
+- ``"online"``: each query runs the net on its window at call time, as a live system would.
+
+Features are computed over all candles passed to ``attach`` (they are causal: a row depends only on its own
+trailing window), scaled with the training scaler stored in the model's metadata, never refitted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from data_feeds.errors import DataError
+from strategies.lstm.dataset import make_windows
+from strategies.lstm.decision import decide
+from strategies.lstm.errors import ConfigError
+from strategies.lstm.features import compute_features, warmup_bars
+from strategies.lstm.inference import model_device, predict_probabilities, torch_threads
+from strategies.lstm.train import TrainedModel
+from strategies.signal import CLASS_NAMES, Signal
+
+MODES = ("batched", "online")
+
+
+class Predictor:
+    """Per-bar probabilities and signals of a trained model over a span of candles.
+
+    >>> p = Predictor(trained)                              # doctest: +SKIP
+    >>> p.attach(candles, funding, pd.Timestamp("2024-01-01", tz="UTC"))   # doctest: +SKIP
+    >>> p.probabilities(0), p.signal(0)     # bar 2024-01-01 00:00, decided on its close   # doctest: +SKIP
+    (array([0.31, 0.22, 0.47]), <Signal.LONG: 1>)
+    """
+
+    def __init__(self, trained: TrainedModel, mode: str = "batched", *, chunk: int = 512) -> None:
+        if mode not in MODES:
+            raise ConfigError(f"predictor mode must be one of {', '.join(MODES)}, got {mode!r}")
+        self.trained = trained
+        self.mode = mode
+        self.chunk = chunk
+        cfg = trained.config
+        self.window = cfg.window
+        self.threads = cfg.threads
+        self.min_confidence = trained.min_confidence
+        self._scaler = trained.scaler
+        self._x: np.ndarray | None = None          # (T, F) scaled features of all attached candles
+        self._start = 0                             # row of the first span bar
+        self._index: pd.DatetimeIndex | None = None
+        self._probs: np.ndarray | None = None       # batched: (N, 3); online: rows filled as queried
+        self._signals: list[Signal] = []
+        self._queried: dict[int, None] = {}
+
+    def attach(self, candles: pd.DataFrame, funding: pd.DataFrame, span_start: pd.Timestamp) -> None:
+        """Prepare predictions for every candle at or after ``span_start``.
+
+        ``candles`` must include warm-up history before ``span_start``: ``window - 1`` bars for the first window
+        plus the features' warm-up (167 bars with ``vol_z``; with window 48, 214 bars in all). Raises DataError
+        saying where the data must start when there is less. Bar i of the span is ``candles`` row
+        ``searchsorted(span_start) + i``.
+        """
+        span_start = pd.Timestamp(span_start)
+        names = self.trained.feature_names
+        feats = compute_features(candles, funding, names, bar=self.trained.bar)
+        x = self._scaler.transform(feats)
+        start = int(candles.index.searchsorted(span_start, side="left"))
+        if start >= len(candles):
+            raise DataError(f"no candles at or after span_start {span_start}; the data ends at {candles.index[-1]}")
+        first = start - (self.window - 1)
+        needed = self.window - 1 + warmup_bars(names)
+        if first < 0 or not np.isfinite(x[first:]).all():
+            raise DataError(
+                f"not enough history before {span_start} to predict it: need {needed} bars of warm-up "
+                f"({self.window - 1} window + {needed - self.window + 1} feature warm-up) with funding already "
+                f"settled, have {start}; load candles and funding from {span_start - needed * self.trained.bar} "
+                f"or earlier")
+        self._x, self._start, self._index = x, start, candles.index[start:]
+        n = len(self._index)
+        if self.mode == "batched":
+            windows = make_windows(x, np.arange(start, start + n), self.window)
+            with torch_threads(self.threads):
+                probs = predict_probabilities(self.trained.model, windows, self.chunk)
+            probs.flags.writeable = False
+            self._probs = probs
+            self._signals = [Signal(int(v)) for v in decide(probs, self.min_confidence)]
+        else:
+            self._probs = np.full((n, 3), np.nan)
+            self._queried = {}
+
+    def __len__(self) -> int:
+        """Bars in the attached span."""
+        return 0 if self._index is None else len(self._index)
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        """Open times of the span bars (bar i is ``index[i]``)."""
+        self._require_attached()
+        return self._index
+
+    def probabilities(self, i: int) -> np.ndarray:
+        """(3,) probabilities (short, flat, long) for span bar i, from the window ending at that bar's close."""
+        i = self._check(i)
+        if self.mode == "batched":
+            return self._probs[i]
+        end = self._start + i
+        window = torch.from_numpy(self._x[end - self.window + 1:end + 1])[None]          # (1, window, F)
+        model = self.trained.model
+        with torch_threads(self.threads), torch.inference_mode():
+            model.eval()
+            p = torch.softmax(model(window.to(model_device(model))), dim=1)[0].double().cpu().numpy()
+        self._probs[i] = p
+        self._queried[i] = None
+        return p
+
+    def signal(self, i: int) -> Signal:
+        """The decision for span bar i: argmax class, FLAT when its probability is below ``min_confidence``."""
+        if self.mode == "batched":
+            return self._signals[self._check(i)]
+        return Signal(int(decide(self.probabilities(i)[None], self.min_confidence)[0]))
+
+    def probability_frame(self) -> pd.DataFrame:
+        """Probabilities per span bar (columns short, flat, long); in online mode only the bars queried so far."""
+        self._require_attached()
+        if self.mode == "batched":
+            return pd.DataFrame(self._probs, index=self._index, columns=list(CLASS_NAMES))
+        rows = np.array(sorted(self._queried), dtype=np.int64)
+        return pd.DataFrame(self._probs[rows], index=self._index[rows], columns=list(CLASS_NAMES))
+
+    def _require_attached(self) -> None:
+        if self._index is None:
+            raise RuntimeError("call Predictor.attach(candles, funding, span_start) before asking for predictions")
+
+    def _check(self, i: int) -> int:
+        self._require_attached()
+        i = int(i)
+        if not 0 <= i < len(self._index):
+            raise IndexError(f"bar {i} is outside the attached span of {len(self._index)} bars")
+        return i
