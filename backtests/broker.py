@@ -1,9 +1,9 @@
-"""Futures accounting on Backtrader's own broker, through its documented seams.
+"""Futures accounting on Backtrader's own broker, through its documented seams plus a thin broker subclass.
 
-USDT-margined linear perpetuals: one contract = one unit of the base asset (``size=0.5`` is half a
-BTC), PnL = size x price change, fees = |size| x price x rate.
+USDT-margined linear perpetuals, isolated margin: one contract = one unit of the base asset (``size=0.5`` is
+half a BTC), PnL = size x price change, fees = |size| x price x rate.
 
-Backtrader's conventions, each pinned by a test in ``tests/test_broker.py``:
+Backtrader's conventions, each pinned by a test in ``tests/test_broker_conventions.py``:
 
 - Sizes are floats; nothing here calls ``int()`` on them (Backtrader's own sizers do).
 - ``commtype=COMM_PERC`` with ``percabs=True``: ``taker_fee=0.0005`` means 0.05 % of notional, not 0.0005 %.
@@ -21,7 +21,21 @@ Backtrader's conventions, each pinned by a test in ``tests/test_broker.py``:
   close of the bar before the settlement (the mark price at the settlement instant).
 - ``checksubmit=False``: Backtrader's check at submission prices the margin released by a closing
   order at the order's creation price instead of the entry price, so it refuses affordable flips. The
-  margin check happens where an exchange makes it, at execution (next open), with the right prices.
+  margin check happens where an exchange makes it, at execution (next open), with the right prices. An order
+  whose opening part cannot be paid (initial margin + fee > free cash) is refused with status ``Margin``; in a
+  flip the closing part still executes first, as on an exchange (reduce-only part, then the new position).
+
+Order of events within a bar (:class:`FuturesBroker`):
+
+1. funding settled at the bar's open on the position held through it;
+2. orders due at the open fill: market orders at the open moved by the slippage model, paying the taker fee;
+   limit orders at their limit (or the better open), paying the maker fee if they rested (not marketable
+   against the close they were placed at) and the taker fee otherwise;
+3. liquidation check over the bar's adverse mark extreme (mark low for a long, mark high for a short; the
+   last-price candle where no mark prices exist): below maintenance, the position is closed at the
+   liquidation price with the liquidation fee, recorded as a fill of kind ``"liquidation"`` and notified to the
+   strategy (see :mod:`backtests.margin`); the run goes on with what is left;
+4. mark to market at the close.
 """
 
 from __future__ import annotations
@@ -30,14 +44,21 @@ from dataclasses import dataclass
 
 import backtrader as bt
 
+from backtests.margin import DEFAULT_TABLE, MarginTable, is_liquidated, liquidation_fee, liquidation_price, \
+    market_rules
+from backtests.slippage import check_model, fill_price
+
 
 @dataclass(frozen=True)
 class BrokerConfig:
     """Broker settings for one run.
 
     ``leverage=5``: initial margin is notional / 5. ``taker_fee=0.0005`` is 0.05 % of notional per fill
-    (Binance USDT-M base tier: taker 0.05 %, maker 0.02 %). ``slippage_bps=1`` moves each market fill
-    1 basis point (0.01 %) against the order, capped by the bar's high/low.
+    (Binance USDT-M base tier: taker 0.05 %, maker 0.02 %). ``slippage="fixed"`` with ``slippage_bps=1`` moves
+    each market fill 1 basis point (0.01 %) against the order, capped by the bar's high/low; ``"range"`` and
+    ``"volume"`` use ``slippage_coef`` (see :mod:`backtests.slippage`); ``"none"`` fills at the open.
+    ``liquidation_fee=0.0125``: 1.25 % of the notional at the liquidation price, capped at the position's
+    remaining margin.
     """
 
     cash: float = 10_000.0
@@ -46,19 +67,29 @@ class BrokerConfig:
     maker_fee: float = 0.0002
     slippage_bps: float = 1.0
     funding: bool = True
+    slippage: str = "fixed"
+    slippage_coef: float = 0.1
+    liquidation: bool = True
+    liquidation_fee: float = 0.0125
 
     def __post_init__(self):
         if not self.cash > 0:
             raise ValueError(f"cash must be positive, got {self.cash}")
         if not 1 <= self.leverage <= 125:
             raise ValueError(f"leverage must be between 1 and 125, got {self.leverage}")
-        for name in ("taker_fee", "maker_fee", "slippage_bps"):
-            if not 0 <= getattr(self, name) < (1 if name != "slippage_bps" else 10_000):
-                raise ValueError(f"{name} out of range: {getattr(self, name)}")
+        limits = {"taker_fee": 1, "maker_fee": 1, "liquidation_fee": 1, "slippage_bps": 10_000, "slippage_coef": 100}
+        for name, limit in limits.items():
+            if not 0 <= getattr(self, name) < limit:
+                raise ValueError(f"{name} out of range [0, {limit}): {getattr(self, name)}")
+        check_model(self.slippage)
 
 
 class FuturesCommInfo(bt.CommInfoBase):
-    """Linear-perpetual fees, margin and funding for one data feed (see the module docstring)."""
+    """Linear-perpetual fees, margin and funding for one data feed (see the module docstring).
+
+    ``rate`` is the fee rate of the execution in progress: the broker sets it to the maker, taker or
+    liquidation rate around each fill; it rests at the taker rate (``commission``).
+    """
 
     params = (
         ("stocklike", False),
@@ -73,6 +104,11 @@ class FuturesCommInfo(bt.CommInfoBase):
     def __init__(self):
         super().__init__()
         self.funding_log: list[tuple[float, float]] = []  # (bt date number, amount paid)
+        self.rate = self.p.commission
+
+    def _getcommission(self, size, price, pseudoexec):
+        """Fee in USDT: ``|size| x price x rate`` (0.5 BTC at 60,000 with rate 0.0005: 15 USDT)."""
+        return abs(size) * self.rate * price
 
     def getvalue(self, position, price):
         """Reserved margin of ``position``, priced at its entry price (see the module docstring)."""
@@ -90,13 +126,120 @@ class FuturesCommInfo(bt.CommInfoBase):
         return paid
 
 
-def make_broker(config: BrokerConfig) -> tuple[bt.brokers.BackBroker, FuturesCommInfo]:
-    """A Backtrader broker set up for linear perpetuals: cash, fees, margin, slippage and funding."""
-    broker = bt.brokers.BackBroker(int2pnl=False, shortcash=False, checksubmit=False)
+class FuturesBroker(bt.brokers.BackBroker):
+    """Backtrader's broker plus slippage models, maker/taker fees and isolated-margin liquidation.
+
+    ``fill_log`` holds one dict per execution: time (bt date number), size, price, notional, fee, slippage
+    (USDT lost against the reference price: the open for market orders), kind ("market", "limit",
+    "liquidation", ...), liquidity ("taker", "maker", "liquidation"), reference_price and pnl (realised).
+    """
+
+    params = (
+        ("config", BrokerConfig()),
+        ("margin_table", DEFAULT_TABLE),
+    )
+
+    def init(self):
+        super().init()
+        self.fill_log: list[dict] = []
+        self.liquidations = 0
+        self._fill = ("market", "taker", None)  # kind, liquidity, reference price of the execution in progress
+
+    # ------------------------------------------------------------------ fills
+
+    def _try_exec(self, order):
+        comminfo = self.getcommissioninfo(order.data)
+        cfg = self.p.config
+        if order.exectype == bt.Order.Limit:
+            created = order.created
+            marketable = created.price >= created.pclose if order.isbuy() else created.price <= created.pclose
+            liquidity, comminfo.rate = ("taker", cfg.taker_fee) if marketable else ("maker", cfg.maker_fee)
+        else:
+            liquidity, comminfo.rate = "taker", cfg.taker_fee
+        self._fill = (order.getordername().lower(), liquidity, None)
+        try:
+            super()._try_exec(order)
+        finally:
+            comminfo.rate = cfg.taker_fee
+            self._fill = ("market", "taker", None)
+
+    def _try_exec_market(self, order, popen, phigh, plow):
+        """Fill at this bar's open moved by the slippage model (never at the creation bar)."""
+        data = order.data
+        if data.datetime[0] <= order.created.dt:
+            return
+        cfg = self.p.config
+        price = fill_price(cfg.slippage, order.executed.remsize, popen, phigh, plow, data.volume[0],
+                           bps=cfg.slippage_bps, coef=cfg.slippage_coef)
+        self._fill = (self._fill[0], self._fill[1], popen)
+        self._execute(order, ago=0, price=price)
+
+    def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
+        if ago is None:  # pseudo-execution (submission check): nothing to record
+            return super()._execute(order, ago, price, cash, position, dtcoc)
+        done = len(order.executed.exbits)
+        out = super()._execute(order, ago, price, cash, position, dtcoc)
+        kind, liquidity, reference = self._fill
+        for bit in list(order.executed.exbits)[done:]:
+            ref = bit.price if reference is None else reference
+            self.fill_log.append({
+                "time": order.data.datetime[0], "size": bit.size, "price": bit.price,
+                "notional": abs(bit.size) * bit.price, "fee": bit.closedcomm + bit.openedcomm,
+                "slippage": (bit.price - ref) * bit.size, "kind": kind, "liquidity": liquidity,
+                "reference_price": ref, "pnl": bit.pnl})
+        return out
+
+    # ------------------------------------------------------------------ liquidation
+
+    def next(self):
+        super().next()
+        if self.p.config.liquidation:
+            liquidated = False
+            for data, pos in list(self.positions.items()):
+                if pos.size:
+                    liquidated |= self._liquidate_if_due(data, pos)
+            if liquidated:
+                self._get_value()
+
+    def _liquidate_if_due(self, data, pos) -> bool:
+        """Close ``pos`` at its liquidation price if the bar's adverse mark extreme breaches maintenance."""
+        comminfo = self.getcommissioninfo(data)
+        table: MarginTable = self.p.margin_table
+        size, entry = pos.size, pos.price
+        margin = abs(size) * comminfo.get_margin(entry)
+        if size > 0:
+            adverse = data.mark_low[0] if hasattr(data, "mark_low") else data.low[0]
+        else:
+            adverse = data.mark_high[0] if hasattr(data, "mark_high") else data.high[0]
+        if not is_liquidated(size, entry, margin, adverse, table):
+            return False
+        price = liquidation_price(size, entry, margin, table)
+        fee = liquidation_fee(size, price, self.p.config.liquidation_fee, table)
+        cls = bt.order.SellOrder if size > 0 else bt.order.BuyOrder
+        order = cls(owner=None, data=data, size=abs(size), price=price, exectype=bt.Order.Market)
+        order.addinfo(kind="liquidation")
+        self._ocoize(order, None)
+        order.submit(self)
+        order.accept(self)
+        comminfo.rate = fee / (abs(size) * price)
+        self._fill = ("liquidation", "liquidation", price)
+        try:
+            self._execute(order, ago=0, price=price)
+        finally:
+            comminfo.rate = self.p.config.taker_fee
+            self._fill = ("market", "taker", None)
+        self.liquidations += 1
+        return True
+
+
+def make_broker(config: BrokerConfig, symbol: str | None = None) -> tuple[FuturesBroker, FuturesCommInfo]:
+    """A Backtrader broker set up for linear perpetuals: cash, fees, margin, slippage, funding, liquidation.
+
+    ``symbol`` (ccxt form, "BTC/USDT:USDT") picks the maintenance-margin tiers (:func:`market_rules`).
+    """
+    broker = FuturesBroker(config=config, margin_table=market_rules(symbol).margin_table,
+                           int2pnl=False, shortcash=False, checksubmit=False)
     broker.setcash(config.cash)
     comminfo = FuturesCommInfo(commission=config.taker_fee, automargin=1.0 / config.leverage, funding=config.funding)
     broker.addcommissioninfo(comminfo)
-    if config.slippage_bps:
-        broker.set_slippage_perc(config.slippage_bps / 10_000, slip_open=True, slip_limit=True, slip_match=True,
-                                 slip_out=False)
     return broker, comminfo

@@ -49,7 +49,8 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     """
     name = strategy or config.strategy
     cls = get_strategy(name)
-    run_config = config if name == config.strategy else config.replace(strategy=name)
+    # baselines run with their own default parameters; [params] belongs to the main strategy
+    run_config = config if name == config.strategy else config.replace(strategy=name, params={})
     if market is None:
         market, t0, t1 = load_run_data(run_config, cls.history_bars(run_config))
     else:
@@ -111,4 +112,11 @@ def _collect(config: BacktestConfig, name: str, span: MarketData, strat, comminf
         name=name, strategy=name, exchange=config.data.exchange, symbol=config.data.symbol,
         timeframe=config.data.timeframe, initial_cash=config.broker.cash, equity=equity, position=position,
         target=target, prices=span.candles, fills=fills, trades=trades, funding=funding, fees=fees,
-        rejected=rejected, config=config.to_dict(), data_span=data_span, predictions=predictions)
+        rejected=rejected, config=_result_config(config), data_span=data_span, predictions=predictions)
+
+
+def _result_config(config: BacktestConfig) -> dict:
+    """The config as the result records it: without the model cache folder, which never changes a result."""
+    out = config.to_dict()
+    out.pop("cache_dir", None)
+    return out

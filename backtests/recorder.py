@@ -4,9 +4,19 @@ from __future__ import annotations
 
 import backtrader as bt
 
+from backtests.attribution import Attribution, attribute_pnl
+from backtests.result import FILL_COLUMNS
+
 
 class Recorder(bt.Analyzer):
-    """Per bar: account value and position at the close; per fill: time, size, price, fee, slippage.
+    """Per bar: account value and position at the close. At the end: the broker's fills and the PnL attribution.
+
+    Needs a :class:`~backtests.broker.FuturesBroker` (it keeps the fill log). After the run:
+
+    - ``fills``: one tuple per execution in :data:`~backtests.result.FILL_COLUMNS` order (liquidations included);
+    - ``fill_log``: the same executions as dicts with every detail the broker knows (liquidity, reference price,
+      realised PnL);
+    - ``attribution``: an :class:`~backtests.attribution.Attribution` summing to final equity - starting cash.
 
     ``progress`` (optional) is called every ``every`` bars with the number of bars done.
     """
@@ -17,6 +27,8 @@ class Recorder(bt.Analyzer):
         self.equity: list[float] = []
         self.position: list[float] = []
         self.fills: list[tuple] = []
+        self.fill_log: list[dict] = []
+        self.attribution: Attribution | None = None
 
     def next(self):
         self.equity.append(self.strategy.broker.getvalue())
@@ -25,13 +37,11 @@ class Recorder(bt.Analyzer):
         if self.p.progress is not None and n % self.p.every == 0:
             self.p.progress(n)
 
-    def notify_order(self, order):
-        if order.status != order.Completed:
-            return
-        data = order.data
-        # market orders fill at this bar's open; slippage is the distance from it, against the order
-        for bit in order.executed.exbits:
-            open_price = data.open[0]
-            slip = abs(bit.price - open_price) * abs(bit.size)
-            self.fills.append((data.datetime[0], bit.size, bit.price, abs(bit.size) * bit.price,
-                               bit.closedcomm + bit.openedcomm, slip, "market"))
+    def stop(self):
+        broker = self.strategy.broker
+        data = self.strategy.data
+        self.fill_log = list(broker.fill_log)
+        self.fills = [tuple(fill[c] for c in FILL_COLUMNS) for fill in self.fill_log]
+        funding_paid = sum(paid for _, paid in broker.getcommissioninfo(data).funding_log)
+        last_close = data.close[0] if len(data) else 0.0
+        self.attribution = attribute_pnl(self.fill_log, funding_paid, self.strategy.position.size, last_close)

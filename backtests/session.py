@@ -19,7 +19,7 @@ def run_with_baselines(config: BacktestConfig, progress: Progress | None = None
                        ) -> tuple[BacktestResult, list[BacktestResult]]:
     """Run ``config.strategy`` and each of ``config.baselines`` on one load of the data, with the same broker."""
     names = [config.strategy] + [b for b in config.baselines if b != config.strategy]
-    history = max(get_strategy(n).history_bars(config.replace(strategy=n)) for n in names)
+    history = max(get_strategy(n).history_bars(config.replace(strategy=n, params={})) for n in names)
     market, _, _ = load_run_data(config, history)
     if progress:
         progress(f"data: {config.data.symbol} {config.data.timeframe} {market.candles.index[0]:%Y-%m-%d} .. "

@@ -115,7 +115,9 @@ def make_exchange(exchange_id: str, config: Mapping | None = None,
     check_exchange_config(user)
     options = {"fetchMarkets": {"types": ["linear"]}}
     options.update(user.pop("options", {}) or {})
-    settings = {"enableRateLimit": True, **user, "options": options, **credentials_from_env(exchange_id, environ)}
+    # market data needs no currency list: skipping it keeps load_markets off private endpoints when keys are set
+    settings = {"enableRateLimit": True, **user, "options": options, "has": {"fetchCurrencies": False},
+                **credentials_from_env(exchange_id, environ)}
     return getattr(ccxt, exchange_id)(settings)
 
 

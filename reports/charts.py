@@ -170,12 +170,13 @@ def _plot_fills(ax, fills: pd.DataFrame) -> list:
     price = fills["price"].to_numpy(dtype="float64")
     liq = (fills["kind"].astype(str) == "liquidation").to_numpy() if "kind" in fills else np.zeros(len(fills), bool)
     x = _x(times)
+    area = 60 if len(fills) <= 200 else 34          # bigger markers while they do not crowd the line
     handles = []
     for mask, marker, color, label in ((~liq & (size > 0), "^", COLORS["long"], "buy"),
                                        (~liq & (size < 0), "v", COLORS["short"], "sell"),
                                        (liq, "X", COLORS["liquidation"], "liquidation")):
         if mask.any():
-            ax.scatter(x[mask], price[mask], marker=marker, s=34, color=color, edgecolors="white", linewidths=0.5,
+            ax.scatter(x[mask], price[mask], marker=marker, s=area, color=color, edgecolors="white", linewidths=0.5,
                        zorder=3)
             handles.append(Line2D([], [], marker=marker, color=color, ls="", markersize=7, label=label))
     return handles
@@ -254,8 +255,7 @@ def monthly_returns_chart(equity: pd.Series, initial_cash: float | None = None, 
     fig, (ax,) = _new_figure(1.3 + 0.55 * nrows)
     months = values[:, :12][np.isfinite(values[:, :12])]     # the year column saturates rather than set the scale
     vmax = max(float(np.abs(months).max()) if months.size else 1.0, 1e-9)
-    cmap = matplotlib.colormaps["RdYlGn"].copy()
-    cmap.set_bad("#f2f2f2")
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#f2f2f2")
     ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto")
     for (i, j), v in np.ndenumerate(values):
         if np.isfinite(v):

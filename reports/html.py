@@ -83,17 +83,22 @@ def metrics_table_html(columns: Sequence[tuple[str, pd.Series]]) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div>')
 
 
+_PRECISE = ("size",)
+"""Columns shown to 6 significant figures (contract sizes such as 0.004321); other floats get 2 decimals."""
+
+
 def frame_table_html(df: pd.DataFrame, limit: int = 50) -> str:
-    """The first ``limit`` rows of a frame as an escaped ``<table>``, floats to 4 significant figures."""
+    """The first ``limit`` rows of a frame as an escaped ``<table>``: times to the minute (UTC), sizes to 6
+    significant figures, other floats (prices, USDT, percent) to 2 decimals."""
     head = "".join(f"<th>{escape(str(c))}</th>" for c in df.columns)
     body = []
     for row in df.head(limit).itertuples(index=False):
         cells = []
-        for v in row:
+        for col, v in zip(df.columns, row):
             if isinstance(v, pd.Timestamp):
                 text = format_value("", v)
             elif isinstance(v, (float, np.floating)):
-                text = "—" if not np.isfinite(v) else f"{v:,.6g}" if abs(v) < 1000 else f"{v:,.2f}"
+                text = "—" if not np.isfinite(v) else f"{v:.6g}" if col in _PRECISE else f"{v:,.2f}"
             else:
                 text = str(v)
             cells.append(f"<td>{escape(text)}</td>")

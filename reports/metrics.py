@@ -153,6 +153,9 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
     - ``initial_cash``: account value before the first bar (see :func:`bar_returns`); else the first equity.
     - ``close``: the asset's closes, for ``"Buy & hold return [%]"`` (the key appears only when given).
 
+    ``"Start"``/``"End"`` are the first and last bars' open times (UTC); ``"Trades"`` counts every row of
+    ``trades``, including a position still open at the end (valued at the last close).
+
     Formulas, with ``r`` the bar returns and ``P = bars_per_year(timeframe)`` (8,760 for "1h"):
 
     - Volatility (ann.) = std(r, ddof=1) * sqrt(P); Sharpe = mean(r) / std(r, ddof=1) * sqrt(P), risk-free 0.
@@ -164,8 +167,8 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
     - Calmar = CAGR / |max drawdown|. Max drawdown includes ``initial_cash`` as a possible peak.
     - Profit factor = gross profit / gross loss of trade PnL (inf when no trade lost).
 
-    Undefined values are NaN, never an error: Sharpe and volatility with fewer than 2 returns or a flat curve
-    (std 0); Sortino without a losing bar; Calmar without a drawdown; CAGR over zero elapsed time; win rate
+    Undefined values are NaN, never an error: Sharpe and volatility with fewer than 2 returns; Sharpe on a flat
+    curve (std 0, volatility 0); Sortino without a losing bar; Calmar without a drawdown; CAGR over zero elapsed time; win rate
     and trade averages without trades. Worked example: hourly equity 100 -> 110 -> 99 gives Return -1 %,
     max drawdown -10 %, Sharpe 0 (mean return 0).
     """

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pandas as pd
 
 from reports import charts
@@ -77,9 +78,9 @@ def trades_for_display(trades: pd.DataFrame) -> pd.DataFrame:
     """Trades as a reader wants them in the page: ``direction`` +1/-1 shown as ``long``/``short``."""
     if "direction" not in trades.columns or not len(trades):
         return trades
-    names = {1: "long", -1: "short"}
-    return trades.assign(direction=[names.get(int(d), str(d)) if pd.notna(d) and str(d).lstrip("-").isdigit()
-                                    else str(d) for d in trades["direction"]])
+    sign = pd.to_numeric(trades["direction"], errors="coerce").to_numpy()
+    text = trades["direction"].astype(str).to_numpy()
+    return trades.assign(direction=np.where(sign > 0, "long", np.where(sign < 0, "short", text)))
 
 
 def _unique(names: list[str]) -> list[str]:

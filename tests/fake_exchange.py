@@ -15,6 +15,7 @@ Every request is logged in :attr:`FakeExchange.requests`.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,7 +35,8 @@ BINANCE_INTERVALS = {"1m": "1m", "15m": "15m", "1h": "1h"}
 BYBIT_INTERVALS = {"1": "1m", "15": "15m", "60": "1h"}
 STEP_MS = {"1m": 60_000, "15m": 900_000, "1h": 3_600_000}
 BYBIT_TOO_MANY = '{"retCode":10006,"retMsg":"Too many visits!","result":{},"retExtInfo":{},"time":0}'
-FAULT_KINDS = ("429", "503", "drop", "slow", "malformed", "html", "empty", "missing_candle")
+FAULT_KINDS = ("429", "503", "drop", "slow", "malformed", "html", "empty", "missing_candle", "flaky_candle",
+               "off_grid")
 
 
 @lru_cache(maxsize=None)
@@ -47,7 +49,9 @@ def sample_frame(file_symbol: str, suffix: str) -> pd.DataFrame:
 class Fault:
     """Answer matching requests wrongly.
 
-    ``kind`` is one of :data:`FAULT_KINDS`; ``endpoint`` the last part of the path (``"klines"``,
+    ``kind`` is one of :data:`FAULT_KINDS` (``missing_candle`` drops the middle row of the page, ``flaky_candle`` a different row
+    each time, ``off_grid``
+    moves its timestamp 30 s later, ``empty`` answers no rows); ``endpoint`` the last part of the path (``"klines"``,
     ``"kline"``, ``"fundingRate"``, ``"exchangeInfo"``...). The first ``skip`` matching requests are
     answered normally, then the next ``times`` ones (``-1``: all) get the fault. ``when`` narrows the
     match on the query parameters.
@@ -102,7 +106,7 @@ class FakeExchange:
     def start(self) -> None:
         """Serve on an ephemeral port of 127.0.0.1 in a daemon thread."""
         handler = type("Handler", (_Handler,), {"fake": self})
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._server.block_on_close = False
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
@@ -173,6 +177,14 @@ class FakeExchange:
                     fault.times -= 1
                 return fault
         return None
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that time out or are killed drop their connections; that is expected here, not worth a traceback."""
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 def _num(x: float) -> str:
@@ -279,8 +291,14 @@ def _binance_range(fake, params, what_of_interval):
 
 
 def _drop_one(rows: np.ndarray, fault: Fault | None) -> np.ndarray:
+    """Apply a page-content fault to the rows about to be served."""
     if fault is not None and fault.kind == "missing_candle" and len(rows) > 2:
         return np.delete(rows, len(rows) // 2, axis=0)
+    if fault is not None and fault.kind == "flaky_candle" and len(rows) > 2:
+        return np.delete(rows, fault.hits % len(rows), axis=0)
+    if fault is not None and fault.kind == "off_grid" and len(rows) > 2:
+        rows = rows.copy()
+        rows[len(rows) // 2, 0] += 30_000
     if fault is not None and fault.kind == "empty":
         return rows[:0]
     return rows
@@ -379,3 +397,14 @@ ROUTES = {
     "/v5/market/mark-price-kline": lambda fake, p, f: _bybit_klines(fake, p, f, mark=True),
     "/v5/market/funding/history": _bybit_funding,
 }
+
+
+def source_frame(symbol_id: str, what: str, start: str, end: str) -> pd.DataFrame:
+    """What the exchange serves for ``what`` (``"1h"``, ``"mark_1h"``, ``"funding"``) in ``[start, end)``, indexed
+    like the store (UTC ``timestamp``): the frame a correct download must reproduce exactly."""
+    suffix = "funding_8h" if what == "funding" else what
+    df = sample_frame(SYMBOLS[symbol_id][1], suffix)
+    index = pd.DatetimeIndex(pd.to_datetime(df["timestamp"], unit="ms", utc=True), name="timestamp").as_unit("ms")
+    out = df.drop(columns="timestamp").set_axis(index)
+    lo, hi = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
+    return out[(out.index >= lo) & (out.index < hi)].astype("float64")

@@ -70,14 +70,16 @@ def _read_meta(path: Path) -> dict:
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: unreadable ({exc.__class__.__name__}); delete the checkpoint and retrain") from exc
+        raise CheckpointError(f"{path}: unreadable ({exc.__class__.__name__}); "
+                              f"delete the checkpoint and retrain") from exc
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path}: not a checkpoint metadata object; delete the checkpoint and retrain")
     missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise CheckpointError(f"{path}: missing {', '.join(missing)}; delete the checkpoint and retrain")
     if meta["format"] != META_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {meta['format']!r}, this version reads {META_FORMAT}; retrain")
+        raise CheckpointError(f"{path}: checkpoint format {meta['format']!r}, this version reads {META_FORMAT}; "
+                              f"retrain")
     return meta
 
 

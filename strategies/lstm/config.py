@@ -15,7 +15,7 @@ from strategies.lstm.features import FEATURES
 from strategies.lstm.model import CELLS
 
 # Fields that do not change the trained weights: a cached model stays valid when only these differ.
-RUNTIME_FIELDS = ("min_confidence", "device", "threads")
+RUNTIME_FIELDS = ("min_confidence", "device", "threads", "walk_forward_test_bars", "walk_forward_expanding")
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,11 @@ class ModelConfig:
     Spans are counted in bars of the candles' timeframe: with 1h bars the defaults train on ``train_bars=17520``
     (two years) and stop early on ``val_bars=2880`` (120 days) that end just before the first predicted bar.
     ``horizon=4`` labels a decision at bar t by the log return from open[t+1] to open[t+5].
-    ``min_confidence=0.45``: a winning class with probability 0.44 is traded as FLAT.
+    ``min_confidence=0.45``: a winning class with probability 0.44 is traded as FLAT. ``tune_threshold=True``
+    replaces it by the threshold that earned most on the validation span (see :mod:`strategies.lstm.threshold`).
+    ``walk_forward_test_bars=720``: retrain every 720 bars (30 days of hours) through the backtest span, each model
+    trading only the 720 bars after its validation span; 0 trains one model before the span. With
+    ``walk_forward_expanding`` each fold's training span keeps the first fold's start and grows.
     """
 
     window: int = 48
@@ -47,6 +51,9 @@ class ModelConfig:
     class_weighting: bool = True
     device: str = "cpu"
     threads: int = 1
+    tune_threshold: bool = False
+    walk_forward_test_bars: int = 0
+    walk_forward_expanding: bool = False
 
     def __post_init__(self) -> None:
         for name in ("window", "hidden", "layers", "horizon", "epochs", "patience", "batch_size", "train_bars",
@@ -61,8 +68,13 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
                 raise ConfigError(f"model config: {name} must be a number in [{low}, {high}], got {value!r}")
-        if not isinstance(self.class_weighting, bool):
-            raise ConfigError(f"model config: class_weighting must be true or false, got {self.class_weighting!r}")
+        for name in ("class_weighting", "tune_threshold", "walk_forward_expanding"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"model config: {name} must be true or false, got {getattr(self, name)!r}")
+        bars = self.walk_forward_test_bars
+        if isinstance(bars, bool) or not isinstance(bars, int) or bars < 0:
+            raise ConfigError(f"model config: walk_forward_test_bars must be a whole number >= 0 (0 = off), "
+                              f"got {bars!r}")
         if self.cell not in CELLS:
             raise ConfigError(f"model config: unknown cell {self.cell!r}; use one of {', '.join(CELLS)}")
         if self.device != "cpu" and not str(self.device).startswith("cuda"):

@@ -54,12 +54,12 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         x = make_windows(self.features, self.ends[k:k + 1], self.window)[0]
-        return torch.from_numpy(np.ascontiguousarray(x)), self.targets[k]
+        return torch.from_numpy(np.array(x, dtype=np.float32)), self.targets[k]
 
     def __getitems__(self, ks: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         idx = np.asarray(ks, dtype=np.int64)
         x = make_windows(self.features, self.ends[idx], self.window)
-        return torch.from_numpy(np.ascontiguousarray(x)), self.targets[torch.from_numpy(idx)]
+        return torch.from_numpy(np.array(x, dtype=np.float32)), self.targets[torch.from_numpy(idx)]
 
 
 def _as_batch(batch):

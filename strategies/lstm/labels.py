@@ -39,7 +39,8 @@ def classify_returns(returns: np.ndarray, cost: float) -> np.ndarray:
     """Signal values (-1, 0, 1) as float64 for each return, NaN stays NaN: r > cost -> 1, r < -cost -> -1."""
     if not cost >= 0:
         raise DataError(f"label cost must be a non-negative log return, got {cost}")
-    out = np.where(returns > cost, float(Signal.LONG), np.where(returns < -cost, float(Signal.SHORT), float(Signal.FLAT)))
+    out = np.where(returns > cost, float(Signal.LONG),
+                   np.where(returns < -cost, float(Signal.SHORT), float(Signal.FLAT)))
     return np.where(np.isnan(returns), np.nan, out)
 
 

@@ -31,6 +31,7 @@ from strategies.lstm.inference import predict_probabilities, torch_threads
 from strategies.lstm.labels import make_labels
 from strategies.lstm.model import SignalNet
 from strategies.lstm.spans import TrainingPlan, plan_spans
+from strategies.lstm.threshold import next_bar_returns, tune_min_confidence
 
 META_FORMAT = 1
 
@@ -64,7 +65,9 @@ class TrainedModel:
 
     @property
     def min_confidence(self) -> float:
-        return float(self.meta["decision_rule"]["min_confidence"])
+        """The decision threshold: the one tuned on validation when training tuned one, else the configured one."""
+        rule = self.meta["decision_rule"]
+        return float(rule.get("tuned_min_confidence", rule["min_confidence"]))
 
 
 @dataclass(frozen=True)
@@ -168,12 +171,81 @@ class EarlyStopping:
         return False, self.stale >= self.patience
 
 
-def _check_finite(x: np.ndarray, what: str, index: pd.DatetimeIndex, ends: np.ndarray, window: int) -> None:
+def _check_finite(x: np.ndarray, what: str, index: pd.DatetimeIndex, ends: np.ndarray) -> None:
     bad = ~np.isfinite(x).all(axis=(1, 2))
     if bad.any():
-        first = index[ends[bad][-1]]
-        raise DataError(f"{what} windows ending as late as {first} contain NaN features (funding not yet settled "
-                        f"or too little warm-up); load funding/candles from earlier or move train_end later")
+        raise DataError(f"{what} windows ending as late as {index[ends[bad][-1]]} contain NaN features (funding "
+                        f"not yet settled or too little warm-up); load funding/candles from earlier or move "
+                        f"train_end later")
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Scaled features of the used rows, the fitted scaler, and the purged sample ends with their class indices."""
+
+    x: np.ndarray            # (T, F) float32, scaled with ``scaler``
+    scaler: Scaler
+    train_ends: np.ndarray   # (N_train,) decision bars
+    train_y: np.ndarray      # (N_train,) class indices 0..2
+    val_ends: np.ndarray
+    val_y: np.ndarray
+
+
+def prepare_samples(data: TrainingData, cfg: ModelConfig, cost: float) -> Samples:
+    """Features, scaler (fitted on the training span's rows only), labels and purged sample positions."""
+    plan = data.plan
+    feats = compute_features(data.candles, data.funding, cfg.features, bar=data.bar)
+    tr_ends, va_ends = plan.train_ends, plan.val_ends
+    raw = feats.to_numpy()
+    _check_finite(make_windows(raw, tr_ends, cfg.window), "training", feats.index, tr_ends)
+    _check_finite(make_windows(raw, va_ends, cfg.window), "validation", feats.index, va_ends)
+    scaler = Scaler.fit(feats.iloc[plan.train_start:plan.val_start])
+    x = scaler.transform(feats)
+    classes = make_labels(data.candles, cfg.horizon, cost) + 1
+    return Samples(x, scaler, tr_ends, classes.iloc[tr_ends].to_numpy(np.int64),
+                   va_ends, classes.iloc[va_ends].to_numpy(np.int64))
+
+
+def fit(samples: Samples, cfg: ModelConfig, progress: Callable[[str], None] | None
+        ) -> tuple[SignalNet, EarlyStopping, list[dict]]:
+    """The training loop: Adam, class-weighted cross-entropy, early stopping on the validation loss.
+
+    Must run inside the caller's seeded RNG scope. Returns the net holding its best epoch's weights (eval mode),
+    the stopper (best epoch and loss) and one history row per epoch.
+    """
+    device = torch.device(cfg.device)
+    train_ds = WindowDataset(samples.x, samples.train_ends, samples.train_y, cfg.window)
+    val_ds = WindowDataset(samples.x, samples.val_ends, samples.val_y, cfg.window)
+    weights = torch.from_numpy(class_weights(samples.train_y)).to(device) if cfg.class_weighting else None
+    model = SignalNet.from_config(cfg, len(cfg.features)).to(device)
+    train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True,
+                               generator=torch.Generator().manual_seed(cfg.seed))
+    val_loader = make_loader(val_ds, max(cfg.batch_size, 1024), shuffle=False)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    stopper, best_state, history = EarlyStopping(cfg.patience), None, []
+    say = progress or (lambda line: None)
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        train_loss, _ = run_epoch(model, train_loader, weights, device, optimizer)
+        t1 = time.perf_counter()
+        val_loss, val_acc = run_epoch(model, val_loader, weights, device)
+        seconds = time.perf_counter() - t0
+        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
+                        "seconds": seconds, "train_seconds": t1 - t0})
+        say(f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
+            f"val acc {100 * val_acc:.1f}%  ({seconds:.1f} s)")
+        improved, stop = stopper.update(epoch, val_loss)
+        if improved:
+            best_state = copy.deepcopy(model.state_dict())
+        if stop:
+            say(f"early stop: no val loss improvement for {cfg.patience} epochs; "
+                f"keeping epoch {stopper.best_epoch} (val loss {stopper.best_loss:.4f})")
+            break
+    if best_state is None:
+        raise ConfigError(f"training diverged: validation loss was {history[-1]['val_loss']} in every epoch; "
+                          f"lower lr (now {cfg.lr})")
+    model.load_state_dict(best_state)
+    return model.eval(), stopper, history
 
 
 def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, *, cost: float,
@@ -182,89 +254,57 @@ def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, 
 
     ``candles``: OHLCV indexed by bar open time (UTC); ``funding``: ``funding_rate`` per settlement; ``cost``:
     round-trip cost as a log return for the labels (0.001 = 0.1 %); ``train_end``: the first bar the model will
-    predict; nothing at or after it is read. ``progress`` receives one line per epoch.
+    predict; nothing at or after it is read. ``progress`` receives one line per epoch. With the defaults on
+    hourly BTC (17,515 training windows of 48 bars) an epoch takes about 0.5 s on one CPU thread.
+    With ``cfg.tune_threshold`` the decision threshold is chosen on the validation span
+    (:func:`strategies.lstm.threshold.tune_min_confidence`) and stored in ``meta["decision_rule"]`` with its table.
     Raises DataError when the history is shorter than warm-up + window + train + validation.
     """
     data = select_training_data(candles, funding, cfg, train_end)
-    plan = data.plan
-    feats = compute_features(data.candles, data.funding, cfg.features, bar=data.bar)
-    scaler = Scaler.fit(feats.iloc[plan.train_start:plan.val_start])
-    x_all = scaler.transform(feats)                                           # (T, F) float32
-    classes = (make_labels(data.candles, cfg.horizon, cost) + 1)
-    tr_ends, va_ends = plan.train_ends, plan.val_ends
-    tr_y = classes.iloc[tr_ends].to_numpy(np.int64)
-    va_y = classes.iloc[va_ends].to_numpy(np.int64)
-    _check_finite(make_windows(x_all, tr_ends, cfg.window), "training", feats.index, tr_ends, cfg.window)
-    _check_finite(make_windows(x_all, va_ends, cfg.window), "validation", feats.index, va_ends, cfg.window)
-
-    device = torch.device(cfg.device)
-    train_ds = WindowDataset(x_all, tr_ends, tr_y, cfg.window)
-    val_ds = WindowDataset(x_all, va_ends, va_y, cfg.window)
-    weights_np = class_weights(tr_y) if cfg.class_weighting else None
-    weights = None if weights_np is None else torch.from_numpy(weights_np).to(device)
-    history: list[dict] = []
-    rng_devices = [] if device.type == "cpu" else [device.index or 0]
+    samples = prepare_samples(data, cfg, cost)
+    rng_devices = [] if torch.device(cfg.device).type == "cpu" else [torch.device(cfg.device).index or 0]
     t_start = time.perf_counter()
     with torch_threads(cfg.threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(cfg.seed)
-        model = SignalNet.from_config(cfg, len(cfg.features)).to(device)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True, generator=generator)
-        val_loader = make_loader(val_ds, max(cfg.batch_size, 1024), shuffle=False)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        stopper, best_state = EarlyStopping(cfg.patience), None
-        for epoch in range(1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            train_loss, _ = run_epoch(model, train_loader, weights, device, optimizer)
-            t1 = time.perf_counter()
-            val_loss, val_acc = run_epoch(model, val_loader, weights, device)
-            seconds = time.perf_counter() - t0
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
-                            "seconds": seconds, "train_seconds": t1 - t0})
-            if progress is not None:
-                progress(f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-                         f"val acc {100 * val_acc:.1f}%  ({seconds:.1f} s)")
-            improved, stop = stopper.update(epoch, val_loss)
-            if improved:
-                best_state = copy.deepcopy(model.state_dict())
-            if stop:
-                if progress is not None:
-                    progress(f"early stop: no val loss improvement for {cfg.patience} epochs; "
-                             f"keeping epoch {stopper.best_epoch} (val loss {stopper.best_loss:.4f})")
-                break
-        if best_state is None:
-            raise ConfigError(f"training diverged: validation loss was {history[-1]['val_loss']} in every epoch; "
-                              f"lower lr (now {cfg.lr})")
-        model.load_state_dict(best_state)
-        model.eval()
-        val_probs = predict_probabilities(model, make_windows(x_all, va_ends, cfg.window))
-    seconds_total = time.perf_counter() - t_start
-
-    idx = data.candles.index
-    iso = lambda ts: pd.Timestamp(ts).isoformat()  # noqa: E731
-    end_ts = pd.Timestamp(train_end)
+        model, stopper, history = fit(samples, cfg, progress)
+        val_probs = predict_probabilities(model, make_windows(samples.x, samples.val_ends, cfg.window))
+    seconds = time.perf_counter() - t_start
     train_seconds = sum(h["train_seconds"] for h in history)
-    meta = {
+    meta = _metadata(data, samples, cfg, cost, pd.Timestamp(train_end))
+    min_confidence = cfg.min_confidence
+    if cfg.tune_threshold:
+        returns = next_bar_returns(data.candles["open"].to_numpy(np.float64), samples.val_ends)
+        choice = tune_min_confidence(val_probs, returns, cost)
+        min_confidence = choice.min_confidence
+        meta["decision_rule"].update(min_confidence=min_confidence, tuned_min_confidence=min_confidence,
+                                     tuning=choice.to_dict())
+    meta["validation"] = classification_metrics(val_probs, samples.val_y, min_confidence)
+    meta["training"] = {"epochs_run": len(history), "best_epoch": stopper.best_epoch,
+                        "best_val_loss": stopper.best_loss, "history": history, "seconds": seconds,
+                        "train_samples_per_second": len(samples.train_ends) * len(history) / max(train_seconds, 1e-9)}
+    return TrainedModel(model, meta)
+
+
+def _metadata(data: TrainingData, samples: Samples, cfg: ModelConfig, cost: float, train_end: pd.Timestamp) -> dict:
+    """The JSON-able record of what was trained on what (metrics and timings are added by the caller)."""
+    idx, plan = data.candles.index, data.plan
+    iso = lambda ts: pd.Timestamp(ts).isoformat()  # noqa: E731
+    return {
         "format": META_FORMAT,
         "config": cfg.to_dict(),
         "features": list(cfg.features),
         "n_features": len(cfg.features),
-        "scaler": scaler.to_dict(),
+        "scaler": samples.scaler.to_dict(),
         "bar_seconds": data.bar.total_seconds(),
         "spans": {"history_start": iso(idx[0]), "train": [iso(idx[plan.train_start]), iso(idx[plan.val_start])],
-                  "validation": [iso(idx[plan.val_start]), iso(end_ts)], "train_end": iso(end_ts)},
-        "samples": {"train": int(len(tr_ends)), "validation": int(len(va_ends))},
+                  "validation": [iso(idx[plan.val_start]), iso(train_end)], "train_end": iso(train_end)},
+        "samples": {"train": int(len(samples.train_ends)), "validation": int(len(samples.val_ends))},
         "cost": float(cost),
         "seed": cfg.seed,
         "data_sha256": data_sha256(data.candles, data.funding),
         "versions": {"torch": torch.__version__, "numpy": np.__version__, "pandas": pd.__version__,
                      "python": platform.python_version()},
-        "class_weights": None if weights_np is None else [float(w) for w in weights_np],
-        "train_label_balance": class_balance(tr_y),
-        "validation": classification_metrics(val_probs, va_y, cfg.min_confidence),
-        "training": {"epochs_run": len(history), "best_epoch": stopper.best_epoch, "best_val_loss": stopper.best_loss,
-                     "history": history, "seconds": seconds_total,
-                     "train_samples_per_second": len(tr_ends) * len(history) / max(train_seconds, 1e-9)},
+        "class_weights": [float(w) for w in class_weights(samples.train_y)] if cfg.class_weighting else None,
+        "train_label_balance": class_balance(samples.train_y),
         "decision_rule": {"rule": RULE, "min_confidence": cfg.min_confidence},
     }
-    return TrainedModel(model, meta)

@@ -1,0 +1,399 @@
+"""Compare strategies across date ranges and symbols: what ``lstmbt compare`` does.
+
+Every cell of the grid (strategy x range x symbol) is one :func:`~backtests.engine.run_backtest` with the same
+broker, fraction, seed and model settings. The client loads each symbol's market data once, cuts each cell's
+slice (the range plus the history its strategy trains on, strictly before the range start) and ships it with the
+task, so workers (local processes or a Dask cluster) need no shared disk. A cell that raises becomes an error row;
+the others still finish. From Python::
+
+    spec = load_compare_spec("backtests/configs/compare_example.toml")
+    folder, comparison = run_and_write(spec)
+
+A spec file is a backtest config (``[data]``, ``[broker]``, ``[model]`` ...) plus a ``[compare]`` table::
+
+    [compare]
+    strategies = ["lstm", "sma_cross", "buy_hold"]
+    symbols = ["BTC/USDT:USDT", "ETH/USDT:USDT"]
+    ranges = { bull = "2020-10-01:2021-04-15", bear = "2022-04-01:2022-12-31" }
+    # or: rolling = "6M"  (consecutive windows over [data] start .. end)
+    workers = 2                       # local process pool; 0 = in this process
+    # scheduler = "tcp://10.0.0.5:8786"   (a Dask cluster instead)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import tomllib
+import traceback
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from backtests.config import BacktestConfig, ConfigError, config_from_dict
+from backtests.executors import Executor, TaskFailure, make_executor
+from backtests.grid import Cell, CellOutcome, DateRange, build_cells, parse_ranges, ranges_from_mapping, rolling_ranges
+from data_feeds import DataError, MarketData, load_market, parse_span
+from data_feeds.symbols import check_symbol
+from data_feeds.timeframes import timeframe_delta
+
+Progress = Callable[[str], None]
+COMPARE_KEYS = ("strategies", "symbols", "ranges", "rolling", "workers", "scheduler", "cell_reports", "confidence",
+                "bootstrap", "out")
+
+
+@dataclass(frozen=True)
+class CompareSpec:
+    """A comparison: the base backtest ``config`` (exchange, timeframe, broker, fraction, seed, model, params) and
+    the grid axes, plus how to run it (``workers``/``scheduler``) and what to write (``cell_reports``, ``out``).
+    ``confidence=0.95``: intervals cover 95 %, and "beats buy-and-hold with confidence" needs a DSR >= 0.95;
+    ``bootstrap=1000`` resamples per interval."""
+
+    config: BacktestConfig
+    strategies: tuple[str, ...]
+    ranges: tuple[DateRange, ...]
+    symbols: tuple[str, ...]
+    workers: int | None = None
+    scheduler: str | None = None
+    cell_reports: bool = True
+    confidence: float = 0.95
+    bootstrap: int = 1000
+    out: str | None = None
+
+    def cells(self) -> list[Cell]:
+        return build_cells(list(self.strategies), list(self.ranges), list(self.symbols))
+
+
+@dataclass
+class CellTask:
+    """Everything a worker needs for one cell: its config and its slice of market data."""
+
+    cell: Cell
+    config: BacktestConfig
+    market: MarketData
+    cell_reports: bool = True
+    history_bars: int = 0
+
+
+# ---------------------------------------------------------------- the spec: TOML and flags
+
+def _list(value, what: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what} must be a list of names, got {value!r}")
+    return tuple(v for v in value if v)
+
+
+def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") -> CompareSpec:
+    """Check the ``[compare]`` table against ``config`` and build the spec; ranges default to ``config.data``'s
+    span (one range named "span"), strategies to ``config.strategy`` and its baselines."""
+    from strategies.registry import get_strategy
+
+    if config.data.path or config.data.funding_path:
+        raise ConfigError(f"{where}: compare reads each symbol from the store or the shipped sample; "
+                          "remove data.path / data.funding_path")
+    unknown = sorted(set(table) - set(COMPARE_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where} [compare]: {', '.join(unknown)}; valid: {', '.join(COMPARE_KEYS)}")
+    strategies = _list(table.get("strategies", [config.strategy, *config.baselines]), "strategies")
+    for name in strategies:
+        get_strategy(name)
+    symbols = tuple(check_symbol(s) for s in _list(table.get("symbols", [config.data.symbol]), "symbols"))
+    if table.get("ranges") is not None and table.get("rolling") is not None:
+        raise ConfigError("give either ranges or rolling, not both")
+    if table.get("rolling") is not None:
+        ranges = rolling_ranges(config.data.start, config.data.end, str(table["rolling"]))
+    elif isinstance(table.get("ranges"), dict):
+        ranges = ranges_from_mapping(table["ranges"])
+    elif table.get("ranges") is not None:
+        ranges = parse_ranges(str(table["ranges"]))
+    else:
+        ranges = [DateRange("span", config.data.start, config.data.end)]
+    workers = table.get("workers")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 0):
+        raise ConfigError(f"workers must be a whole number >= 0, got {workers!r}")
+    confidence = table.get("confidence", 0.95)
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.5 <= confidence < 1:
+        raise ConfigError(f"confidence must be a number in [0.5, 1), got {confidence!r}")
+    bootstrap = table.get("bootstrap", 1000)
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 100:
+        raise ConfigError(f"bootstrap must be a whole number of resamples >= 100, got {bootstrap!r}")
+    spec = CompareSpec(config=config, strategies=strategies, ranges=tuple(ranges), symbols=symbols, workers=workers,
+                       scheduler=table.get("scheduler") or None, cell_reports=bool(table.get("cell_reports", True)),
+                       confidence=float(confidence), bootstrap=bootstrap, out=table.get("out"))
+    spec.cells()    # duplicate names are refused here, before any data is loaded
+    return spec
+
+
+def load_compare_file(path: str | Path) -> tuple[BacktestConfig, dict]:
+    """A spec file's backtest config and its ``[compare]`` table (not yet checked)."""
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {p}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    table = raw.pop("compare", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{p}: [compare] must be a table")
+    return config_from_dict(raw, str(p)), dict(table)
+
+
+def load_compare_spec(path: str | Path) -> CompareSpec:
+    """Read and check a spec file (see the module docstring)."""
+    config, table = load_compare_file(path)
+    return resolve_spec(config, table, str(path))
+
+
+# ---------------------------------------------------------------- planning: data in the client
+
+def _history(strategy: str, config: BacktestConfig) -> int:
+    from strategies.registry import get_strategy
+
+    return int(get_strategy(strategy).history_bars(config.replace(strategy=strategy)))
+
+
+def _cell_config(spec: CompareSpec, cell: Cell) -> BacktestConfig:
+    return spec.config.replace(strategy=cell.strategy, baselines=(), name=cell.slug,
+                               data={"symbol": cell.symbol, "start": cell.range.start, "end": cell.range.end})
+
+
+def _cell_market(full: MarketData, config: BacktestConfig, history: int) -> MarketData:
+    """The cell's slice of ``full``: ``history`` bars before the range start, then the range (the same checks and
+    messages as :func:`backtests.engine.load_run_data`)."""
+    d = config.data
+    t0, t1 = parse_span(d.start, d.end)
+    first = t0 - history * timeframe_delta(d.timeframe)
+    market = full.slice(first, t1)
+    bars = int((market.candles.index >= t0).sum())
+    if bars < 3:
+        raise DataError(f"only {bars} bar(s) of {d.symbol} {d.timeframe} in {d.start} .. {d.end}; need at least 3")
+    if history and market.candles.index[0] > first:
+        have = int((market.candles.index < t0).sum())
+        raise DataError(f"{config.strategy} needs {history} bars of history before {d.start} to train; "
+                        f"the data has {have} (starts {market.candles.index[0]:%Y-%m-%d})")
+    return market
+
+
+def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
+    """Tasks for the cells whose data is there, and error outcomes for those whose data is not (no rows in the
+    range, not enough history before it, an unknown symbol). Each symbol is read once for all its cells."""
+    histories = {s: _history(s, spec.config) for s in spec.strategies}
+    bar = timeframe_delta(spec.config.data.timeframe)
+    cells = spec.cells()
+    tasks, failed = [], []
+    for symbol in spec.symbols:
+        mine = [c for c in cells if c.symbol == symbol]
+        spans = [parse_span(c.range.start, c.range.end) for c in mine]
+        first = min(t0 - histories[c.strategy] * bar for c, (t0, _) in zip(mine, spans))
+        last = max(t1 for _, t1 in spans)
+        d = spec.config.data
+        try:
+            full = load_market(d.exchange, symbol, d.timeframe, first, last, store_dir=d.store_dir)
+        except DataError as exc:
+            failed += [CellOutcome(c, error=f"DataError: {exc}") for c in mine]
+            continue
+        for cell in mine:
+            config = _cell_config(spec, cell)
+            try:
+                market = _cell_market(full, config, histories[cell.strategy])
+            except DataError as exc:
+                failed.append(CellOutcome(cell, error=f"DataError: {exc}"))
+                continue
+            tasks.append(CellTask(cell, config, market, spec.cell_reports, histories[cell.strategy]))
+    return tasks, failed
+
+
+# ---------------------------------------------------------------- running
+
+def run_cell(task: CellTask) -> CellOutcome:
+    """Run one cell where it lands (a worker process, a Dask worker, or here) and never raise: an exception
+    becomes the outcome's ``error`` (``"DataError: ..."``) with the traceback as ``detail``. With
+    ``cell_reports`` the cell's report folder is rendered here and returned as bytes."""
+    from backtests.engine import run_backtest
+    from reports.comparison import report_files
+
+    started = time.perf_counter()
+    try:
+        result = run_backtest(task.config, market=task.market)
+    except Exception as exc:            # the cell's failure is its result; the grid goes on
+        text = str(exc).strip().splitlines()
+        return CellOutcome(task.cell, error=f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": "),
+                           detail=traceback.format_exc(), seconds=time.perf_counter() - started)
+    files: dict[str, bytes] = {}
+    if task.cell_reports:
+        try:
+            files = report_files(result)
+        except Exception:               # the backtest stands; the cell folder says why its report is missing
+            files = {"report-error.txt": traceback.format_exc().encode()}
+    return CellOutcome(task.cell, result=result, files=files, seconds=time.perf_counter() - started)
+
+
+def run_comparison(spec: CompareSpec, executor: Executor | None = None, *, progress: Progress | None = None,
+                   show_bar: bool | None = None) -> list[CellOutcome]:
+    """Run every cell of ``spec`` on ``executor`` (default: the one the spec asks for, closed afterwards) and return
+    the outcomes in grid order (range, symbol, strategy). A progress bar over cells goes to stderr when it is a
+    terminal (``show_bar=None``); ``progress`` gets one line per cell that fails, and per cell that finishes when
+    the bar is off. Cells that train a model are sent first, so the long ones do not start last."""
+    from tqdm import tqdm
+
+    cells = spec.cells()
+    tasks, outcomes = plan_cells(spec)
+    tasks.sort(key=lambda t: -t.history_bars)
+    own = executor is None
+    executor = make_executor(spec.workers, spec.scheduler) if own else executor
+    bar = tqdm(total=len(cells), desc="compare", unit="cell", file=sys.stderr, dynamic_ncols=True,
+               disable=None if show_bar is None else not show_bar)
+    done: dict[Cell, CellOutcome] = {}
+
+    def report(outcome: CellOutcome) -> None:
+        done[outcome.cell] = outcome
+        bar.update(1)
+        bar.set_postfix(failed=sum(not o.ok for o in done.values()), refresh=False)
+        if progress and (not outcome.ok or bar.disable):
+            state = f"ok in {outcome.seconds:.1f} s" if outcome.ok else outcome.error
+            progress(f"  [{len(done)}/{len(cells)}] {outcome.cell.label}: {state}")
+
+    try:
+        for outcome in outcomes:
+            report(outcome)
+        for i, value in executor.map_unordered(run_cell, tasks):
+            if isinstance(value, TaskFailure):
+                value = CellOutcome(tasks[i].cell, error=value.error)
+            report(value)
+    finally:
+        bar.close()
+        if own:
+            executor.close()
+    return [done[c] for c in cells]
+
+
+def default_out_dir(spec: CompareSpec) -> Path:
+    """``<out_dir>/<UTC time>-compare`` (or ``-<name>`` when the spec names itself), e.g.
+    ``runs/20260101-120000-compare``."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    name = spec.config.name if spec.config.name not in ("backtest", "") else "compare"
+    return Path(spec.config.out_dir) / f"{stamp}-{name}"
+
+
+def run_and_write(spec: CompareSpec, out: str | Path | None = None, *, executor: Executor | None = None,
+                  progress: Progress | None = None, show_bar: bool | None = None):
+    """Run the grid and write the comparison folder; returns ``(folder, outcomes, Comparison)``."""
+    from reports.comparison import write_comparison
+
+    outcomes = run_comparison(spec, executor, progress=progress, show_bar=show_bar)
+    folder = Path(out or spec.out or default_out_dir(spec))
+    title = f"Comparison: {', '.join(spec.strategies)} on {spec.config.data.timeframe} bars"
+    _, comparison = write_comparison(outcomes, folder, title=title, confidence=spec.confidence,
+                                     n_boot=spec.bootstrap, seed=spec.config.seed)
+    return folder, outcomes, comparison
+
+
+# ---------------------------------------------------------------- the command line
+
+EXAMPLES = """examples:
+  lstmbt compare --strategies lstm,sma_cross,buy_hold \\
+      --ranges bull=2020-10-01:2021-04-15,bear=2022-04-01:2022-12-31,chop=2023-03-01:2023-09-30 \\
+      --symbols BTC/USDT:USDT,ETH/USDT:USDT --config backtests/configs/compare_example.toml
+  lstmbt compare --strategies sma_cross,buy_hold --start 2022-01-01 --end 2023-12-31 --rolling 6M
+  lstmbt compare --config backtests/configs/compare_example.toml --scheduler tcp://10.0.0.5:8786"""
+
+
+def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``lstmbt compare``; they override the ``--config`` file's values."""
+    from backtests.cli import _add_broker_flags
+
+    parser.epilog = EXAMPLES
+    parser.add_argument("--config", help="TOML file: a backtest config plus a [compare] table")
+    g = parser.add_argument_group("grid")
+    g.add_argument("--strategies", help="comma-separated, e.g. lstm,sma_cross,buy_hold")
+    g.add_argument("--ranges", help="name=YYYY-MM-DD:YYYY-MM-DD[,...], end day inclusive")
+    g.add_argument("--rolling", help="cut --start .. --end into consecutive windows: 90D, 2W, 6M, 1Y")
+    g.add_argument("--symbols", help="comma-separated ccxt symbols, e.g. BTC/USDT:USDT,ETH/USDT:USDT")
+    g.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
+    g.add_argument("--timeframe", help="bar size for every cell, e.g. 1h")
+    g.add_argument("--start", help="span for --rolling (or the single range): first day, YYYY-MM-DD")
+    g.add_argument("--end", help="span for --rolling: last day, inclusive")
+    g.add_argument("--data-dir", dest="store_dir", help="local data store folder")
+    r = parser.add_argument_group("running")
+    r.add_argument("--workers", type=int, help="local worker processes (default: one per core; 0 = in this process)")
+    r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (instead of local workers)")
+    r.add_argument("--out", help="output folder (default runs/<UTC time>-compare)")
+    r.add_argument("--no-cell-reports", dest="cell_reports", action="store_false", default=None,
+                   help="skip each cell's own report folder (faster)")
+    r.add_argument("--confidence", type=float, help="for intervals and the verdict (default 0.95)")
+    r.add_argument("--bootstrap", type=int, help="bootstrap resamples per cell (default 1000)")
+    r.add_argument("--seed", type=int, help="seed for models and the bootstrap (default 42)")
+    r.add_argument("--fraction", type=float, help="share of equity per position, 0-1 (default 0.99)")
+    r.add_argument("--name", help="name used in the default output folder")
+    r.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
+    before = {a.dest for a in parser._actions}
+    _add_broker_flags(parser)
+    parser.set_defaults(broker_flags=tuple(a.dest for a in parser._actions if a.dest not in before))
+
+
+def spec_from_args(args: argparse.Namespace) -> CompareSpec:
+    """The spec from ``--config`` (if any) with the flags given applied on top."""
+    if args.ranges is not None and args.rolling is not None:
+        raise ConfigError("give either --ranges or --rolling, not both")
+    where = str(args.config) if args.config else "command line"
+    config, table = load_compare_file(args.config) if args.config else (BacktestConfig(), {})
+    data = {k: getattr(args, k) for k in ("exchange", "timeframe", "start", "end", "store_dir")
+            if getattr(args, k, None) is not None}
+    broker = {k: getattr(args, k) for k in getattr(args, "broker_flags", ())
+              if k != "no_funding" and getattr(args, k, None) is not None}
+    if getattr(args, "no_funding", False):
+        broker["funding"] = False
+    top = {k: getattr(args, k) for k in ("seed", "fraction", "name", "cache_dir") if getattr(args, k, None) is not None}
+    try:
+        config = config.replace(data=data, broker=broker, **top)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    flags = {k: getattr(args, k) for k in ("strategies", "symbols", "ranges", "rolling", "workers", "scheduler",
+                                          "out", "cell_reports", "confidence", "bootstrap")
+             if getattr(args, k, None) is not None}
+    if "ranges" in flags:
+        table.pop("rolling", None)
+    if "rolling" in flags:
+        table.pop("ranges", None)
+    return resolve_spec(config, {**table, **flags}, where)
+
+
+def _text_table(rows: list[dict[str, str]], columns: list[str]) -> str:
+    widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines += ["  ".join(r[c].ljust(w) for c, w in zip(columns, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """``lstmbt compare``: 0 when at least one cell ran, 1 when every cell failed (user errors raise ValueError)."""
+    from reports.comparison import short_rows
+
+    spec = spec_from_args(args)
+    cells = spec.cells()
+    where = f"Dask at {spec.scheduler}" if spec.scheduler else \
+        "this process" if spec.workers == 0 else f"{spec.workers or 'one per core'} local worker(s)"
+    print(f"lstmbt compare: {len(spec.strategies)} strategies x {len(spec.ranges)} ranges x {len(spec.symbols)} "
+          f"symbols = {len(cells)} cells on {spec.config.data.timeframe} bars, {where}", flush=True)
+    started = time.perf_counter()
+    folder, outcomes, comparison = run_and_write(spec, progress=lambda line: print(line, flush=True))
+    rows = short_rows(comparison.table)
+    for row, outcome in zip(rows, outcomes):
+        row["Beats B&H"] = row["Beats B&H"] if outcome.ok else f"error: {outcome.error}"[:80]
+    print()
+    print(_text_table(rows, ["strategy", "range", "symbol", "Return [%]", "Sharpe", "Sharpe CI", "B&H Sharpe",
+                             "DSR vs B&H", "Beats B&H"]))
+    failed = sum(not o.ok for o in outcomes)
+    print(f"\n{len(outcomes) - failed} of {len(outcomes)} cells ran ({failed} failed) in "
+          f"{time.perf_counter() - started:.1f} s")
+    print(f"comparison: {folder / 'comparison.html'}")
+    return 0 if failed < len(outcomes) else 1
+
+
+__all__ = ["CellTask", "CompareSpec", "add_compare_arguments", "compare_command", "load_compare_spec",
+           "plan_cells", "resolve_spec", "run_and_write", "run_cell", "run_comparison", "spec_from_args"]

@@ -1,0 +1,177 @@
+"""Where the cells of a comparison run: in this process, on a local process pool, or on a Dask cluster.
+
+Every executor has the same small interface: ``map_unordered(fn, items)`` runs ``fn(item)`` for each item and
+yields ``(index, value)`` as each finishes, in completion order; a task that could not return (its worker died, its
+input or output could not be sent) yields a :class:`TaskFailure` instead of raising, so the others still finish.
+``fn`` must be a module-level function and ``items`` picklable: they travel to the worker with the task, so a
+worker needs the lstmbt package installed but no disk shared with the client.
+
+>>> with make_executor(workers=2) as ex:                                  # doctest: +SKIP
+...     for i, value in ex.map_unordered(pow_of_two, [1, 2, 3]): ...
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class TaskFailure:
+    """A task that did not return a value: ``error`` says why in one line."""
+
+    error: str
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class Executor(Protocol):
+    """Runs independent tasks; see the module docstring."""
+
+    name: str
+
+    @property
+    def workers(self) -> int: ...
+
+    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> "Executor": ...
+
+    def __exit__(self, *exc) -> None: ...
+
+
+class _Closing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release workers and connections (nothing to release by default)."""
+
+
+class InlineExecutor(_Closing):
+    """Runs each task in this process, one after the other (``--workers 0``): plain tracebacks, no pickling."""
+
+    name = "inline"
+
+    @property
+    def workers(self) -> int:
+        return 1
+
+    def map_unordered(self, fn, items):
+        for i, item in enumerate(items):
+            try:
+                value = fn(item)
+            except Exception as exc:          # reported as that task's failure; the rest still run
+                value = TaskFailure(_describe(exc))
+            yield i, value
+
+
+class ProcessExecutor(_Closing):
+    """A local pool of ``workers`` processes, started with ``spawn`` (fresh interpreters: no state or threads
+    inherited from the client, the same on Linux, macOS and Windows). The pool lives for one ``map_unordered``
+    call, so memory goes back when the grid is done; start-up costs about a second per worker, in parallel."""
+
+    name = "process pool"
+
+    def __init__(self, workers: int | None = None):
+        workers = (os.cpu_count() or 1) if workers is None else workers
+        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+            raise ValueError(f"--workers must be a whole number >= 1 for the process pool, got {workers!r}")
+        self._workers = workers
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def map_unordered(self, fn, items):
+        if not items:
+            return
+        context = multiprocessing.get_context("spawn")
+        pool = ProcessPoolExecutor(max_workers=min(self._workers, len(items)), mp_context=context)
+        try:
+            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            for future in as_completed(futures):
+                try:
+                    value = future.result()
+                except Exception as exc:       # a dead worker (BrokenProcessPool) or an unpicklable value
+                    value = TaskFailure(_describe(exc))
+                yield futures[future], value
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor(_Closing):
+    """Tasks on a Dask cluster through ``dask.distributed``: give the scheduler's address
+    (``tcp://10.0.0.5:8786``) or a ready ``distributed.Client``. Inputs are pickled into each task and results
+    come back to the client; a task that raises on the cluster (a worker lost, say) becomes a
+    :class:`TaskFailure`. A client made here is closed by :meth:`close`; one passed in is left open."""
+
+    name = "dask"
+
+    def __init__(self, scheduler, *, timeout: float = 20.0):
+        from distributed import Client
+
+        if isinstance(scheduler, Client):
+            self._client, self._owned = scheduler, False
+        else:
+            try:
+                self._client = Client(str(scheduler), timeout=timeout, set_as_default=False)
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ValueError(f"cannot reach the Dask scheduler at {scheduler} ({_describe(exc)}); start one "
+                                 f"with 'dask scheduler' and workers with 'dask worker {scheduler}'") from None
+            self._owned = True
+
+    @property
+    def workers(self) -> int:
+        return len(self._client.scheduler_info().get("workers", {}))
+
+    @property
+    def client(self):
+        return self._client
+
+    def map_unordered(self, fn, items):
+        from distributed import as_completed as dask_completed
+
+        if not items:
+            return
+        futures = self._client.map(fn, list(items), pure=False)
+        index = {future.key: i for i, future in enumerate(futures)}
+        try:
+            for future in dask_completed(futures):
+                try:
+                    value = future.result()
+                except Exception as exc:
+                    value = TaskFailure(_describe(exc))
+                yield index[future.key], value
+                future.release()
+        finally:
+            self._client.cancel([f for f in futures if not f.done()])
+
+    def close(self) -> None:
+        if self._owned:
+            self._client.close()
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
+    """The executor the CLI flags ask for: Dask when ``scheduler`` is given, else a process pool of ``workers``
+    (default: one per CPU core), or this process alone when ``workers == 0``."""
+    if scheduler:
+        return DaskExecutor(scheduler)
+    if workers == 0:
+        return InlineExecutor()
+    return ProcessExecutor(workers)
+
+
+__all__ = ["DaskExecutor", "Executor", "InlineExecutor", "ProcessExecutor", "TaskFailure", "make_executor"]
