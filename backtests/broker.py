@@ -23,7 +23,8 @@ Backtrader's conventions, each pinned by a test in ``tests/test_broker_conventio
   order at the order's creation price instead of the entry price, so it refuses affordable flips. The
   margin check happens where an exchange makes it, at execution (next open), with the right prices. An order
   whose opening part cannot be paid (initial margin + fee > free cash) is refused with status ``Margin``; in a
-  flip the closing part still executes first, as on an exchange (reduce-only part, then the new position).
+  flip the closing part still executes first. An order that would leave a position above its tier's leverage
+  limit (:func:`~backtests.margin.max_leverage`) is refused whole with status ``Rejected``. Neither is resized.
 
 Order of events within a bar (:class:`FuturesBroker`):
 
@@ -44,8 +45,8 @@ from dataclasses import dataclass
 
 import backtrader as bt
 
-from backtests.margin import DEFAULT_TABLE, MarginTable, is_liquidated, liquidation_fee, liquidation_price, \
-    market_rules
+from backtests.margin import DEFAULT_TABLE, MarginTable, is_liquidated, leverage_allowed, liquidation_fee, \
+    liquidation_price, market_rules
 from backtests.slippage import check_model, fill_price
 
 
@@ -175,8 +176,14 @@ class FuturesBroker(bt.brokers.BackBroker):
         self._execute(order, ago=0, price=price)
 
     def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
-        if ago is None:  # pseudo-execution (submission check): nothing to record
+        if ago is None or price is None:  # pseudo-execution (submission check) or no price: nothing to record
             return super()._execute(order, ago, price, cash, position, dtcoc)
+        if self._breaks_leverage_limit(order, price):
+            order.reject(self)
+            self.notify(order)
+            self._ococheck(order)
+            self._bracketize(order, cancel=True)
+            return None
         done = len(order.executed.exbits)
         out = super()._execute(order, ago, price, cash, position, dtcoc)
         kind, liquidity, reference = self._fill
@@ -188,6 +195,18 @@ class FuturesBroker(bt.brokers.BackBroker):
                 "slippage": (bit.price - ref) * bit.size, "kind": kind, "liquidity": liquidity,
                 "reference_price": ref, "pnl": bit.pnl})
         return out
+
+    def _breaks_leverage_limit(self, order, price) -> bool:
+        """Whether filling ``order`` at ``price`` leaves a position above its tier's leverage limit."""
+        held = self.positions[order.data]
+        size, new = order.executed.remsize, held.size + order.executed.remsize
+        if new == 0.0 or (held.size != 0.0 and (new > 0) == (held.size > 0) and abs(new) <= abs(held.size)):
+            return False  # closes or reduces
+        if held.size == 0.0 or (new > 0) != (held.size > 0):
+            entry = price
+        else:
+            entry = (held.price * held.size + size * price) / new
+        return not leverage_allowed(abs(new) * entry, self.p.config.leverage, self.p.margin_table)
 
     # ------------------------------------------------------------------ liquidation
 

@@ -18,6 +18,12 @@ EXAMPLES = {
     "download": """examples:
   lstmbt download --exchange binanceusdm --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2024-06-30
   lstmbt download --exchange bybit --symbol ETH/USDT:USDT --timeframe 15m --start 2025-01-01 --end 2025-02-01""",
+    "check-lookahead": """examples:
+  lstmbt check-lookahead --strategy sma_cross --start 2024-01-01 --end 2024-01-31
+  lstmbt check-lookahead --config backtests/configs/btc_lstm_1h.toml --start 2025-06-01 --end 2025-06-07 --bars 20""",
+    "train": """examples:
+  lstmbt train --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2025-12-31 --test-bars 2160
+  lstmbt train --config backtests/configs/btc_lstm_1h.toml --device auto""",
     "data": """examples:
   lstmbt data list
   lstmbt data list --data-dir ./my-store""",
@@ -91,7 +97,21 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace) -> int:
     from data_feeds.commands import download_command
 
-    return download_command(args)
+    kinds = [k for k in args.kinds.split(",") if k]
+    return download_command(args.exchange, args.symbol, args.timeframe, args.start, args.end, data_dir=args.store_dir,
+                            exchange_config=args.exchange_config, kinds=kinds)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from strategies.lstm.commands import train_command
+
+    return train_command(args)
+
+
+def cmd_check_lookahead(args: argparse.Namespace) -> int:
+    from backtests.lookahead import lookahead_command
+
+    return lookahead_command(args)
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -108,7 +128,9 @@ def make_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  lstmbt backtest --config backtests/configs/btc_lstm_1h.toml\n"
                "  lstmbt backtest --strategy sma_cross --start 2024-01-01 --end 2024-06-30\n"
                "  lstmbt download --exchange binanceusdm --symbol BTC/USDT:USDT --timeframe 1h "
-               "--start 2024-01-01 --end 2024-06-30\n  lstmbt data list\n\n"
+               "--start 2024-01-01 --end 2024-06-30\n  lstmbt data list\n"
+               "  lstmbt train --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2025-12-31\n"
+               "  lstmbt check-lookahead --strategy sma_cross --start 2024-01-01 --end 2024-01-31\n\n"
                "run 'lstmbt COMMAND --help' for a command's options")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -129,6 +151,18 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     _add_data_flags(p)
     _add_broker_flags(p)
+
+    from strategies.lstm.commands import add_train_arguments
+
+    p = add("train", "train walk-forward LSTM models over a span and print validation metrics per fold", cmd_train)
+    add_train_arguments(p)
+
+    from backtests.lookahead import add_lookahead_arguments
+
+    p = add("check-lookahead", "rerun a strategy with the data cut after sampled bars; exit 1 if any decision changes",
+            cmd_check_lookahead)
+    add_lookahead_arguments(p)
+    _add_data_flags(p)
 
     p = add("download", "fetch candles, funding and mark prices through ccxt into the local store", cmd_download)
     _add_download_flags(p)

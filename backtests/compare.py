@@ -18,6 +18,9 @@ A spec file is a backtest config (``[data]``, ``[broker]``, ``[model]`` ...) plu
     # or: rolling = "6M"  (consecutive windows over [data] start .. end)
     workers = 2                       # local process pool; 0 = in this process
     # scheduler = "tcp://10.0.0.5:8786"   (a Dask cluster instead)
+
+    [params.sma_cross]                # strategy parameters, one table per strategy
+    fast = 10
 """
 
 from __future__ import annotations
@@ -95,12 +98,19 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
     if config.data.path or config.data.funding_path:
         raise ConfigError(f"{where}: compare reads each symbol from the store or the shipped sample; "
                           "remove data.path / data.funding_path")
+    flat = sorted(k for k, v in config.params.items() if not isinstance(v, dict))
+    if flat:
+        raise ConfigError(f"{where}: in a comparison, [params] holds one table per strategy, e.g. "
+                          f"[params.sma_cross] fast = 10; found {', '.join(flat)}")
     unknown = sorted(set(table) - set(COMPARE_KEYS))
     if unknown:
         raise ConfigError(f"unknown key(s) in {where} [compare]: {', '.join(unknown)}; valid: {', '.join(COMPARE_KEYS)}")
     strategies = _list(table.get("strategies", [config.strategy, *config.baselines]), "strategies")
     for name in strategies:
         get_strategy(name)
+    stray = sorted(set(config.params) - set(strategies))
+    if stray:
+        raise ConfigError(f"{where}: [params] names strategies not compared: {', '.join(stray)}")
     symbols = tuple(check_symbol(s) for s in _list(table.get("symbols", [config.data.symbol]), "symbols"))
     if table.get("ranges") is not None and table.get("rolling") is not None:
         raise ConfigError("give either ranges or rolling, not both")
@@ -159,6 +169,7 @@ def _history(strategy: str, config: BacktestConfig) -> int:
 
 def _cell_config(spec: CompareSpec, cell: Cell) -> BacktestConfig:
     return spec.config.replace(strategy=cell.strategy, baselines=(), name=cell.slug,
+                               params=dict(spec.config.params.get(cell.strategy, {})),
                                data={"symbol": cell.symbol, "start": cell.range.start, "end": cell.range.end})
 
 
@@ -215,7 +226,6 @@ def run_cell(task: CellTask) -> CellOutcome:
     becomes the outcome's ``error`` (``"DataError: ..."``) with the traceback as ``detail``. With
     ``cell_reports`` the cell's report folder is rendered here and returned as bytes."""
     from backtests.engine import run_backtest
-    from reports.comparison import report_files
 
     started = time.perf_counter()
     try:
@@ -226,6 +236,8 @@ def run_cell(task: CellTask) -> CellOutcome:
                            detail=traceback.format_exc(), seconds=time.perf_counter() - started)
     files: dict[str, bytes] = {}
     if task.cell_reports:
+        from reports.comparison import report_files     # matplotlib, only where reports are drawn
+
         try:
             files = report_files(result)
         except Exception:               # the backtest stands; the cell folder says why its report is missing

@@ -3,7 +3,9 @@
 For a strategy on a span, the audit runs the backtest once on all the data, then for K sampled bars t (seeded)
 cuts every input after t and runs again. Whatever the strategy knew at bar t must not change:
 
-- ``target``: the target position decided at every bar <= t (exact; works for every strategy);
+- ``target``: the target position decided at every bar <= t (exact; works for every strategy). The backtest after
+  a cutoff runs on the same bars with the ones after t made up (flat, see :func:`blank_future`), because Backtrader
+  indicators cannot run on fewer bars than their period;
 - ``features``, ``scaler``, ``predictor``: for strategies that expose a :class:`Probe` (the LSTM does through its
   Predictor), the per-bar feature rows, their scaled values and the model's probabilities for bars <= t.
 
@@ -19,17 +21,18 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 import numpy as np
 import pandas as pd
 
-from backtests.config import BacktestConfig
-from backtests.engine import load_run_data, run_backtest
 from data_feeds import MarketData, parse_span
 from data_feeds.timeframes import timeframe_delta
 from data_feeds.validate import find_gaps
 from strategies.registry import get_strategy
+
+if TYPE_CHECKING:
+    from backtests.config import BacktestConfig
 
 Progress = Callable[[str], None]
 
@@ -94,6 +97,26 @@ def truncate_market(market: MarketData, t: pd.Timestamp) -> MarketData:
     funding = market.funding[market.funding.index <= close]
     return MarketData(market.exchange, market.symbol, market.timeframe, candles, funding, mark, market.source,
                       find_gaps(candles.index, market.timeframe))
+
+
+def blank_future(market: MarketData, t: pd.Timestamp) -> MarketData:
+    """:func:`truncate_market` followed by a made-up, flat future: every later bar of ``market`` keeps its time but
+    opens, highs, lows and closes at bar t's close with zero volume (mark candles likewise), and no funding settles.
+
+    Backtrader cannot compute an indicator on fewer bars than its period (an SMA(50) on 30 bars raises), so the
+    backtest after a cutoff runs on the full index with nothing of the real future left in it.
+    """
+    cut = truncate_market(market, t)
+    later = market.candles.index[market.candles.index > t]
+    if len(later) == 0:
+        return cut
+    price = float(cut.candles["close"].iloc[-1])
+    flat = pd.DataFrame({col: price for col in ("open", "high", "low", "close")}, index=later)
+    flat["volume"] = 0.0
+    candles = pd.concat([cut.candles, flat.reindex(columns=cut.candles.columns, fill_value=0.0)])
+    mark = None if cut.mark is None else pd.concat([cut.mark, flat.reindex(columns=cut.mark.columns,
+                                                                          fill_value=0.0)])
+    return MarketData(cut.exchange, cut.symbol, cut.timeframe, candles, cut.funding, mark, cut.source, market.gaps)
 
 
 def sample_cutoffs(index: pd.DatetimeIndex, bars: int, seed: int) -> pd.DatetimeIndex:
@@ -221,11 +244,13 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
     :func:`~backtests.engine.load_run_data` loads it). Cost: ``bars + 1`` backtests and strategy preparations;
     an LSTM trains once and loads its cached checkpoint for the other runs.
     """
+    from backtests.engine import load_run_data, run_backtest   # backtrader: imported only when auditing
+
     cls = get_strategy(config.strategy)
     if market is None:
-        market, t0, t1 = load_run_data(config, cls.history_bars(config))
+        market, t0, _ = load_run_data(config, cls.history_bars(config))
     else:
-        t0, t1 = parse_span(config.data.start, config.data.end)
+        t0, _ = parse_span(config.data.start, config.data.end)
     full = run_backtest(config, market=market)
     probe = probe_for(cls, cls.prepare(config, market, t0))
     full_parts = {"target": full.target.to_frame()}
@@ -235,15 +260,17 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
     cutoffs = sample_cutoffs(full.target.index, bars, seed)
     for k, t in enumerate(cutoffs, 1):
         cut = truncate_market(market, t)
-        parts = {"target": run_backtest(config, market=cut).target.to_frame()}
+        parts = {"target": run_backtest(config, market=blank_future(market, t)).target.to_frame()}
         if probe is not None:
-            parts.update(probe_for(cls, cls.prepare(config, cut, t0)).components(cut, t0))
+            cut_probe = probe_for(cls, cls.prepare(config, cut, t0))
+            parts.update(cut_probe.components(cut, t0) if cut_probe is not None else {})
         for name, check in checks.items():
             check.add(t, compare_rows(full_parts[name], parts.get(name, pd.DataFrame()), t0, t,
                                       TOLERANCE.get(name, 0.0)))
         if progress:
             bad = [n for n, c in checks.items() if c.flagged_at and c.flagged_at[-1] == t]
-            progress(f"  cutoff {k}/{len(cutoffs)} at {t:%Y-%m-%d %H:%M}: {'changed: ' + ', '.join(bad) if bad else 'same'}")
+            verdict = f"changed: {', '.join(bad)}" if bad else "same"
+            progress(f"  cutoff {k}/{len(cutoffs)} at {t:%Y-%m-%d %H:%M}: {verdict}")
     span = (full.target.index[0], full.target.index[-1])
     return LookaheadReport(config.strategy, config.data.symbol, config.data.timeframe, span, cutoffs, checks)
 
@@ -251,22 +278,13 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
 # ---------------------------------------------------------------- the CLI command
 
 def add_lookahead_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags of ``lstmbt check-lookahead`` (data flags use the same names as ``lstmbt backtest``)."""
+    """Flags of ``lstmbt check-lookahead`` besides the data flags it shares with ``lstmbt backtest``."""
     parser.add_argument("--config", help="TOML config file (flags below override it)")
     parser.add_argument("--strategy", help="strategy to audit, e.g. lstm, sma_cross")
     parser.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     parser.add_argument("--bars", type=int, default=50, help="how many bars to cut the data at (default 50)")
     parser.add_argument("--seed", dest="sample_seed", type=int, default=0,
                         help="seed that picks the cutoff bars (default 0; the model's seed comes from --config)")
-    g = parser.add_argument_group("data")
-    g.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
-    g.add_argument("--symbol", help="ccxt unified symbol, e.g. BTC/USDT:USDT")
-    g.add_argument("--timeframe", help="bar size: 1m 5m 15m 1h 4h 1d ...")
-    g.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
-    g.add_argument("--end", help="last day, YYYY-MM-DD, inclusive (UTC)")
-    g.add_argument("--data", dest="path", help="your own candles file (CSV or Parquet)")
-    g.add_argument("--funding-data", dest="funding_path", help="your own funding file (timestamp,funding_rate)")
-    g.add_argument("--data-dir", dest="store_dir", help="local data store folder")
 
 
 def lookahead_command(args: argparse.Namespace) -> int:

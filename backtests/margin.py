@@ -14,6 +14,8 @@ Pure functions over floats, shared by the Backtrader broker and the reference ac
   with 20x leverage (margin 5) on the BTC table: ``P = (100 - 5) / (1 - 0.004) = 95.3815``.
 - **Liquidation fee**: ``rate x notional`` at the liquidation price, capped at what is left of the position's
   margin there (its maintenance margin): an isolated position never costs more than its margin.
+- **Leverage limit per tier**: a position may not be held at more than ``1 / (2 x rate)`` of its tier (Binance's
+  rule: 125x below 50,000 USDT of BTC, 20x from 1,000,000); an order that would break it is rejected whole.
 """
 
 from __future__ import annotations
@@ -95,6 +97,21 @@ MARKETS: dict[str, MarketRules] = {
 def market_rules(symbol: str | None) -> MarketRules:
     """Rules of a Binance USDT-M market by ccxt symbol; unknown symbols get no rounding and the default tiers."""
     return MARKETS.get(symbol or "", MarketRules())
+
+
+def max_leverage(notional: float, table: MarginTable) -> float:
+    """Highest leverage allowed for a position of ``notional`` USDT: ``1 / (2 x maintenance rate)`` of its tier,
+    Binance's rule (BTC: 125x below 50,000 USDT, 100x to 250,000, 50x to 1,000,000, ...)."""
+    return 1.0 / (2.0 * table.rates[table.tier(notional)])
+
+
+def leverage_allowed(notional: float, leverage: float, table: MarginTable) -> bool:
+    """Whether a position of ``notional`` may be held at ``leverage`` (see :func:`max_leverage`).
+
+    It also guarantees that a new position starts above maintenance, so its liquidation price lies on the
+    adverse side of its entry.
+    """
+    return 2.0 * table.rates[table.tier(notional)] * leverage <= 1.0 + 1e-9
 
 
 def margin_balance(size: float, entry: float, margin: float, price: float) -> float:

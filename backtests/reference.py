@@ -28,7 +28,8 @@ import numpy as np
 
 from backtests.attribution import Attribution
 from backtests.broker import BrokerConfig
-from backtests.margin import DEFAULT_TABLE, MarginTable, is_liquidated, liquidation_fee, liquidation_price
+from backtests.margin import DEFAULT_TABLE, MarginTable, is_liquidated, leverage_allowed, liquidation_fee, \
+    liquidation_price
 from backtests.slippage import fill_price
 
 
@@ -100,14 +101,21 @@ def _split(size: float, delta: float) -> tuple[float, float]:
 
 
 def apply_fill(acct: Account, size: float, price: float, reference: float, fee_rate: float, leverage: float,
-               liquidity: str = "taker") -> tuple[Account, Fill | None, str]:
+               liquidity: str = "taker", table: MarginTable = DEFAULT_TABLE) -> tuple[Account, Fill | None, str]:
     """Execute ``size`` (signed) at ``price``; ``reference`` is the price before slippage.
 
-    Returns the new account, the fill (None when nothing executed) and a status: ``"filled"``, or ``"margin"``
-    when the opening part was refused for want of free cash (a flip then only closes).
+    Returns the new account, the fill (None when nothing executed) and a status: ``"filled"``; ``"margin"``
+    when the opening part was refused for want of free cash (a flip then only closes); ``"leverage"`` when the
+    resulting position would exceed its tier's leverage limit (nothing executes).
     Long 2 at 100, sell 3 at 110 with fee rate 0.0005: realises +20, pays 0.11 + 0.055, ends short 1 at 110.
     """
     opened, closed = _split(acct.size, size)
+    if opened:
+        held = acct.size + closed
+        after = held + opened
+        entry_after = price if held == 0.0 else (acct.entry * held + opened * price) / after
+        if not leverage_allowed(abs(after) * entry_after, leverage, table):
+            return acct, None, "leverage"
     wallet, pos, entry, mark = acct.wallet, acct.size, acct.entry, acct.mark
     pnl = fee = 0.0
     if closed:
@@ -218,11 +226,11 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
             if delta != 0.0:
                 price = fill_price(config.slippage, delta, o[i], h[i], lo[i], vol[i], bps=config.slippage_bps,
                                    coef=config.slippage_coef)
-                acct, fill, status = apply_fill(acct, delta, price, o[i], config.taker_fee, lev)
+                acct, fill, status = apply_fill(acct, delta, price, o[i], config.taker_fee, lev, "taker", table)
                 if fill is not None:
                     fills.append(_fill_row(i, fill, "market", o[i]))
                 if status != "filled":
-                    rejected.append({"bar": i, "size": delta, "price": c[i - 1], "reason": "not enough margin"})
+                    rejected.append({"bar": i, "size": delta, "price": c[i - 1], "reason": _REASONS[status]})
         if config.liquidation:
             acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, config.liquidation_fee)
             if fill is not None:
@@ -231,6 +239,9 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
         eq[i], pos[i] = equity(acct, c[i]), acct.size
     last = c[-1] if n else 0.0
     return ReferenceResult(eq, pos, paid_per_bar, fills, rejected, acct, attribution(acct, last))
+
+
+_REASONS = {"margin": "not enough margin", "leverage": "leverage above the tier's limit"}
 
 
 def _fill_row(bar: int, fill: Fill, kind: str, reference: float) -> dict:

@@ -134,8 +134,9 @@ def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds
     ``exchange_config``: ccxt constructor options (see :func:`data_feeds.exchange.make_exchange`); ``exchange``:
     an already built ccxt object instead. ``page_size`` lowers the rows per request below the exchange's cap.
     ``flush_pages``: verified pages kept in memory before they are merged into the store (a crash loses at most
-    these; each flush rewrites the file). ``progress=None`` shows a bar only on a terminal. Raises :class:`DownloadError` (or DataError for bad
-    arguments or a corrupt store file) and, on Ctrl-C, KeyboardInterrupt after saving the verified pages.
+    these; each flush rewrites the file). ``progress=None`` shows a bar only on a terminal.
+    Raises :class:`DownloadError` (or DataError for bad arguments or a corrupt store file) and, on Ctrl-C,
+    KeyboardInterrupt after saving the verified pages.
     """
     check_symbol(symbol)
     timeframe_seconds(timeframe)

@@ -122,11 +122,8 @@ def _sample_symbols() -> list[str]:
     return sorted(n.replace("-", "/", 1).replace("-", ":", 1) for n in names)
 
 
-def _raw(exchange: str, symbol: str, timeframe: str, kind: str, store: Store) -> pd.DataFrame | None:
-    """A frame for exactly this timeframe from the store, else from the shipped sample, else None."""
-    stored = store.read(exchange, symbol, timeframe, kind)
-    if stored is not None:
-        return stored
+def _sampled(exchange: str, symbol: str, timeframe: str, kind: str) -> pd.DataFrame | None:
+    """The shipped sample's frame for exactly this timeframe, or None."""
     if exchange != SAMPLE_EXCHANGE:
         return None
     suffix = {"candles": timeframe, "mark": f"mark_{timeframe}", "funding": "funding_8h"}[kind]
@@ -149,16 +146,20 @@ def resample_candles(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
 
 
 def _candles_any_timeframe(exchange, symbol, timeframe, kind, store) -> pd.DataFrame | None:
-    direct = _raw(exchange, symbol, timeframe, kind, store)
-    if direct is not None:
-        return direct
+    """Exact timeframe, else resampled from the coarsest finer one that divides it. What the user downloaded
+    into the store (exact, then finer) wins over the shipped sample (exact, then finer)."""
     target = timeframe_seconds(timeframe)
-    finer = [tf for tf in SUPPORTED if timeframe_seconds(tf) < target and target % timeframe_seconds(tf) == 0]
-    for tf in sorted(finer, key=timeframe_seconds, reverse=True):
-        raw = _raw(exchange, symbol, tf, kind, store)
-        if raw is not None and len(raw) > 1:
-            check_candles(raw, f"{exchange} {symbol} {tf} {kind}")
-            return resample_candles(raw, timeframe)
+    finer = sorted((tf for tf in SUPPORTED if timeframe_seconds(tf) < target and target % timeframe_seconds(tf) == 0),
+                   key=timeframe_seconds, reverse=True)
+    for source in (lambda tf: store.read(exchange, symbol, tf, kind), lambda tf: _sampled(exchange, symbol, tf, kind)):
+        direct = source(timeframe)
+        if direct is not None:
+            return direct
+        for tf in finer:
+            raw = source(tf)
+            if raw is not None and len(raw) > 1:
+                check_candles(raw, f"{exchange} {symbol} {tf} {kind}")
+                return resample_candles(raw, timeframe)
     return None
 
 
@@ -177,7 +178,8 @@ def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = 
     t0, t1 = parse_span(start, end)
     store = Store(store_dir)
     if kind == "funding":
-        raw = _raw(exchange, symbol, timeframe, "funding", store)
+        raw = store.read(exchange, symbol, timeframe, "funding")
+        raw = raw if raw is not None else _sampled(exchange, symbol, timeframe, "funding")
     else:
         raw = _candles_any_timeframe(exchange, symbol, timeframe, kind, store)
     if raw is None:

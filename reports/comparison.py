@@ -33,6 +33,7 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from reports.charts import BASELINE_COLORS, COLORS, WIDTH, _format_time_axis, _styled, _x, save_figure
 from reports.files import atomic_write
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from backtests.result import BacktestResult
 
 BEATS = "Beats B&H"
+REFERENCE = "buy & hold (1x, no fees)"
 VERDICT_CONFIDENT, VERDICT_LUCK, VERDICT_NO, VERDICT_NA = "yes, with confidence", "only by luck", "no", "n/a"
 METRIC_KEYS = {"Bars": "Bars", "Return [%]": "Return [%]", "B&H return [%]": "Buy & hold return [%]",
                "CAGR [%]": "CAGR [%]", "Max drawdown [%]": "Max drawdown [%]", "Exposure [%]": "Exposure [%]",
@@ -119,7 +121,7 @@ def build_comparison(outcomes: Sequence["CellOutcome"], *, confidence: float = 0
     for i, o in enumerate(outcomes):
         row = {"strategy": o.cell.strategy, "range": o.cell.range.name, "symbol": o.cell.symbol,
                "start": o.cell.range.start, "end": o.cell.range.end, "status": "ok" if o.ok else "error",
-               "error": "" if o.ok else (o.error or "no result")}
+               "error": "" if o.ok else (o.error or "no result"), BEATS: ""}
         if i in per_bar:
             r, sr, sr_bh = per_bar[i]
             tf = o.result.timeframe
@@ -138,7 +140,6 @@ def build_comparison(outcomes: Sequence["CellOutcome"], *, confidence: float = 0
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     for col in (*METRIC_KEYS, *STAT_COLUMNS):
         table[col] = pd.to_numeric(table[col], errors="coerce").astype("float64")
-    table[BEATS] = table[BEATS].fillna("")
     n = int(trial_sharpes.size)
     variance = float(np.var(trial_sharpes, ddof=1)) if n > 1 else 0.0
     per_bar_max = expected_max_sharpe(n, variance) if n else float("nan")
@@ -226,8 +227,7 @@ def sharpe_heatmap(table: pd.DataFrame) -> Figure:
     panel = 0.9 + 0.42 * len(strategies)
     fig = Figure(figsize=(min(WIDTH, 3.2 + 1.6 * len(ranges)), panel * len(symbols)), layout="constrained")
     axes = fig.subplots(len(symbols), 1, squeeze=False)[:, 0]
-    cmap = matplotlib.colormaps["RdYlGn"].copy()
-    cmap.set_bad("#e6e6e6")
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#e6e6e6")
     tags = {VERDICT_CONFIDENT: "beats B&H", VERDICT_LUCK: "luck"}
     image = None
     for ax, symbol in zip(axes, symbols):
@@ -259,36 +259,37 @@ def sharpe_heatmap(table: pd.DataFrame) -> Figure:
 @_styled
 def range_chart(outcomes: Sequence["CellOutcome"], title: str) -> Figure:
     """Equity (top) and drawdown (bottom) of every successful cell of one range, one column per symbol, with
-    buy-and-hold of the symbol (grey, dashed) as the reference."""
+    buy-and-hold of the symbol (dark grey, dashed, drawn on top) as the reference."""
     done = [o for o in outcomes if o.ok]
     symbols = list(dict.fromkeys(o.cell.symbol for o in outcomes))
     colors = _strategy_colors([o.cell.strategy for o in outcomes])
-    fig = Figure(figsize=(WIDTH, 5.4), layout="constrained")
+    fig = Figure(figsize=(WIDTH, 5.6), layout="constrained")
     axes = fig.subplots(2, len(symbols), squeeze=False, sharex="col", gridspec_kw={"height_ratios": [2.2, 1.0]})
+    handles: dict[str, Line2D] = {}
     for col, symbol in enumerate(symbols):
         top, bottom = axes[0, col], axes[1, col]
         mine = [o for o in done if o.cell.symbol == symbol]
+        for o in mine:
+            eq, color = o.result.equity, colors[o.cell.strategy]
+            handles[o.cell.strategy] = top.plot(_x(eq.index), eq.to_numpy(dtype="float64"), color=color, lw=1.2)[0]
+            bottom.plot(_x(eq.index), drawdown(eq).to_numpy() * 100, color=color, lw=0.9)
         if mine:
             ref = mine[0].result
             bh = buy_and_hold_equity(ref.prices["close"], ref.initial_cash)
             for ax, y in ((top, bh), (bottom, drawdown(bh) * 100)):
-                ax.plot(_x(y.index), y.to_numpy(dtype="float64"), color=COLORS["buy_hold"], lw=1.0, ls="--",
-                        label="buy & hold (ref.)")
-        for o in mine:
-            eq = o.result.equity
-            top.plot(_x(eq.index), eq.to_numpy(dtype="float64"), color=colors[o.cell.strategy], lw=1.2,
-                     label=o.cell.strategy)
-            dd = drawdown(eq) * 100
-            bottom.plot(_x(dd.index), dd.to_numpy(), color=colors[o.cell.strategy], lw=0.9)
+                line = ax.plot(_x(y.index), y.to_numpy(dtype="float64"), color="#444444", lw=1.0, ls=(0, (4, 3)),
+                               zorder=4)[0]
+            handles[REFERENCE] = line
+            _format_time_axis(bottom)
         failed = [o.cell.strategy for o in outcomes if o.cell.symbol == symbol and not o.ok]
-        top.set_title(f"{symbol}" + (f" (failed: {', '.join(failed)})" if failed else ""), fontsize=10)
+        top.set_title(symbol + (f" (failed: {', '.join(failed)})" if failed else ""), fontsize=10)
         top.set_ylabel("equity [USDT]")
         bottom.set_ylabel("drawdown [%]")
         for ax in (top, bottom):
             ax.margins(x=0)
-        if mine:
-            _format_time_axis(bottom)
-            top.legend(loc="upper left", fontsize=8)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside upper right", ncols=min(len(handles), 6),
+                   frameon=False)
     fig.suptitle(title, x=0.01, ha="left", fontweight="bold")
     return fig
 

@@ -30,6 +30,16 @@ class SmaCross(TargetPositionStrategy):
 
     params = (("fast", 20), ("slow", 50))
 
+    @classmethod
+    def prepare(cls, config, market, span_start, progress=None) -> dict:
+        params = super().prepare(config, market, span_start, progress)
+        slow = params.get("slow", cls.params.slow)
+        bars = int((market.candles.index >= span_start).sum())
+        if bars <= slow:
+            raise ValueError(f"sma_cross needs more than slow={slow} bars in the span, got {bars}; "
+                             f"use a longer span or a smaller slow period")
+        return params
+
     def __init__(self):
         super().__init__()
         if not 0 < self.p.fast < self.p.slow:

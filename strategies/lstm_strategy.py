@@ -10,6 +10,7 @@ from strategies.base import TargetPositionStrategy
 from strategies.lstm import ModelConfig, Predictor, train_or_load
 from strategies.lstm.features import warmup_bars
 from strategies.lstm.labels import round_trip_cost
+from strategies.lstm.walkforward import WalkForwardPredictor, train_walk_forward, walk_forward_folds
 
 
 def default_cache_dir() -> Path:
@@ -47,9 +48,16 @@ class LSTMStrategy(TargetPositionStrategy):
         if progress:
             progress(f"model: {cfg.cell.upper()} window {cfg.window}, hidden {cfg.hidden}, {cfg.train_bars:,} training "
                      f"+ {cfg.val_bars:,} validation bars before {span_start:%Y-%m-%d}, round-trip cost {cost:.4%}")
-        trained, _ = train_or_load(cache, market.candles, market.funding, cfg, cost=cost, train_end=span_start,
-                                   progress=progress)
-        predictor = Predictor(trained, mode=params.get("mode", "batched"))
+        mode = params.get("mode", "batched")
+        if cfg.walk_forward_test_bars > 0:  # a new model every walk_forward_test_bars bars, each trained before its span
+            folds = walk_forward_folds(market.candles.index, cfg, span_start)
+            models = train_walk_forward(market.candles, market.funding, cfg, folds, cost=cost, cache_dir=cache,
+                                        progress=progress)
+            predictor = WalkForwardPredictor(models, mode=mode)
+        else:
+            trained, _ = train_or_load(cache, market.candles, market.funding, cfg, cost=cost, train_end=span_start,
+                                       progress=progress)
+            predictor = Predictor(trained, mode=mode)
         predictor.attach(market.candles, market.funding, span_start)
         return {**params, "predictor": predictor}
 

@@ -49,12 +49,11 @@ def sample_frame(file_symbol: str, suffix: str) -> pd.DataFrame:
 class Fault:
     """Answer matching requests wrongly.
 
-    ``kind`` is one of :data:`FAULT_KINDS` (``missing_candle`` drops the middle row of the page, ``flaky_candle`` a different row
-    each time, ``off_grid``
-    moves its timestamp 30 s later, ``empty`` answers no rows); ``endpoint`` the last part of the path (``"klines"``,
-    ``"kline"``, ``"fundingRate"``, ``"exchangeInfo"``...). The first ``skip`` matching requests are
-    answered normally, then the next ``times`` ones (``-1``: all) get the fault. ``when`` narrows the
-    match on the query parameters.
+    ``kind`` is one of :data:`FAULT_KINDS` (``missing_candle`` drops the middle row of the page,
+    ``flaky_candle`` a different row each time, ``off_grid`` moves the middle row 30 s later, ``empty``
+    answers no rows); ``endpoint`` is the last part of the path (``"klines"``, ``"kline"``, ``"fundingRate"``,
+    ``"exchangeInfo"``...). The first ``skip`` matching requests are answered normally, then the next
+    ``times`` ones (``-1``: all) get the fault. ``when`` narrows the match on the query parameters.
     """
 
     kind: str

@@ -90,6 +90,16 @@ SCENARIOS = {
         rejected=0,
         attribution=dict(price=20.0, fees_taker=-0.264935, slippage=-0.53),
     ),
+    "an increase is paid from free cash that counts unrealised PnL at the previous close": dict(
+        config=dict(BASE, cash=1_000.0, leverage=1),
+        bars=[FLAT, (100, 120, 100, 120), (119, 119, 119, 119)],
+        sizes=[5, 10, 10],
+        # free cash at bar 1's close: 1,000 - 0.25 + 5 x 20 - 500 = 599.75 >= 595 + 0.2975 for 5 more at 119
+        fills=[(5, 100.0, 0.25, "market"), (5, 119.0, 0.2975, "market")],
+        equity=[1_000, 1_099.75, 1_094.4525],
+        funding=[],
+        rejected=0,
+    ),
     "an order that cannot be afforded is rejected, not resized": dict(
         config=dict(BASE, cash=1_000.0, leverage=1),
         bars=[FLAT, FLAT, FLAT],
@@ -119,6 +129,17 @@ SCENARIOS = {
         funding=[],
         rejected=0,
         attribution=dict(price=0.0, fees_taker=-50.0, liquidation=-5_000.0),
+    ),
+    "a position above its tier's leverage limit is rejected whole": dict(
+        # 50x allows at most 1,000,000 USDT of BTC (above it tier 4 allows 20x): short 15,000 at 100 (1,500,000)
+        # is refused although its margin (30,000) is affordable, and the flip's closing part does not execute
+        config=dict(BASE, cash=100_000.0, leverage=50),
+        bars=[FLAT, FLAT, FLAT],
+        sizes=[9_000, -15_000, -15_000],
+        fills=[(9_000, 100.0, 450.0, "market")],
+        equity=[100_000, 99_550, 99_550],
+        funding=[],
+        rejected=1,
     ),
     "leverage 1: the same path and margin, no liquidation": dict(
         config=dict(BASE, leverage=1),

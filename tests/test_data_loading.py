@@ -125,3 +125,11 @@ def test_corrupt_store_file_is_named_and_left_untouched():
     with pytest.raises(DataError, match=f"corrupt store file {path}"):
         load("binanceusdm", "BTC/USDT:USDT", "1h", "2024-01-01", "2024-01-02")
     assert path.read_bytes() == b"not parquet at all"
+
+
+def test_downloaded_finer_candles_win_over_the_shipped_sample():
+    m1 = load("binanceusdm", "BTC/USDT:USDT", "1m", "2025-05-10", "2025-05-11")
+    Store().write(m1, "binanceusdm", "BTC/USDT:USDT", "1m")
+    m15 = load("binanceusdm", "BTC/USDT:USDT", "15m", "2025-05-10", "2025-05-11")  # sample 15m starts in August
+    assert len(m15) == 2 * 96
+    assert m15.close.iloc[0] == m1.close.iloc[14]

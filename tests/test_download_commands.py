@@ -34,7 +34,7 @@ def test_download_command_fills_the_data_dir_and_prints_one_line_per_kind(fake, 
     lines = out.getvalue().splitlines()
     assert code == 0
     assert lines[0] == "binanceusdm BTC/USDT:USDT 1h 2024-01-01 00:00 .. 2024-02-01 00:00 (end exclusive)"
-    assert lines[1].startswith("  candles: 744 rows 2024-01-01 00:00 .. 2024-01-31 23:00; fetched 744 rows in 1 page(s)")
+    assert lines[1].startswith("  candles: 744 rows 2024-01-01 00:00 .. 2024-01-31 23:00; fetched 744 rows in 1 page")
     assert lines[2].startswith("  mark: 744 rows") and lines[3].startswith("  funding: 93 rows")
     assert str(tmp_path / "d") in lines[1]
 

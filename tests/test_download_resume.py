@@ -81,16 +81,23 @@ def test_download_killed_with_sigkill_resumes_to_the_same_result_as_an_uninterru
 def test_ctrl_c_saves_the_verified_pages_and_a_rerun_completes_them(tmp_path, capsys):
     previous = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    with FakeExchange(page_delay=0.3) as fake:  # 9 pages of 1,000 candles take about 2.7 s; Ctrl-C after 1 s
+    with FakeExchange(page_delay=0.3) as fake:  # 9 pages of 1,000 candles take about 2.7 s
         config = tmp_path / "exchange.json"
         config.write_text(json.dumps(fake.ccxt_config("binanceusdm")))
-        timer = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
+        done = threading.Event()
+
+        def press_ctrl_c():  # once the second page is requested, i.e. the first one was verified
+            while not done.is_set() and len(fake.served("klines")) < 2:
+                time.sleep(0.01)
+            if not done.is_set():
+                os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=press_ctrl_c, daemon=True).start()
         try:
             code = download_command("binanceusdm", BTC, "1h", *SPAN, data_dir=tmp_path / "store",
                                     exchange_config=config, kinds=KINDS)
         finally:
-            timer.cancel()
+            done.set()
             signal.signal(signal.SIGINT, previous)
         assert code == 130
         assert "interrupted" in capsys.readouterr().err

@@ -1,0 +1,133 @@
+"""What ``lstmbt train`` does, as plain functions (the CLI only parses flags).
+
+``lstmbt train --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2025-12-31 --test-bars 720``
+trains one model per 720-bar fold whose test spans tile 2024-01-01 .. 2025-12-31 (each on the
+``train_bars + val_bars`` before its test span), prints a line per fold and epoch, then one row of validation
+metrics per fold. Models go to the same cache the backtest uses, so a later ``lstmbt backtest`` with
+``walk_forward_test_bars = 720`` in ``[model]`` loads them instead of training.
+
+Heavy imports (torch, pandas) happen inside :func:`train_command`, so building the CLI parser stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TextIO
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags of ``lstmbt train``; each data flag overrides the ``[data]`` table of ``--config``."""
+    parser.add_argument("--config", help="TOML config file; its [data], [broker] and [model] tables are read")
+    parser.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
+    parser.add_argument("--symbol", help="ccxt unified symbol, e.g. BTC/USDT:USDT")
+    parser.add_argument("--timeframe", help="bar size: 1m 5m 15m 1h 4h 1d ...")
+    parser.add_argument("--start", help="first predicted day, YYYY-MM-DD (UTC); training data comes before it")
+    parser.add_argument("--end", help="last predicted day, YYYY-MM-DD, inclusive (UTC)")
+    parser.add_argument("--data-dir", dest="store_dir", help="local data store folder")
+    parser.add_argument("--test-bars", type=int, help="bars each fold's model predicts, e.g. 720 = 30 days of 1h "
+                                                      "(default: [model] walk_forward_test_bars, else the whole span)")
+    parser.add_argument("--expanding", action="store_true", help="grow each fold's training span from the first "
+                                                                 "fold's start instead of sliding it")
+    parser.add_argument("--device", choices=DEVICES, default="auto",
+                        help="where to train: auto picks cuda when torch sees a GPU (default auto)")
+    parser.add_argument("--seed", type=int, help="random seed (default: the config's, 42)")
+    parser.add_argument("--cache-dir", help="folder for trained models (default: the backtest's model cache)")
+
+
+def resolve_device(choice: str, cuda_available: bool) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is visible, else ``"cpu"``; ``"cuda"`` without a GPU raises ConfigError."""
+    from strategies.lstm.errors import ConfigError
+
+    if choice not in DEVICES:
+        raise ConfigError(f"--device must be one of {', '.join(DEVICES)}, got {choice!r}")
+    if choice == "auto":
+        return "cuda" if cuda_available else "cpu"
+    if choice == "cuda" and not cuda_available:
+        raise ConfigError("--device cuda: torch sees no CUDA device; use --device cpu or --device auto")
+    return choice
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def fold_table(pairs) -> str:
+    """One text row of validation metrics per (fold, TrainedModel): accuracy, log-loss (nats), label balance
+    and LONG/SHORT calls with their hit rates (share of calls whose label agreed), under each model's threshold."""
+    header = ("fold", "test bars", "epochs", "val acc", "log-loss", "labels S/F/L %", "long calls (hit)",
+              "short calls (hit)", "min conf")
+    rows = [header]
+    for fold, trained in pairs:
+        v, run = trained.meta["validation"], trained.meta["training"]
+        bal = v["label_balance"]
+        rows.append((fold.name, str(fold.test_bars), f"{run['best_epoch']}/{run['epochs_run']}", _pct(v["accuracy"]),
+                     "-" if v["log_loss"] is None else f"{v['log_loss']:.4f}",
+                     "/".join(f"{100 * bal[k]:.0f}" for k in ("short", "flat", "long")),
+                     f"{v['long_calls']} ({_pct(v['long_hit_rate'])})",
+                     f"{v['short_calls']} ({_pct(v['short_hit_rate'])})", f"{trained.min_confidence:.2f}"))
+    widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w)
+                               in enumerate(zip(row, widths))) for row in rows)
+
+
+def _backtest_config(args: argparse.Namespace):
+    from backtests.config import BacktestConfig, load_config
+
+    config = load_config(args.config) if getattr(args, "config", None) else BacktestConfig()
+    data = {k: getattr(args, k) for k in ("exchange", "symbol", "timeframe", "start", "end", "store_dir")
+            if getattr(args, k, None) is not None}
+    top = {"seed": args.seed} if getattr(args, "seed", None) is not None else {}
+    return config.replace(data=data, **top)
+
+
+def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
+    """``lstmbt train``: walk-forward training over ``--start .. --end`` and a validation table per fold.
+
+    Raises ValueError subclasses (ConfigError, DataError) with one-line messages for bad flags, configs or data.
+    """
+    import torch
+
+    from data_feeds import DataError, load_market, parse_span
+    from data_feeds.timeframes import timeframe_delta
+    from strategies.lstm.config import ModelConfig
+    from strategies.lstm.features import warmup_bars
+    from strategies.lstm.folds import make_folds
+    from strategies.lstm.labels import round_trip_cost
+    from strategies.lstm.walkforward import train_walk_forward
+    from strategies.lstm_strategy import default_cache_dir
+
+    out = out or sys.stdout
+    say = lambda line: print(line, file=out, flush=True)  # noqa: E731
+    config = _backtest_config(args)
+    d = config.data
+    cfg = ModelConfig.from_dict({"seed": config.seed, **config.model})
+    cfg = cfg.replace(device=resolve_device(getattr(args, "device", "auto"), torch.cuda.is_available()))
+    if getattr(args, "expanding", False):
+        cfg = cfg.replace(walk_forward_expanding=True)
+    test_bars = args.test_bars if getattr(args, "test_bars", None) is not None else cfg.walk_forward_test_bars
+    if test_bars < 0:
+        raise DataError(f"--test-bars must be a whole number >= 1 (0 = the whole span), got {test_bars}")
+    t0, _ = parse_span(d.start, d.end)
+    history = warmup_bars(cfg.features) + cfg.window + cfg.train_bars + cfg.val_bars
+    market = load_market(d.exchange, d.symbol, d.timeframe, t0 - history * timeframe_delta(d.timeframe), d.end,
+                         data_path=d.path, funding_path=d.funding_path, store_dir=d.store_dir)
+    candles = market.candles
+    span = int((candles.index >= t0).sum())
+    if span == 0:
+        raise DataError(f"no {d.symbol} {d.timeframe} candles in {d.start} .. {d.end}; run lstmbt download first")
+    folds = make_folds(candles.index, cfg.train_bars, cfg.val_bars, test_bars or span,
+                       expanding=cfg.walk_forward_expanding, start=t0)
+    cost = round_trip_cost(config.broker.taker_fee, config.broker.slippage_bps / 10_000)
+    cache = getattr(args, "cache_dir", None) or config.cache_dir or default_cache_dir()
+    say(f"lstmbt train: {d.symbol} {d.timeframe} {d.start} .. {d.end}: {len(folds)} fold(s) of up to "
+        f"{test_bars or span} bars, {cfg.cell.upper()} window {cfg.window}, {cfg.train_bars:,} train + "
+        f"{cfg.val_bars:,} validation bars{' (expanding)' if cfg.walk_forward_expanding else ''}, "
+        f"device {cfg.device}, round-trip cost {cost:.4%}, cache {cache}")
+    pairs = train_walk_forward(candles, market.funding, cfg, folds, cost=cost, cache_dir=cache, progress=say)
+    say("")
+    say("validation metrics per fold (hit = share of LONG/SHORT calls whose move beat the round-trip cost):")
+    say(fold_table(pairs))
+    return 0

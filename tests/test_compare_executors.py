@@ -1,0 +1,91 @@
+"""The grid on every executor: the same table from a process pool, a Dask cluster on loopback and this process;
+a failing cell is an error row and the others still finish."""
+
+from __future__ import annotations
+
+import os
+
+import pandas as pd
+import pytest
+
+from backtests.compare import resolve_spec, run_comparison
+from backtests.config import BacktestConfig
+from backtests.executors import DaskExecutor, InlineExecutor, ProcessExecutor, TaskFailure
+from reports.comparison import build_comparison
+
+GRID = {"strategies": ["sma_cross", "buy_hold", "flat"], "symbols": ["BTC/USDT:USDT"],
+        "ranges": "march=2022-03-01:2022-03-31,june=2022-06-01:2022-06-30", "cell_reports": False, "bootstrap": 200}
+
+
+def _spec(**changes):
+    return resolve_spec(BacktestConfig(strategy="buy_hold"), {**GRID, **changes})
+
+
+def _crash_on_two(x: int) -> int:
+    if x == 2:
+        os._exit(3)        # the worker process dies mid-task
+    return x * 10
+
+
+def _raise_on_two(x: int) -> int:
+    if x == 2:
+        raise RuntimeError("two is not allowed")
+    return x * 10
+
+
+@pytest.fixture(scope="module")
+def dask_client():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def test_process_pool_dask_cluster_and_this_process_give_identical_tables(dask_client):
+    spec = _spec()
+    with ProcessExecutor(2) as pool:
+        by_pool = build_comparison(run_comparison(spec, pool, show_bar=False), n_boot=200).table
+    with DaskExecutor(dask_client) as dask:
+        assert dask.workers == 2
+        by_dask = build_comparison(run_comparison(spec, dask, show_bar=False), n_boot=200).table
+    inline = build_comparison(run_comparison(spec, InlineExecutor(), show_bar=False), n_boot=200).table
+    assert list(by_pool["status"]) == ["ok"] * 6
+    assert list(zip(by_pool["range"], by_pool["strategy"]))[:3] == [
+        ("march", "sma_cross"), ("march", "buy_hold"), ("march", "flat")]
+    assert by_pool["Sharpe"].notna().sum() == 4         # flat has no spread, so no Sharpe
+    pd.testing.assert_frame_equal(by_pool, by_dask)
+    pd.testing.assert_frame_equal(by_pool, inline)
+
+
+def test_failing_cells_are_error_rows_and_the_rest_finish():
+    config = BacktestConfig(strategy="buy_hold", params={"sma_cross": {"fast": 60, "slow": 50}})
+    spec = resolve_spec(config, {**GRID, "strategies": ["sma_cross", "buy_hold"],
+                                 "ranges": "march=2022-03-01:2022-03-31,void=2015-01-01:2015-01-31"})
+    lines = []
+    outcomes = run_comparison(spec, InlineExecutor(), progress=lines.append, show_bar=False)
+    table = build_comparison(outcomes).table.set_index(["range", "strategy"])
+    assert table.loc[("march", "buy_hold"), "status"] == "ok"
+    assert table.loc[("march", "sma_cross"), "error"] == "ValueError: sma_cross needs 0 < fast < slow, got fast=60 slow=50"
+    for name in ("sma_cross", "buy_hold"):
+        assert table.loc[("void", name), "error"].startswith("DataError: only 0 bar(s) of BTC/USDT:USDT 1h")
+    assert "Traceback" in next(o for o in outcomes if o.cell.strategy == "sma_cross" and o.cell.range.name == "march").detail
+    assert sum("DataError" in line or "ValueError" in line for line in lines) == 3
+
+
+def test_a_dead_worker_fails_its_task_not_the_run():
+    with ProcessExecutor(2) as pool:
+        got = dict(pool.map_unordered(_crash_on_two, [0, 1, 2, 3]))
+    assert sorted(got) == [0, 1, 2, 3]
+    assert isinstance(got[2], TaskFailure) and "terminated abruptly" in got[2].error
+
+
+def test_a_task_raising_on_dask_is_a_failure_value(dask_client):
+    with DaskExecutor(dask_client) as dask:
+        got = dict(dask.map_unordered(_raise_on_two, [0, 1, 2, 3]))      # index -> value; here index == item
+    assert (got[0], got[1], got[3]) == (0, 10, 30)
+    assert got[2] == TaskFailure("RuntimeError: two is not allowed")
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error():
+    with pytest.raises(ValueError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        DaskExecutor("tcp://127.0.0.1:9", timeout=1)
