@@ -45,8 +45,7 @@ from dataclasses import dataclass
 
 import backtrader as bt
 
-from backtests.margin import DEFAULT_TABLE, MarginTable, is_liquidated, leverage_allowed, liquidation_fee, \
-    liquidation_price, market_rules
+from backtests.margin import is_liquidated, leverage_allowed, liquidation_fee, liquidation_price, market_rules
 from backtests.slippage import check_model, fill_price
 
 
@@ -59,7 +58,8 @@ class BrokerConfig:
     each market fill 1 basis point (0.01 %) against the order, capped by the bar's high/low; ``"range"`` and
     ``"volume"`` use ``slippage_coef`` (see :mod:`backtests.slippage`); ``"none"`` fills at the open.
     ``liquidation_fee=0.0125``: 1.25 % of the notional at the liquidation price, capped at the position's
-    remaining margin.
+    remaining margin. ``funding=False`` / ``liquidation=False`` switch those off (e.g. to isolate a strategy's
+    price PnL).
     """
 
     cash: float = 10_000.0
@@ -137,14 +137,14 @@ class FuturesBroker(bt.brokers.BackBroker):
 
     params = (
         ("config", BrokerConfig()),
-        ("margin_table", DEFAULT_TABLE),
+        ("margin_table", None),  # None: the tiers of the traded market (the feed's ``market.symbol``)
     )
 
     def init(self):
         super().init()
         self.fill_log: list[dict] = []
-        self.liquidations = 0
         self._fill = ("market", "taker", None)  # kind, liquidity, reference price of the execution in progress
+        self._per_data: dict = {}  # data -> (comminfo, margin table, adverse-low line, adverse-high line)
 
     # ------------------------------------------------------------------ fills
 
@@ -179,6 +179,7 @@ class FuturesBroker(bt.brokers.BackBroker):
         if ago is None or price is None:  # pseudo-execution (submission check) or no price: nothing to record
             return super()._execute(order, ago, price, cash, position, dtcoc)
         if self._breaks_leverage_limit(order, price):
+            order.addinfo(reason="leverage above the tier's limit")
             order.reject(self)
             self.notify(order)
             self._ococheck(order)
@@ -206,7 +207,24 @@ class FuturesBroker(bt.brokers.BackBroker):
             entry = price
         else:
             entry = (held.price * held.size + size * price) / new
-        return not leverage_allowed(abs(new) * entry, self.p.config.leverage, self.p.margin_table)
+        return not leverage_allowed(abs(new) * entry, self.p.config.leverage, self._about(order.data)[1])
+
+    def _about(self, data) -> tuple:
+        """(comminfo, margin table, adverse-low line, adverse-high line) of ``data``, looked up once.
+
+        The lines are the mark-price candle's where the feed has them, else the last-price candle's.
+        """
+        cached = self._per_data.get(data)
+        if cached is None:
+            table = self.p.margin_table
+            if table is None:
+                market = getattr(data.p, "market", None)
+                table = market_rules(getattr(market, "symbol", None)).margin_table
+            lines = data.lines
+            cached = self._per_data[data] = (self.getcommissioninfo(data), table,
+                                             getattr(lines, "mark_low", lines.low),
+                                             getattr(lines, "mark_high", lines.high))
+        return cached
 
     # ------------------------------------------------------------------ liquidation
 
@@ -222,14 +240,10 @@ class FuturesBroker(bt.brokers.BackBroker):
 
     def _liquidate_if_due(self, data, pos) -> bool:
         """Close ``pos`` at its liquidation price if the bar's adverse mark extreme breaches maintenance."""
-        comminfo = self.getcommissioninfo(data)
-        table: MarginTable = self.p.margin_table
+        comminfo, table, low, high = self._about(data)
         size, entry = pos.size, pos.price
         margin = abs(size) * comminfo.get_margin(entry)
-        if size > 0:
-            adverse = data.mark_low[0] if hasattr(data, "mark_low") else data.low[0]
-        else:
-            adverse = data.mark_high[0] if hasattr(data, "mark_high") else data.high[0]
+        adverse = low[0] if size > 0 else high[0]
         if not is_liquidated(size, entry, margin, adverse, table):
             return False
         price = liquidation_price(size, entry, margin, table)
@@ -247,16 +261,17 @@ class FuturesBroker(bt.brokers.BackBroker):
         finally:
             comminfo.rate = self.p.config.taker_fee
             self._fill = ("market", "taker", None)
-        self.liquidations += 1
         return True
 
 
 def make_broker(config: BrokerConfig, symbol: str | None = None) -> tuple[FuturesBroker, FuturesCommInfo]:
     """A Backtrader broker set up for linear perpetuals: cash, fees, margin, slippage, funding, liquidation.
 
-    ``symbol`` (ccxt form, "BTC/USDT:USDT") picks the maintenance-margin tiers (:func:`market_rules`).
+    ``symbol`` (ccxt form, "BTC/USDT:USDT") picks the maintenance-margin tiers (:func:`market_rules`); without
+    it they follow each :class:`~data_feeds.feed.FuturesData` feed's own market symbol.
     """
-    broker = FuturesBroker(config=config, margin_table=market_rules(symbol).margin_table,
+    table = market_rules(symbol).margin_table if symbol is not None else None
+    broker = FuturesBroker(config=config, margin_table=table,
                            int2pnl=False, shortcash=False, checksubmit=False)
     broker.setcash(config.cash)
     comminfo = FuturesCommInfo(commission=config.taker_fee, automargin=1.0 / config.leverage, funding=config.funding)

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from backtests.broker import BrokerConfig
-from backtests.margin import BTC_TABLE, DEFAULT_TABLE, ETH_TABLE, MarginTable, is_liquidated, liquidation_fee, \
-    liquidation_price, margin_balance, market_rules
+from backtests.margin import BTC_TABLE, DEFAULT_TABLE, ETH_TABLE, MarginTable, is_liquidated, leverage_allowed, \
+    liquidation_fee, liquidation_price, margin_balance, market_rules, max_leverage
 
 
 @pytest.mark.parametrize("notional, expected", [
@@ -78,6 +78,14 @@ def test_liquidation_fee_is_capped_at_the_remaining_maintenance_margin():
     price = 95 / 0.996
     assert liquidation_fee(1.0, price, 0.0125, BTC_TABLE) == pytest.approx(0.004 * price, rel=1e-12)
     assert liquidation_fee(1.0, price, 0.001, BTC_TABLE) == pytest.approx(0.001 * price, rel=1e-12)
+
+
+@pytest.mark.parametrize("notional, expected", [(10_000, 125), (100_000, 100), (500_000, 50), (5e6, 20),
+                                                (4e8, 1)])
+def test_max_leverage_is_binances_one_over_twice_the_maintenance_rate(notional, expected):
+    assert max_leverage(notional, BTC_TABLE) == pytest.approx(expected)
+    assert leverage_allowed(notional, expected, BTC_TABLE)
+    assert not leverage_allowed(notional, expected * 1.01, BTC_TABLE)
 
 
 def test_shipped_markets_have_binance_quantity_rules_and_others_none():

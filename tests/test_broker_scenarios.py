@@ -244,3 +244,12 @@ def test_resting_limit_orders_pay_maker_and_marketable_ones_taker(limit, price, 
     assert (fill.price, fill.fee, fill.kind, fill.liquidity) == (price, pytest.approx(fee, rel=1e-12), "limit",
                                                                   liquidity)
     assert run.attribution.fees_maker == pytest.approx(-fee if liquidity == "maker" else 0.0, rel=1e-12)
+
+
+@pytest.mark.parametrize("symbol, liquidated", [("ETH/USDT:USDT", True), ("BTC/USDT:USDT", False)])
+def test_margin_tiers_follow_the_feeds_market_when_no_symbol_is_given(symbol, liquidated):
+    # long 100 at 100 with 20x: liquidation at 95.4774 on ETH's tiers (0.5 %), 95.3815 on BTC's (0.4 %)
+    bars = [FLAT, (100, 101, 99, 100), (100, 100, 95.45, 99), (99, 99, 99, 99)]
+    run = run_cerebro(make_market(bars, symbol=symbol), BrokerConfig(**dict(BASE, leverage=20)),
+                      sizes=[100, 100, 100, 100])
+    assert ("liquidation" in run.fills["kind"].tolist()) is liquidated

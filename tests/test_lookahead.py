@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from backtests.config import BacktestConfig
-from backtests.lookahead import (add_lookahead_arguments, audit_lookahead, blank_future, compare_rows,
+from backtests.lookahead import (audit_lookahead, blank_future, compare_rows,
                                  lookahead_command, sample_cutoffs, truncate_market)
 from data_feeds import MarketData
 from strategies import registry
@@ -133,9 +132,10 @@ def test_a_scaler_fitted_on_the_span_is_flagged_in_scaler_but_not_features(peeki
 # ---------------------------------------------------------------- the command
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    add_lookahead_arguments(parser)
-    return lookahead_command(parser.parse_args(argv))
+    """Parse with the real ``lstmbt`` parser, then call the command directly to see its exit status and errors."""
+    from backtests.cli import make_parser
+
+    return lookahead_command(make_parser().parse_args(["check-lookahead", *argv]))
 
 
 def test_command_exits_0_when_clean_and_1_with_lookahead(peeking_registered, capsys):

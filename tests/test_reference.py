@@ -60,6 +60,15 @@ def test_a_flip_whose_new_side_is_unaffordable_still_closes():
     assert acct.wallet == pytest.approx(1_000.0 - 0.45)
 
 
+def test_a_position_above_its_tiers_leverage_limit_is_refused_whole():
+    # BTC at 50x is allowed up to 1,000,000 USDT of notional: 9,000 at 100 is fine, 10,001 at 100 is not
+    start = Account(1e6)
+    _, fill, status = apply_fill(start, 9_000.0, 100.0, 100.0, 0.0, leverage=50, table=BTC_TABLE)
+    assert status == "filled" and fill.size == 9_000.0
+    flip = _long(9_000.0, wallet=1e6)
+    assert apply_fill(flip, -19_001.0, 100.0, 100.0, 0.0, leverage=50, table=BTC_TABLE) == (flip, None, "leverage")
+
+
 def test_affordability_counts_unrealised_pnl_at_the_last_mark():
     # long 5 at 100 marked at 120: free cash = 1,000 + 100 - 500 = 600, enough for 5 more at 120 (600 margin)
     acct = _long(5.0, wallet=1_000.0)._replace(mark=120.0)
