@@ -11,6 +11,7 @@ import pandas as pd
 
 from backtests.broker import make_broker
 from backtests.config import BacktestConfig
+from backtests.margin import market_rules
 from backtests.recorder import Recorder
 from backtests.result import FILL_COLUMNS, REJECT_COLUMNS, BacktestResult
 from backtests.trades import trades_from_fills
@@ -62,7 +63,9 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     cerebro.adddata(FuturesData(market=span))
     broker, comminfo = make_broker(config.broker)
     cerebro.broker = broker
-    cerebro.addstrategy(cls, fraction=config.fraction, leverage=config.broker.leverage, **params)
+    rules = market_rules(config.data.symbol)
+    cerebro.addstrategy(cls, fraction=config.fraction, leverage=config.broker.leverage, qty_step=rules.qty_step,
+                        min_qty=rules.min_qty, **params)
     n_bars = len(span.candles)
     report = (lambda n: progress(f"  {name}: {n:,}/{n_bars:,} bars")) if progress else None
     cerebro.addanalyzer(Recorder, _name="recorder", progress=report, every=max(n_bars // 4, 1000))
@@ -112,7 +115,8 @@ def _collect(config: BacktestConfig, name: str, span: MarketData, strat, comminf
         name=name, strategy=name, exchange=config.data.exchange, symbol=config.data.symbol,
         timeframe=config.data.timeframe, initial_cash=config.broker.cash, equity=equity, position=position,
         target=target, prices=span.candles, fills=fills, trades=trades, funding=funding, fees=fees,
-        rejected=rejected, config=_result_config(config), data_span=data_span, predictions=predictions)
+        rejected=rejected, config=_result_config(config), data_span=data_span, predictions=predictions,
+        attribution=rec.attribution.as_dict())
 
 
 def _result_config(config: BacktestConfig) -> dict:

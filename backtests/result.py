@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-FILL_COLUMNS = ["time", "size", "price", "notional", "fee", "slippage", "kind"]
+FILL_COLUMNS = ["time", "size", "price", "notional", "fee", "slippage", "kind", "liquidity"]
 TRADE_COLUMNS = ["entry_time", "exit_time", "direction", "size", "entry_price", "exit_price", "bars",
                  "price_pnl", "fees", "funding", "pnl", "return_pct", "status"]
 REJECT_COLUMNS = ["time", "size", "price", "reason"]
@@ -29,7 +29,7 @@ class BacktestResult:
     - ``target``: the strategy's target position decided at each bar's close, in [-1, 1] (Signal values).
     - ``prices``: the OHLCV candles of the backtested span.
     - ``fills``: one row per execution (``FILL_COLUMNS``); ``size`` signed (+ buy, - sell), ``fee`` and
-      ``slippage`` in USDT, ``kind`` "market" or "liquidation".
+      ``slippage`` in USDT, ``kind`` "market" or "liquidation", ``liquidity`` "taker" or "maker".
     - ``trades``: round trips from flat to flat or to a flip (``TRADE_COLUMNS``); ``pnl`` is net of fees and funding;
       a position still open at the end is one row with ``status="open"``, valued at the last close.
     - ``funding``: funding paid at each bar in USDT (positive = paid, negative = received).
@@ -37,6 +37,8 @@ class BacktestResult:
     - ``rejected``: orders the broker refused (``REJECT_COLUMNS``), e.g. not enough margin.
     - ``config``: the run's configuration as plain data; ``data_span``: start, end, rows, source, gaps, sha256.
     - ``predictions``: for model-driven strategies, class probabilities per bar (columns short, flat, long).
+    - ``attribution``: PnL by source in USDT (price, fees_taker, fees_maker, slippage, funding, liquidation), summing
+      exactly to final equity - starting cash (see :mod:`backtests.attribution`).
     """
 
     name: str
@@ -57,6 +59,7 @@ class BacktestResult:
     config: dict
     data_span: dict
     predictions: pd.DataFrame | None = None
+    attribution: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
 
     @property

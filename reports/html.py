@@ -116,8 +116,18 @@ def _plain(value: object) -> str:
     return data if isinstance(data, str) else json.dumps(data, sort_keys=True)
 
 
+def _attribution_html(attribution: dict | None) -> str:
+    """PnL by source in USDT; the terms sum to the change in equity (``total``)."""
+    if not attribution:
+        return ""
+    rows = {name.replace("_", " "): f"{value:,.2f} USDT" for name, value in attribution.items()}
+    return ("<section><h2>PnL attribution</h2><p>Where the change in equity came from; the terms sum to the total."
+            f"</p>{_definition_list(rows)}</section>")
+
+
 def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.Series]], charts: Sequence[Chart],
-                  trades: pd.DataFrame, config: dict, data_span: dict, notes: Sequence[str] = ()) -> str:
+                  trades: pd.DataFrame, config: dict, data_span: dict, notes: Sequence[str] = (),
+                  attribution: dict | None = None) -> str:
     """The whole page as one string; ``metrics`` columns are ``(name, metrics Series)``, the strategy first."""
     figures = "".join(
         f'<figure><img alt="{escape(c.title)}" src="data:image/png;base64,{base64.b64encode(c.png).decode("ascii")}">'
@@ -141,6 +151,7 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
 <header><h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p></header>
 <section><h2>Performance</h2>{metrics_table_html(metrics)}{notes_html}</section>
 <section><h2>Charts</h2>{figures}</section>
+{_attribution_html(attribution)}
 <section><h2>Trades</h2>{trades_html}</section>
 <section><h2>Data</h2>{_definition_list(data_span)}</section>
 <section><h2>Configuration</h2><pre>{escape(config_text)}</pre></section>

@@ -153,7 +153,7 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
     atomic_write(out / "rejected.csv", _csv(result.rejected))
     run = {"name": result.name, "strategy": result.strategy, "exchange": result.exchange, "symbol": result.symbol,
            "timeframe": result.timeframe, "initial_cash": result.initial_cash, "data_span": result.data_span,
-           "config": result.config}
+           "config": result.config, "attribution": getattr(result, "attribution", {})}
     doc = {"run": jsonable(run),
            "results": [{"name": n, "role": role, "metrics": jsonable(m)} for n, (_, role, m) in zip(names, columns)]}
     atomic_write(out / "metrics.json", json.dumps(doc, sort_keys=True, indent=2, allow_nan=False) + "\n")
@@ -167,7 +167,8 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
         if len(result.rejected) else []
     page = render_report(title=title or f"{result.name}: {result.symbol} {result.timeframe}", subtitle=subtitle,
                          metrics=[(n, m) for n, (_, _, m) in zip(names, columns)], charts=pngs,
-                         trades=trades_for_display(result.trades), config=result.config, data_span=result.data_span, notes=notes)
+                         trades=trades_for_display(result.trades), config=result.config, data_span=result.data_span, notes=notes,
+                         attribution=getattr(result, "attribution", None))
     return atomic_write(out / "report.html", page)
 
 

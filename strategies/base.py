@@ -83,5 +83,5 @@ class TargetPositionStrategy(bt.Strategy):
     def notify_order(self, order):
         """Record refused orders; the strategy does not retry them until its target changes again."""
         if order.status in (order.Margin, order.Rejected):
-            reason = "not enough margin" if order.status == order.Margin else "rejected by broker"
+            reason = order.info.get("reason") or ("not enough margin" if order.status == order.Margin else "rejected by broker")
             self.rejected.append((self.data.datetime[0], order.created.size, order.created.price, reason))

@@ -8,6 +8,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
+from backtests.attribution import Attribution
 from backtests.broker import BrokerConfig, FuturesBroker, make_broker
 from backtests.recorder import Recorder
 from data_feeds.feed import FuturesData
@@ -69,7 +70,7 @@ class Run:
     fills: pd.DataFrame
     rejected: list
     funding: list
-    attribution: object
+    attribution: Attribution | None
     broker: FuturesBroker
     strategy: bt.Strategy
 
