@@ -128,6 +128,9 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
     confidence = table.get("confidence", 0.95)
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0.5 <= confidence < 1:
         raise ConfigError(f"confidence must be a number in [0.5, 1), got {confidence!r}")
+    timeframe_delta(config.data.timeframe)
+    if not isinstance(table.get("cell_reports", True), bool):
+        raise ConfigError(f"cell_reports must be true or false, got {table['cell_reports']!r}")
     bootstrap = table.get("bootstrap", 1000)
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 100:
         raise ConfigError(f"bootstrap must be a whole number of resamples >= 100, got {bootstrap!r}")
@@ -377,7 +380,7 @@ def spec_from_args(args: argparse.Namespace) -> CompareSpec:
 
 def _text_table(rows: list[dict[str, str]], columns: list[str]) -> str:
     widths = [max(len(c), *(len(r[c]) for r in rows)) for c in columns]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
     lines += ["  ".join(r[c].ljust(w) for c, w in zip(columns, widths)).rstrip() for r in rows]
     return "\n".join(lines)
 

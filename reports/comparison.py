@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from reports.charts import BASELINE_COLORS, COLORS, WIDTH, _format_time_axis, _styled, _x, save_figure
 from reports.files import atomic_write
@@ -41,7 +42,7 @@ from reports.formatting import format_value
 from reports.metrics import bar_returns, buy_and_hold_equity, drawdown, result_metrics
 from reports.statistics import (annualised_sharpe, block_bootstrap_sharpe,
                                 deflated_sharpe_ratio, expected_max_sharpe, probabilistic_sharpe_ratio, sharpe_ratio)
-from reports.writer import write_report
+from reports.writer import LOG_SCALE_RATIO, write_report
 
 if TYPE_CHECKING:
     from backtests.grid import CellOutcome
@@ -259,7 +260,8 @@ def sharpe_heatmap(table: pd.DataFrame) -> Figure:
 @_styled
 def range_chart(outcomes: Sequence["CellOutcome"], title: str) -> Figure:
     """Equity (top) and drawdown (bottom) of every successful cell of one range, one column per symbol, with
-    buy-and-hold of the symbol (dark grey, dashed, drawn on top) as the reference."""
+    buy-and-hold of the symbol (dark grey, dashed, drawn on top) as the reference. Equity goes on a log scale
+    where a column's curves span more than ``LOG_SCALE_RATIO`` (5x), as in a cell's own report."""
     done = [o for o in outcomes if o.ok]
     symbols = list(dict.fromkeys(o.cell.symbol for o in outcomes))
     colors = _strategy_colors([o.cell.strategy for o in outcomes])
@@ -280,10 +282,17 @@ def range_chart(outcomes: Sequence["CellOutcome"], title: str) -> Figure:
                 line = ax.plot(_x(y.index), y.to_numpy(dtype="float64"), color="#444444", lw=1.0, ls=(0, (4, 3)),
                                zorder=4)[0]
             handles[REFERENCE] = line
+            curves = [bh, *[o.result.equity for o in mine]]
+            low, high = min(float(c.min()) for c in curves), max(float(c.max()) for c in curves)
+            if low > 0 and high / low > LOG_SCALE_RATIO:
+                top.set_yscale("log")
+                top.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0, 7.0)))
+                top.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+                top.yaxis.set_minor_formatter(NullFormatter())
             _format_time_axis(bottom)
         failed = [o.cell.strategy for o in outcomes if o.cell.symbol == symbol and not o.ok]
         top.set_title(symbol + (f" (failed: {', '.join(failed)})" if failed else ""), fontsize=10)
-        top.set_ylabel("equity [USDT]")
+        top.set_ylabel("equity [USDT]" + (" (log)" if top.get_yscale() == "log" else ""))
         bottom.set_ylabel("drawdown [%]")
         for ax in (top, bottom):
             ax.margins(x=0)

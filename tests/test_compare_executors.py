@@ -3,6 +3,7 @@ a failing cell is an error row and the others still finish."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pandas as pd
@@ -89,3 +90,18 @@ def test_a_task_raising_on_dask_is_a_failure_value(dask_client):
 def test_an_unreachable_scheduler_is_a_one_line_error():
     with pytest.raises(ValueError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         DaskExecutor("tcp://127.0.0.1:9", timeout=1)
+
+
+def test_a_small_lstm_cell_trains_before_its_range_and_runs_in_the_grid(tmp_path):
+    config = BacktestConfig(strategy="lstm", cache_dir=str(tmp_path),
+                            model={"train_bars": 600, "val_bars": 200, "window": 16, "hidden": 8, "epochs": 1})
+    spec = resolve_spec(config, {**GRID, "strategies": ["lstm", "buy_hold"], "ranges": "march=2022-03-01:2022-03-10"})
+    outcomes = run_comparison(spec, InlineExecutor(), show_bar=False)
+    assert [o.error for o in outcomes] == [None, None]
+    lstm = outcomes[0].result
+    assert lstm.equity.index[0] == pd.Timestamp("2022-03-01", tz="UTC")       # trades the range only
+    assert lstm.predictions is not None and lstm.predictions.index[0] >= lstm.equity.index[0]
+    (meta,) = tmp_path.glob("*/meta.json")                   # the cell's checkpoint: trained before the range
+    spans = json.loads(meta.read_text())["spans"]
+    assert pd.Timestamp(spans["train_end"]) == pd.Timestamp("2022-03-01", tz="UTC")
+    assert pd.Timestamp(spans["validation"][1]) <= pd.Timestamp("2022-03-01", tz="UTC")

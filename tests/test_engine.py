@@ -39,7 +39,8 @@ def test_buy_hold_at_1x_tracks_price_minus_fees_and_funding():
     # decided on the first bar's close, filled at the second bar's open plus 1 bp slippage
     assert fill.time == result.prices.index[1]
     assert fill.price == pytest.approx(result.prices.open.iloc[1] * 1.0001)
-    assert fill["size"] == pytest.approx(0.99 * 10_000 / result.prices.close.iloc[0])
+    # 99 % of equity at the deciding close, rounded down to BTCUSDT's 0.001 quantity step
+    assert fill["size"] == pytest.approx(np.floor(0.99 * 10_000 / result.prices.close.iloc[0] / 0.001) * 0.001)
     assert fill.fee == pytest.approx(fill["size"] * fill.price * 0.0005)
     expected = (10_000 - fill.fee - result.funding.cumsum()
                 + fill["size"] * (result.prices.close - fill.price))
