@@ -2,11 +2,25 @@
 
 >>> from backtests import BacktestConfig, run_backtest
 >>> result = run_backtest(BacktestConfig(strategy="sma_cross"))     # doctest: +SKIP
+
+Names are imported on first use, so ``from backtests.result import BacktestResult`` (what reports and
+notebooks need) never imports Backtrader.
 """
 
-from backtests.broker import BrokerConfig
-from backtests.config import BacktestConfig, DataConfig, load_config
-from backtests.engine import run_backtest
-from backtests.result import BacktestResult
+import importlib
 
-__all__ = ["BacktestConfig", "BacktestResult", "BrokerConfig", "DataConfig", "load_config", "run_backtest"]
+_EXPORTS = {
+    "BacktestConfig": "backtests.config",
+    "DataConfig": "backtests.config",
+    "load_config": "backtests.config",
+    "BrokerConfig": "backtests.config",
+    "run_backtest": "backtests.engine",
+    "BacktestResult": "backtests.result",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'backtests' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -41,48 +41,12 @@ Order of events within a bar (:class:`FuturesBroker`):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import backtrader as bt
 
 from backtests.margin import is_liquidated, leverage_allowed, liquidation_fee, liquidation_price, market_rules
-from backtests.slippage import check_model, fill_price
-
-
-@dataclass(frozen=True)
-class BrokerConfig:
-    """Broker settings for one run.
-
-    ``leverage=5``: initial margin is notional / 5. ``taker_fee=0.0005`` is 0.05 % of notional per fill
-    (Binance USDT-M base tier: taker 0.05 %, maker 0.02 %). ``slippage="fixed"`` with ``slippage_bps=1`` moves
-    each market fill 1 basis point (0.01 %) against the order, capped by the bar's high/low; ``"range"`` and
-    ``"volume"`` use ``slippage_coef`` (see :mod:`backtests.slippage`); ``"none"`` fills at the open.
-    ``liquidation_fee=0.0125``: 1.25 % of the notional at the liquidation price, capped at the position's
-    remaining margin. ``funding=False`` / ``liquidation=False`` switch those off (e.g. to isolate a strategy's
-    price PnL).
-    """
-
-    cash: float = 10_000.0
-    leverage: float = 1.0
-    taker_fee: float = 0.0005
-    maker_fee: float = 0.0002
-    slippage_bps: float = 1.0
-    funding: bool = True
-    slippage: str = "fixed"
-    slippage_coef: float = 0.1
-    liquidation: bool = True
-    liquidation_fee: float = 0.0125
-
-    def __post_init__(self):
-        if not self.cash > 0:
-            raise ValueError(f"cash must be positive, got {self.cash}")
-        if not 1 <= self.leverage <= 125:
-            raise ValueError(f"leverage must be between 1 and 125, got {self.leverage}")
-        limits = {"taker_fee": 1, "maker_fee": 1, "liquidation_fee": 1, "slippage_bps": 10_000, "slippage_coef": 100}
-        for name, limit in limits.items():
-            if not 0 <= getattr(self, name) < limit:
-                raise ValueError(f"{name} out of range [0, {limit}): {getattr(self, name)}")
-        check_model(self.slippage)
+from backtests.config import BrokerConfig  # noqa: F401  (re-exported: it configures this broker)
+from backtests.slippage import fill_price
 
 
 class FuturesCommInfo(bt.CommInfoBase):

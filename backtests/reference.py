@@ -27,7 +27,7 @@ from typing import Mapping, NamedTuple
 import numpy as np
 
 from backtests.attribution import Attribution
-from backtests.broker import BrokerConfig
+from backtests.config import BrokerConfig
 from backtests.margin import DEFAULT_TABLE, MarginTable, is_liquidated, leverage_allowed, liquidation_fee, \
     liquidation_price
 from backtests.slippage import fill_price
