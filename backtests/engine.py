@@ -57,6 +57,7 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     else:
         t0, t1 = parse_span(config.data.start, config.data.end)
     params = cls.prepare(run_config, market, t0, progress)
+    extras = params.pop("extras", {})
     span = market.slice(t0, t1)
 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True, quicknotify=True)
@@ -74,7 +75,9 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     elapsed = time.perf_counter() - started
     if progress:
         progress(f"  {name}: {n_bars:,} bars in {elapsed:.2f} s ({n_bars / max(elapsed, 1e-9):,.0f} bars/s)")
-    return _collect(run_config, name, span, strat, comminfo, params)
+    result = _collect(run_config, name, span, strat, comminfo, params)
+    result.extras.update(extras)
+    return result
 
 
 def _bt_times(values, index: pd.DatetimeIndex) -> pd.DatetimeIndex:

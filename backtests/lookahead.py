@@ -73,14 +73,45 @@ class PredictorProbe:
         return {"features": feats[in_span], "scaler": scaled[in_span], "predictor": predictor.probability_frame()}
 
 
+class WalkForwardProbe:
+    """The same components for a walk-forward predictor: each bar scaled by, and predicted with, its own fold's model."""
+
+    def __init__(self, models: list) -> None:
+        self.models = models  # (Fold, TrainedModel) pairs, in time order
+
+    def components(self, market: MarketData, span_start: pd.Timestamp) -> dict[str, pd.DataFrame]:
+        from strategies.lstm.features import compute_features
+        from strategies.lstm.walkforward import WalkForwardPredictor
+
+        first = self.models[0][1]
+        feats = compute_features(market.candles, market.funding, first.feature_names, bar=first.bar)
+        feats = feats[feats.index >= span_start]
+        starts = pd.DatetimeIndex([fold.train_end for fold, _ in self.models])
+        fold_of = starts.searchsorted(feats.index, side="right") - 1
+        scaled = np.full(feats.shape, np.nan)
+        for k, (_, trained) in enumerate(self.models):
+            rows = fold_of == k
+            if rows.any():
+                scaled[rows] = trained.scaler.transform(feats[rows])
+        predictor = WalkForwardPredictor(self.models, mode="batched")
+        predictor.attach(market.candles, market.funding, span_start)
+        return {"features": feats, "scaler": pd.DataFrame(scaled, index=feats.index, columns=feats.columns),
+                "predictor": predictor.probability_frame()}
+
+
 def probe_for(strategy_cls, params: dict) -> Probe | None:
     """The probe of a prepared strategy: its class's ``lookahead_probe(params)`` when it defines one, else a
-    :class:`PredictorProbe` for a ``params["predictor"]`` that carries a trained model, else None (targets only)."""
+    :class:`PredictorProbe` (or :class:`WalkForwardProbe`) for a ``params["predictor"]`` that carries trained
+    model(s), else None (targets only)."""
     hook = getattr(strategy_cls, "lookahead_probe", None)
     if hook is not None:
         return hook(params)
-    trained = getattr(params.get("predictor"), "trained", None)
-    return PredictorProbe(trained) if trained is not None else None
+    predictor = params.get("predictor")
+    trained = getattr(predictor, "trained", None)
+    if trained is not None:
+        return PredictorProbe(trained)
+    models = getattr(predictor, "models", None)
+    return WalkForwardProbe(models) if models else None
 
 
 # ---------------------------------------------------------------- pure pieces

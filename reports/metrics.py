@@ -22,6 +22,7 @@ import pandas as pd
 
 from data_feeds.timeframes import SECONDS_PER_YEAR, bars_per_year, timeframe_delta
 from reports.errors import ReportError
+from reports.trade_metrics import trade_metrics, traded_notional
 
 if TYPE_CHECKING:
     from backtests.result import BacktestResult
@@ -143,7 +144,7 @@ def _longest_underwater(dd: np.ndarray, times: pd.DatetimeIndex) -> tuple[int, f
 
 def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, position: pd.Series | None = None,
                     fees: float = 0.0, funding: float = 0.0, initial_cash: float | None = None,
-                    close: pd.Series | None = None) -> pd.Series:
+                    close: pd.Series | None = None, fills: pd.DataFrame | None = None) -> pd.Series:
     """Performance of one equity curve, keys with their units (``"Return [%]"``, ``"Fees paid [USDT]"``).
 
     - ``equity``: account value in USDT at each bar's close, indexed by bar open time (UTC).
@@ -152,6 +153,8 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
     - ``fees`` / ``funding``: totals paid in USDT, reported as given.
     - ``initial_cash``: account value before the first bar (see :func:`bar_returns`); else the first equity.
     - ``close``: the asset's closes, for ``"Buy & hold return [%]"`` (the key appears only when given).
+    - ``fills``: executions with ``notional`` (USDT), for ``"Turnover (ann.) [x]"``: traded notional / mean
+      equity / years (10,000 USDT equity trading 200,000 USDT over half a year turns over 40x a year).
 
     ``"Start"``/``"End"`` are the first and last bars' open times (UTC); ``"Trades"`` counts every row of
     ``trades``, including a position still open at the end (valued at the last close).
@@ -165,7 +168,10 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
       from ``initial_cash`` (one bar before the first close) or the first close to the last close. On
       gap-free bars this equals quantstats' ``len(r) / P`` years.
     - Calmar = CAGR / |max drawdown|. Max drawdown includes ``initial_cash`` as a possible peak.
-    - Profit factor = gross profit / gross loss of trade PnL (inf when no trade lost).
+    - Profit factor = gross profit / gross loss of trade PnL (inf when no trade lost); trade statistics
+      (long/short split, streaks, holding time) are :func:`reports.trade_metrics.trade_metrics`.
+    - Best / worst month: calendar-month returns (UTC) of :func:`monthly_returns`, the first month from
+      ``initial_cash``.
 
     Undefined values are NaN, never an error: Sharpe and volatility with fewer than 2 returns; Sharpe on a flat
     curve (std 0, volatility 0); Sortino without a losing bar; Calmar without a drawdown; CAGR over zero elapsed time; win rate
@@ -223,7 +229,15 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
         "Max drawdown duration [bars]": dd_bars,
         "Max drawdown duration [days]": float(dd_days),
     })
-    s.update(_trade_metrics(trades))
+    months = monthly_returns(equity, initial_cash).to_numpy(dtype="float64")
+    months = months[np.isfinite(months)]
+    s["Best month [%]"] = float(months.max() * 100) if months.size else np.nan
+    s["Worst month [%]"] = float(months.min() * 100) if months.size else np.nan
+    s.update(trade_metrics(trades))
+    notional = traded_notional(fills)
+    mean_equity = float(np.mean(values))
+    s["Traded notional [USDT]"] = notional
+    s["Turnover (ann.) [x]"] = notional / mean_equity / years if years > 0 and mean_equity > 0 else np.nan
     s["Fees paid [USDT]"] = float(fees)
     s["Funding paid [USDT]"] = float(funding)
     return pd.Series(s, dtype=object, name="metrics")
@@ -236,37 +250,12 @@ def _exposure(position: pd.Series | None) -> float:
     return float(held.mean() * 100)
 
 
-def _trade_metrics(trades: pd.DataFrame) -> dict[str, object]:
-    n = int(len(trades))
-    if n == 0:
-        pnl = ret = np.array([], dtype="float64")
-    else:
-        pnl = trades["pnl"].to_numpy(dtype="float64")
-        ret = trades["return_pct"].to_numpy(dtype="float64")
-    gross_profit, gross_loss = float(pnl[pnl > 0].sum()), float(-pnl[pnl < 0].sum())
-    if gross_loss > 0:
-        profit_factor = gross_profit / gross_loss
-    else:
-        profit_factor = np.inf if gross_profit > 0 else np.nan
-    has_bars = n and "bars" in trades.columns
-    return {
-        "Trades": n,
-        "Win rate [%]": float((pnl > 0).mean() * 100) if n else np.nan,
-        "Best trade [%]": float(ret.max()) if n else np.nan,
-        "Worst trade [%]": float(ret.min()) if n else np.nan,
-        "Avg trade [%]": float(ret.mean()) if n else np.nan,
-        "Avg trade PnL [USDT]": float(pnl.mean()) if n else np.nan,
-        "Avg trade duration [bars]": float(trades["bars"].astype("float64").mean()) if has_bars else np.nan,
-        "Profit factor": profit_factor,
-    }
-
-
 def result_metrics(result: "BacktestResult") -> pd.Series:
     """:func:`compute_metrics` of a backtest result: its equity, trades, position, fees, funding and closes."""
     close = result.prices["close"] if result.prices is not None and "close" in result.prices else None
     return compute_metrics(result.equity, result.trades, result.timeframe, position=result.position,
                            fees=result.fees_paid, funding=result.funding_paid, initial_cash=result.initial_cash,
-                           close=close)
+                           close=close, fills=result.fills)
 
 
 def equity_metrics(equity: pd.Series, timeframe: str, initial_cash: float | None = None) -> pd.Series:

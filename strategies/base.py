@@ -31,7 +31,8 @@ class TargetPositionStrategy(bt.Strategy):
     @classmethod
     def prepare(cls, config, market, span_start, progress=None) -> dict:
         """Backtrader params for this run: the config's ``[params]`` table, checked, plus anything a subclass
-        computes before the run from ``market`` (which may hold history before ``span_start``)."""
+        computes before the run from ``market`` (which may hold history before ``span_start``). An ``extras``
+        entry (a plain dict, e.g. model checkpoint hashes) is not a param: it goes to ``BacktestResult.extras``."""
         return cls.check_params(config.params)
 
     @classmethod

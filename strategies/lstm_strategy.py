@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import platformdirs
@@ -54,12 +55,27 @@ class LSTMStrategy(TargetPositionStrategy):
             models = train_walk_forward(market.candles, market.funding, cfg, folds, cost=cost, cache_dir=cache,
                                         progress=progress)
             predictor = WalkForwardPredictor(models, mode=mode)
+            checkpoints = [model_fingerprint(trained, fold.name) for fold, trained in models]
         else:
             trained, _ = train_or_load(cache, market.candles, market.funding, cfg, cost=cost, train_end=span_start,
                                        progress=progress)
             predictor = Predictor(trained, mode=mode)
+            checkpoints = [model_fingerprint(trained, f"trained-before-{span_start:%Y%m%dT%H%MZ}")]
         predictor.attach(market.candles, market.funding, span_start)
-        return {**params, "predictor": predictor}
+        extras = {"checkpoints": checkpoints,
+                  "fold_boundaries": [t.isoformat() for t in getattr(predictor, "fold_boundaries", [])]}
+        return {**params, "predictor": predictor, "extras": extras}
 
     def target(self) -> float:
         return self.p.predictor.signal(len(self) - 1)
+
+
+def model_fingerprint(trained, name: str) -> dict:
+    """What identifies a trained model in a manifest: its name, the sha256 of its weights (tensors in key
+    order) and of the data it was trained on, and its decision threshold."""
+    h = hashlib.sha256()
+    for key, tensor in trained.model.state_dict().items():
+        h.update(key.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return {"name": name, "weights_sha256": h.hexdigest(), "data_sha256": trained.data_hash,
+            "min_confidence": trained.min_confidence}

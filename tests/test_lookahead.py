@@ -114,6 +114,15 @@ def test_lstm_passes_every_component_of_the_audit():
     assert all(c.cutoffs == 6 and c.rows > 0 for c in report.components.values())
 
 
+def test_walk_forward_lstm_passes_every_component_across_fold_boundaries():
+    walk_forward = config("lstm").replace(model={**TINY_MODEL, "walk_forward_test_bars": 60})
+    report = audit_lookahead(walk_forward, bars=6, seed=3)
+    assert report.ok, report.format()
+    assert list(report.components) == ["features", "scaler", "predictor", "target"]
+    # cutoffs late in the span compare rows answered by several folds' models
+    assert max(report.cutoffs) > pd.Timestamp(SPAN["start"], tz="UTC") + pd.Timedelta(hours=120)
+
+
 def test_a_feature_reading_the_next_bar_is_flagged_in_features_and_target(peeking_registered):
     report = audit_lookahead(config("peeking_feature"), bars=8, seed=0)
     assert not report.ok
