@@ -248,6 +248,15 @@ def run_cell(task: CellTask) -> CellOutcome:
     return CellOutcome(task.cell, result=result, files=files, seconds=time.perf_counter() - started)
 
 
+def worker_modules(spec: CompareSpec) -> list[str]:
+    """Modules a worker needs for ``spec``'s cells (the engine, each strategy's module, the report writer), for a
+    process pool to import once before it forks its workers."""
+    from strategies.registry import get_strategy
+
+    modules = ["backtests.compare", "backtests.engine", *(get_strategy(s).__module__ for s in spec.strategies)]
+    return list(dict.fromkeys(modules + (["reports.comparison"] if spec.cell_reports else [])))
+
+
 def run_comparison(spec: CompareSpec, executor: Executor | None = None, *, progress: Progress | None = None,
                    show_bar: bool | None = None) -> list[CellOutcome]:
     """Run every cell of ``spec`` on ``executor`` (default: the one the spec asks for, closed afterwards) and return
@@ -260,7 +269,7 @@ def run_comparison(spec: CompareSpec, executor: Executor | None = None, *, progr
     tasks, outcomes = plan_cells(spec)
     tasks.sort(key=lambda t: -t.history_bars)
     own = executor is None
-    executor = make_executor(spec.workers, spec.scheduler) if own else executor
+    executor = make_executor(spec.workers, spec.scheduler, preload=worker_modules(spec)) if own else executor
     bar = tqdm(total=len(cells), desc="compare", unit="cell", file=sys.stderr, dynamic_ncols=True,
                disable=None if show_bar is None else not show_bar)
     done: dict[Cell, CellOutcome] = {}
@@ -411,4 +420,5 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 __all__ = ["CellTask", "CompareSpec", "add_compare_arguments", "compare_command", "load_compare_spec",
-           "plan_cells", "resolve_spec", "run_and_write", "run_cell", "run_comparison", "spec_from_args"]
+           "plan_cells", "resolve_spec", "run_and_write", "run_cell", "run_comparison", "spec_from_args",
+           "worker_modules"]

@@ -79,17 +79,21 @@ class InlineExecutor(_Closing):
 
 
 class ProcessExecutor(_Closing):
-    """A local pool of ``workers`` processes, started with ``spawn`` (fresh interpreters: no state or threads
-    inherited from the client, the same on Linux, macOS and Windows). The pool lives for one ``map_unordered``
-    call, so memory goes back when the grid is done; start-up costs about a second per worker, in parallel."""
+    """A local pool of ``workers`` processes, forked from a clean server process (``forkserver``; ``spawn`` where
+    there is none, as on Windows), never from the client itself: no client threads or state leak into a worker.
+    ``preload`` names modules the server imports once, before it forks the workers (e.g. backtrader, torch and
+    matplotlib through ``backtests.compare``, ``strategies.lstm_strategy``, ``reports.comparison``), so N workers
+    do not each pay those imports. The pool lives for one ``map_unordered`` call, so memory goes back when the
+    grid is done; the server lives as long as the client process and serves later pools."""
 
     name = "process pool"
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, *, preload: Sequence[str] = ()):
         workers = (os.cpu_count() or 1) if workers is None else workers
         if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
             raise ValueError(f"--workers must be a whole number >= 1 for the process pool, got {workers!r}")
         self._workers = workers
+        self._preload = list(preload)
 
     @property
     def workers(self) -> int:
@@ -98,8 +102,7 @@ class ProcessExecutor(_Closing):
     def map_unordered(self, fn, items):
         if not items:
             return
-        context = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=min(self._workers, len(items)), mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=min(self._workers, len(items)), mp_context=_context(self._preload))
         try:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
             for future in as_completed(futures):
@@ -110,6 +113,17 @@ class ProcessExecutor(_Closing):
                 yield futures[future], value
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _context(preload: list[str]):
+    """``forkserver`` with ``preload`` imported in the server (the list only takes effect when the server starts,
+    once per client process), else ``spawn``."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        if preload:
+            context.set_forkserver_preload(preload)
+        return context
+    return multiprocessing.get_context("spawn")
 
 
 class DaskExecutor(_Closing):
@@ -164,14 +178,16 @@ class DaskExecutor(_Closing):
             self._client.close()
 
 
-def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
+def make_executor(workers: int | None = None, scheduler: str | None = None, *,
+                  preload: Sequence[str] = ()) -> Executor:
     """The executor the CLI flags ask for: Dask when ``scheduler`` is given, else a process pool of ``workers``
-    (default: one per CPU core), or this process alone when ``workers == 0``."""
+    (default: one per CPU core; ``preload`` as for :class:`ProcessExecutor`), or this process alone when
+    ``workers == 0``."""
     if scheduler:
         return DaskExecutor(scheduler)
     if workers == 0:
         return InlineExecutor()
-    return ProcessExecutor(workers)
+    return ProcessExecutor(workers, preload=preload)
 
 
 __all__ = ["DaskExecutor", "Executor", "InlineExecutor", "ProcessExecutor", "TaskFailure", "make_executor"]

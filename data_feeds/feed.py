@@ -1,7 +1,9 @@
 """The Backtrader feed: OHLCV plus funding and mark-price lines, served from preloaded arrays.
 
-Stock ``PandasData`` reads a pandas cell per line per bar, about 2.5x slower than this feed, which
-converts every column to a Python list once and hands Backtrader plain floats.
+Stock ``PandasData`` reads a pandas cell per line per bar. This feed converts every column to a Python
+list once; when Backtrader preloads (the engine's default) it hands over each whole column in one call
+instead of one bar per ``_load``, and it skips Backtrader's per-bar "tick" bookkeeping, which only live
+feeds and replay need (the broker then prices fills from the bar itself, as it does without ticks).
 
 Extra lines, per bar labelled by its open time t:
 
@@ -83,6 +85,22 @@ class FuturesData(bt.feed.DataBase):
     def start(self):
         super().start()
         self._i = 0
+
+    def preload(self) -> None:
+        """Every bar at once: extend each line's buffer with its whole column (same state as bar-by-bar loading)."""
+        for line, column in zip(self._lines, self._columns):
+            line.array.extend(column)
+        for line in self.lines:
+            if len(line.array) < self._n:
+                line.array.extend([float("nan")] * (self._n - len(line.array)))
+        self._i = self._n
+        self._last()
+        self.home()
+        self._tick_nullify()
+
+    def advance(self, size=1, datamaster=None, ticks=True):
+        """Move to the next bar without tick bookkeeping (bars here are whole; see the module docstring)."""
+        super().advance(size, datamaster, ticks=False)
 
     def _load(self) -> bool:
         i = self._i

@@ -235,7 +235,11 @@ def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_
                                index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
     mark = None if data_path is not None else _optional(
         lambda: load(exchange, symbol, timeframe, start, end, kind="mark", store_dir=store_dir))
-    funding = funding[(funding.index >= t0) & (funding.index < t1)]
+    # keep the last settlement before the span too: its rate is known at the first bar (a feature may use it);
+    # the feed books only settlements inside the span's bars
+    before = funding.index[funding.index < t0]
+    first = before[-1] if len(before) else t0
+    funding = funding[(funding.index >= first) & (funding.index < t1)]
     return MarketData(exchange, symbol, timeframe, candles, funding, mark, source, find_gaps(candles.index, timeframe))
 
 

@@ -143,7 +143,8 @@ def _shade_positions(ax, position: pd.Series, bar: pd.Timedelta) -> None:
 def price_chart(close: pd.Series, position: pd.Series | None = None, fills: pd.DataFrame | None = None, *,
                 title: str = "Price and position") -> Figure:
     """Close price with the position's side as background (long green, short red, flat unshaded) and fills as
-    markers (buy ^ green, sell v red, liquidation x black) at their execution price."""
+    markers at their execution price: long entry ^ green, short entry v red, exit o hollow, liquidation X black
+    (see :func:`fill_roles`)."""
     fig, (ax,) = _new_figure(4.6)
     x = _x(close.index)
     bar = _bar_width(close.index)
@@ -164,21 +165,39 @@ def price_chart(close: pd.Series, position: pd.Series | None = None, fills: pd.D
     return fig
 
 
+def fill_roles(fills: pd.DataFrame) -> np.ndarray:
+    """Per fill, in time order: ``"entry"`` when it opens, adds to or flips the position, ``"exit"`` when it only
+    reduces or closes it, ``"liquidation"`` for a forced close. Sizes ``[+1, -2, +1]`` give entry (long), entry
+    (flips to short), exit."""
+    size = fills["size"].to_numpy(dtype="float64")
+    liq = (fills["kind"].astype(str) == "liquidation").to_numpy() if "kind" in fills else np.zeros(len(size), bool)
+    before = np.r_[0.0, np.cumsum(size)[:-1]]
+    after = before + size
+    reduces = (np.abs(before) > 1e-12) & (np.sign(size) != np.sign(before)) & (np.sign(after) != -np.sign(before))
+    return np.where(liq, "liquidation", np.where(reduces, "exit", "entry"))
+
+
 def _plot_fills(ax, fills: pd.DataFrame) -> list:
+    """Entries as triangles in the side's colour (long ^ green, short v red), exits as hollow circles, liquidations
+    as black crosses, all at the execution price."""
     times = pd.DatetimeIndex(pd.to_datetime(fills["time"], utc=True))
     size = fills["size"].to_numpy(dtype="float64")
     price = fills["price"].to_numpy(dtype="float64")
-    liq = (fills["kind"].astype(str) == "liquidation").to_numpy() if "kind" in fills else np.zeros(len(fills), bool)
+    role = fill_roles(fills)
     x = _x(times)
     area = 60 if len(fills) <= 200 else 34          # bigger markers while they do not crowd the line
     handles = []
-    for mask, marker, color, label in ((~liq & (size > 0), "^", COLORS["long"], "buy"),
-                                       (~liq & (size < 0), "v", COLORS["short"], "sell"),
-                                       (liq, "X", COLORS["liquidation"], "liquidation")):
+    styles = (((role == "entry") & (size > 0), "^", COLORS["long"], COLORS["long"], "long entry"),
+              ((role == "entry") & (size < 0), "v", COLORS["short"], COLORS["short"], "short entry"),
+              (role == "exit", "o", "white", COLORS["price"], "exit"),
+              (role == "liquidation", "X", COLORS["liquidation"], COLORS["liquidation"], "liquidation"))
+    for mask, marker, face, edge, label in styles:
         if mask.any():
-            ax.scatter(x[mask], price[mask], marker=marker, s=area, color=color, edgecolors="white", linewidths=0.5,
-                       zorder=3)
-            handles.append(Line2D([], [], marker=marker, color=color, ls="", markersize=7, label=label))
+            hollow = face == "white"
+            ax.scatter(x[mask], price[mask], marker=marker, s=area * (0.7 if hollow else 1), facecolors=face,
+                       edgecolors=edge if hollow else "white", linewidths=1.1 if hollow else 0.5, zorder=3)
+            handles.append(Line2D([], [], marker=marker, markerfacecolor=face, markeredgecolor=edge, ls="",
+                                  markersize=7, label=label))
     return handles
 
 
@@ -274,29 +293,64 @@ def monthly_returns_chart(equity: pd.Series, initial_cash: float | None = None, 
     return fig
 
 
+def _mark_folds(axes, boundaries: Sequence[pd.Timestamp], label_ax) -> None:
+    """Dashed vertical lines at each walk-forward fold's first bar, numbered on ``label_ax``."""
+    for k, t in enumerate(boundaries, start=1):
+        xt = _x(pd.DatetimeIndex([pd.Timestamp(t)]))[0]
+        for ax in axes:
+            ax.axvline(xt, color="#444444", lw=0.8, ls=(0, (4, 3)), zorder=4)
+        label_ax.annotate(f"fold {k}", (xt, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -3),
+                          textcoords="offset points", ha="left", va="top", fontsize=8, color="#444444")
+
+
 @_styled
-def predictions_chart(close: pd.Series, predictions: pd.DataFrame, *,
-                      title: str = "Model class probabilities") -> Figure:
+def predictions_chart(close: pd.Series, predictions: pd.DataFrame, *, fold_boundaries: Sequence = (),
+                      min_confidence: float | None = None, title: str = "Model class probabilities") -> Figure:
     """Close price on top and, under it on the same time axis, the model's stacked class probabilities
-    (short red at the bottom, flat grey, long green on top; each bar's three sum to 1)."""
+    (short red at the bottom, flat grey, long green on top; each bar's three sum to 1), then the confidence (the
+    winning class's probability, coloured by that class) with ``min_confidence`` as a dashed line.
+    ``fold_boundaries``: first bar of each walk-forward fold, drawn as dashed vertical lines across all panels."""
     missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
     if missing:
         raise ReportError(f"predictions lack column(s) {', '.join(missing)}; expected {', '.join(PREDICTION_COLUMNS)}")
-    fig, (top, bottom) = _new_figure(5.2, 2, height_ratios=[1.6, 1.0])
+    fig, (top, middle, bottom) = _new_figure(6.4, 3, height_ratios=[1.6, 1.0, 0.8])
     top.plot(_x(close.index), close.to_numpy(dtype="float64"), color=COLORS["price"], lw=0.8)
     top.set_ylabel("price [USDT]")
     _thousands(top)
     top.set_title(title)
+    x = _x(predictions.index)
     probs = predictions[list(PREDICTION_COLUMNS)].to_numpy(dtype="float64")
-    bottom.stackplot(_x(predictions.index), probs.T, colors=[COLORS[c] for c in PREDICTION_COLUMNS], alpha=0.85,
+    middle.stackplot(x, probs.T, colors=[COLORS[c] for c in PREDICTION_COLUMNS], alpha=0.85,
                      labels=list(PREDICTION_COLUMNS), lw=0)
-    bottom.set_ylim(0, 1)
-    bottom.set_ylabel("probability")
-    bottom.margins(x=0)
+    middle.set_ylim(0, 1)
+    middle.set_ylabel("probability")
+    middle.margins(x=0)
+    _confidence(bottom, x, probs, min_confidence)
     handles = [Patch(color=COLORS[c], alpha=0.85, label=c) for c in PREDICTION_COLUMNS]
+    if len(fold_boundaries):
+        _mark_folds((top, middle, bottom), fold_boundaries, top)
+        handles.append(Line2D([], [], color="#444444", lw=0.8, ls=(0, (4, 3)), label="fold start"))
     _legend_on_title_line(top, handles=handles)
     _format_time_axis(bottom)
     return fig
+
+
+def _confidence(ax, x: np.ndarray, probs: np.ndarray, min_confidence: float | None) -> None:
+    """The winning class's probability per bar as dots coloured by class (a 1/3 floor: three classes)."""
+    winner = np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
+    conf = probs[np.arange(len(probs)), winner]
+    size = 2.0 if len(x) > 2000 else 6.0
+    for k, name in enumerate(PREDICTION_COLUMNS):
+        pick = winner == k
+        if pick.any():
+            ax.scatter(x[pick], conf[pick], s=size, color=COLORS[name], lw=0, alpha=0.7, rasterized=True)
+    if min_confidence is not None:
+        ax.axhline(min_confidence, color="#222222", lw=0.8, ls=(0, (4, 3)))
+        ax.annotate(f"trades above {min_confidence:.2f}", (1.0, min_confidence), xycoords=("axes fraction", "data"),
+                    xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8)
+    ax.set_ylim(1 / 3 - 0.02, 1.0)
+    ax.set_ylabel("confidence")
+    ax.margins(x=0)
 
 
 def save_figure(fig: Figure, path: str | os.PathLike) -> Path:

@@ -42,7 +42,8 @@ figure img{display:block;width:100%;height:auto;border:1px solid #eceef1;border-
 figcaption{color:#555;font-size:.88rem;margin-top:4px}
 pre{background:#f3f4f6;padding:10px;border-radius:4px;overflow-x:auto;font-size:.85rem;white-space:pre}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;margin:0}
-dt{color:#555}dd{margin:0;overflow-wrap:anywhere}
+dt{color:#555}dd{margin:0;overflow-wrap:anywhere;min-width:0}
+code{background:#f3f4f6;padding:1px 4px;border-radius:3px;overflow-wrap:anywhere}
 footer{color:#777;font-size:.8rem;text-align:center;margin:20px 0}
 @media (max-width:600px){body{font-size:14px}main{padding:8px}section{padding:2px 8px 10px}
 th,td{padding:4px 6px}h1{font-size:1.25rem}}
@@ -125,9 +126,31 @@ def _attribution_html(attribution: dict | None) -> str:
             f"</p>{_definition_list(rows)}</section>")
 
 
+def _manifest_html(manifest: dict | None) -> str:
+    """The reproducibility section: data checksum, seed, checkpoints, package versions, the command line."""
+    if not manifest:
+        return ""
+    data = manifest.get("data") or {}
+    items = {"data": f"{data.get('start', '?')} → {data.get('end', '?')}, {data.get('rows', '?')} rows, "
+                     f"{data.get('gaps', '?')} missing bar(s)",
+             "data sha256": data.get("sha256", "—"), "source": data.get("source", "—"),
+             "seed": manifest.get("seed", "—")}
+    for ck in manifest.get("checkpoints") or []:
+        items[f"checkpoint {ck.get('fold', '')}".strip()] = f"{ck.get('sha256', '?')}  {ck.get('path', '')}"
+    packages = manifest.get("packages") or {}
+    items["packages"] = ", ".join(f"{k} {v}" for k, v in packages.items() if v)
+    if manifest.get("platform"):
+        items["platform"] = manifest["platform"]
+    command = " ".join(str(a) for a in manifest.get("command") or [])
+    return ("<section><h2>Reproducibility</h2><p>Everything below is in manifest.json; "
+            "<code>lstmbt report RUN_DIR --rerun --out NEW_DIR</code> runs it again and checks metrics.json "
+            f"byte for byte.</p>{_definition_list(items)}"
+            + (f"<p>Command line:</p><pre>{escape(command)}</pre>" if command else "") + "</section>")
+
+
 def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.Series]], charts: Sequence[Chart],
                   trades: pd.DataFrame, config: dict, data_span: dict, notes: Sequence[str] = (),
-                  attribution: dict | None = None) -> str:
+                  attribution: dict | None = None, manifest: dict | None = None) -> str:
     """The whole page as one string; ``metrics`` columns are ``(name, metrics Series)``, the strategy first."""
     figures = "".join(
         f'<figure><img alt="{escape(c.title)}" src="data:image/png;base64,{base64.b64encode(c.png).decode("ascii")}">'
@@ -155,6 +178,7 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
 <section><h2>Trades</h2>{trades_html}</section>
 <section><h2>Data</h2>{_definition_list(data_span)}</section>
 <section><h2>Configuration</h2><pre>{escape(config_text)}</pre></section>
+{_manifest_html(manifest)}
 <footer>lstmbt report</footer>
 </main>
 </body>

@@ -6,8 +6,13 @@ Files (each written atomically, ``report.html`` last so its presence means the f
 - ``metrics.json``: the metrics of the strategy, buy-and-hold and each baseline; deterministic (sorted keys,
   NaN/inf as null, ISO timestamps): the same inputs give a byte-identical file.
 - ``equity.csv`` (time, equity, position, target, buy_hold), ``trades.csv``, ``fills.csv``, ``rejected.csv``.
-- ``price.png``, ``equity.png``, ``drawdown.png``, ``monthly.png`` and ``predictions.png`` when the result
-  holds model predictions.
+- ``manifest.json`` when a manifest is given: what reproduces the run (data checksum, config, seed, checkpoint
+  hashes, package versions, command line; see :mod:`backtests.manifest`).
+- charts: ``price.png`` (position shading, entries and exits), ``equity.png`` (against buy-and-hold, log scale
+  when asked or when equity spans over 5x), ``drawdown.png``, ``monthly.png`` (year x month), ``rolling.png``
+  (rolling Sharpe and volatility), ``exposure.png`` (exposure / leverage), ``trades.png`` (trade returns, when
+  there are trades), ``attribution.png`` (PnL by source) and ``predictions.png`` when the result holds model
+  predictions (with the walk-forward fold boundaries from ``result.extras["fold_boundaries"]``).
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from reports import charts
+from reports import analysis_charts, charts
 from reports.files import atomic_write
 from reports.formatting import jsonable
 from reports.html import Chart, render_report
 from reports.metrics import buy_and_hold_equity, compute_metrics, equity_metrics, result_metrics
+from reports.pnl_sources import pnl_by_source
 
 if TYPE_CHECKING:
     from backtests.result import BacktestResult
@@ -98,13 +104,70 @@ def _render(fig, path: Path) -> bytes:
     return path.read_bytes()
 
 
+OPTIONAL_CHARTS = ("price.png", "exposure.png", "predictions.png", "trades.png")
+
+
+def _charts(result: "BacktestResult", out: Path, close: pd.Series | None, buy_hold: pd.Series | None,
+            base: list, log_scale: bool | None) -> list[Chart]:
+    """Render every chart of the page into ``out`` as PNG; returns them in page order."""
+    pngs: list[Chart] = []
+    for name in OPTIONAL_CHARTS:             # never leave a stale chart from an earlier run in a reused folder
+        (out / name).unlink(missing_ok=True)
+
+    def add(title: str, fig, file: str, caption: str) -> None:
+        pngs.append(Chart(title, _render(fig, out / file), caption))
+
+    if close is not None:
+        add("Price and position", charts.price_chart(close, result.position, result.fills), "price.png",
+            "Close price; background green while long, red while short; ▲ long entry, ▼ short entry, ○ exit.")
+    curves = [result.equity, *([buy_hold] if buy_hold is not None else []), *[eq for _, eq, _ in base]]
+    lo, hi = min(float(c.min()) for c in curves), max(float(c.max()) for c in curves)
+    log = (lo > 0 and hi / lo > LOG_SCALE_RATIO) if log_scale is None else (bool(log_scale) and lo > 0)
+    add("Equity", charts.equity_chart(result.equity, buy_hold, [(n, eq) for n, eq, _ in base], name=result.name,
+                                      log=log, buy_hold_name=BUY_HOLD), "equity.png",
+        "Account value in USDT" + (" (log scale)" if log else "")
+        + "; buy & hold puts the initial cash into the asset at the first close, without fees.")
+    add("Drawdown", charts.drawdown_chart(result.equity, buy_hold, name=result.name, buy_hold_name=BUY_HOLD),
+        "drawdown.png", "Percent below the running equity peak.")
+    add("Monthly returns", charts.monthly_returns_chart(result.equity, result.initial_cash), "monthly.png",
+        "Calendar months in UTC; the last column compounds the year.")
+    add("Rolling Sharpe and volatility",
+        analysis_charts.rolling_chart(result.equity, result.timeframe, buy_hold=buy_hold,
+                                      initial_cash=result.initial_cash, name=result.name, buy_hold_name=BUY_HOLD),
+        "rolling.png", f"Over the trailing {analysis_charts.ROLLING_DAYS} days, annualised for a 24/7 market; "
+                       "gaps where the window is not yet full or the strategy was flat.")
+    if close is not None:
+        leverage = (result.config.get("broker") or {}).get("leverage") if isinstance(result.config, dict) else None
+        add("Exposure and leverage", analysis_charts.exposure_chart(result.position, close, result.equity,
+                                                                    leverage=leverage),
+            "exposure.png", "Position notional at the close divided by equity: above zero long, below short.")
+    if len(result.trades):
+        add("Distribution of trade returns", analysis_charts.trade_distribution_chart(result.trades), "trades.png",
+            "Net return of each round trip (after fees and funding) on its entry notional.")
+    sources = pnl_by_source(result.equity, result.fills, result.funding, result.initial_cash)
+    add("PnL attribution", analysis_charts.attribution_chart(sources), "attribution.png",
+        "What moved equity in each period, in USDT: price moves, fees, funding, slippage and liquidations; "
+        "the legend gives the run totals.")
+    if result.predictions is not None and close is not None:
+        model = (result.config.get("model") or {}) if isinstance(result.config, dict) else {}
+        folds = (getattr(result, "extras", None) or {}).get("fold_boundaries", [])
+        add("Model class probabilities",
+            charts.predictions_chart(close, result.predictions, fold_boundaries=[pd.Timestamp(t) for t in folds],
+                                     min_confidence=model.get("min_confidence")), "predictions.png",
+            "Out-of-sample class probabilities per bar (short, flat, long) and the winning class's confidence"
+            + ("; dashed lines mark where each walk-forward fold's model takes over." if folds else "."))
+    return pngs
+
+
 def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baselines: Sequence = (),
-                 title: str | None = None) -> Path:
+                 title: str | None = None, manifest: dict | None = None, log_scale: bool | None = None) -> Path:
     """Write the report folder for ``result`` into ``out_dir`` (created if needed); returns ``report.html``'s path.
 
     ``baselines`` are other runs on the same data to compare with (BacktestResult objects, or ``(name, equity
     Series)`` pairs); buy-and-hold of the traded asset (``initial_cash`` at the first close, no fees) is always
-    added. Example: ``write_report(result, Path("runs/2024-lstm"), baselines=[sma_result])``.
+    added. ``manifest`` (see :mod:`backtests.manifest`) is written as ``manifest.json`` and shown in the page.
+    ``log_scale``: equity chart on a log scale (True), linear (False) or log when the curves span over 5x (None).
+    Example: ``write_report(result, Path("runs/2024-lstm"), baselines=[sma_result])``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,30 +184,7 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
     names = _unique([name for name, _, _ in columns])
 
     # ---- charts
-    pngs = []
-    if close is not None:
-        pngs.append(Chart("Price and position", _render(charts.price_chart(close, result.position, result.fills),
-                                                          out / "price.png"),
-                          "Close price; background green while long, red while short; ^ buys, v sells."))
-    curves = [result.equity, *([buy_hold] if buy_hold is not None else []), *[eq for _, eq, _ in base]]
-    lo, hi = min(float(c.min()) for c in curves), max(float(c.max()) for c in curves)
-    log = lo > 0 and hi / lo > LOG_SCALE_RATIO
-    pngs.append(Chart("Equity", _render(charts.equity_chart(result.equity, buy_hold,
-                                                            [(n, eq) for n, eq, _ in base], name=result.name,
-                                                            log=log, buy_hold_name=BUY_HOLD), out / "equity.png"),
-                      "Account value in USDT" + (" (log scale)" if log else "")
-                      + "; buy & hold puts the initial cash into the asset at the first close, without fees."))
-    pngs.append(Chart("Drawdown", _render(charts.drawdown_chart(result.equity, buy_hold, name=result.name,
-                                                                   buy_hold_name=BUY_HOLD),
-                                          out / "drawdown.png"), "Percent below the running equity peak."))
-    pngs.append(Chart("Monthly returns", _render(charts.monthly_returns_chart(result.equity, result.initial_cash),
-                                                 out / "monthly.png"), "Calendar months in UTC."))
-    if result.predictions is not None and close is not None:
-        pngs.append(Chart("Model class probabilities",
-                          _render(charts.predictions_chart(close, result.predictions), out / "predictions.png"),
-                          "Out-of-sample class probabilities per bar (short, flat, long)."))
-    else:
-        (out / "predictions.png").unlink(missing_ok=True)    # never leave a stale chart from an earlier run
+    pngs = _charts(result, out, close, buy_hold, base, log_scale)
 
     # ---- data files
     atomic_write(out / "equity.csv", _csv(equity_frame(result, buy_hold)))
@@ -157,6 +197,11 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
     doc = {"run": jsonable(run),
            "results": [{"name": n, "role": role, "metrics": jsonable(m)} for n, (_, role, m) in zip(names, columns)]}
     atomic_write(out / "metrics.json", json.dumps(doc, sort_keys=True, indent=2, allow_nan=False) + "\n")
+    if manifest is not None:
+        atomic_write(out / "manifest.json", json.dumps(jsonable(manifest), sort_keys=True, indent=2,
+                                                       allow_nan=False) + "\n")
+    else:
+        (out / "manifest.json").unlink(missing_ok=True)
 
     # ---- the page, last
     start, end = result.equity.index[0], result.equity.index[-1]
@@ -168,7 +213,7 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
     page = render_report(title=title or f"{result.name}: {result.symbol} {result.timeframe}", subtitle=subtitle,
                          metrics=[(n, m) for n, (_, _, m) in zip(names, columns)], charts=pngs,
                          trades=trades_for_display(result.trades), config=result.config, data_span=result.data_span, notes=notes,
-                         attribution=getattr(result, "attribution", None))
+                         attribution=getattr(result, "attribution", None), manifest=manifest)
     return atomic_write(out / "report.html", page)
 
 

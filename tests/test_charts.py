@@ -70,7 +70,7 @@ def test_flat_bars_are_not_shaded():
     assert set(shades) == {"long"} and len(shades["long"].get_paths()) == 1
 
 
-def test_fills_are_drawn_as_buy_sell_and_liquidation_markers_at_their_prices():
+def test_fills_are_drawn_as_entry_exit_and_liquidation_markers_at_their_prices():
     close = hourly([100, 101, 102, 103])
     fills = pd.DataFrame({"time": close.index[[1, 2, 3]], "size": [1.0, -2.0, 1.0], "price": [101.5, 102.5, 90.0],
                           "kind": ["market", "market", "liquidation"]})
@@ -78,8 +78,9 @@ def test_fills_are_drawn_as_buy_sell_and_liquidation_markers_at_their_prices():
     scatters = [c for c in ax.collections if not isinstance(c, PolyCollection)]
     prices = sorted(float(p[1]) for c in scatters for p in c.get_offsets())
     assert prices == [90.0, 101.5, 102.5]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["close", "long", "short", "buy", "sell",
-                                                                   "liquidation"]
+    # +1 opens long, -2 flips to short (an entry), +1 is the forced close of the short
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["close", "long", "short", "long entry",
+                                                                   "short entry", "liquidation"]
 
 
 def test_time_axis_is_utc_whatever_the_index_timezone():
@@ -120,9 +121,11 @@ def test_predictions_chart_stacks_class_probabilities_under_the_price():
     probs = pd.DataFrame([[0.2, 0.3, 0.5], [0.1, 0.1, 0.8], [0.6, 0.2, 0.2]], index=close.index,
                          columns=list(PREDICTION_COLUMNS))
     fig = predictions_chart(close, probs)
-    assert len(fig.axes) == 2
+    assert len(fig.axes) == 3
     assert fig.axes[1].get_ylim() == (0.0, 1.0)
     assert len(fig.axes[1].collections) == 3                     # short, flat, long bands
+    confidence = sorted(float(p[1]) for c in fig.axes[2].collections for p in c.get_offsets())
+    assert confidence == [0.5, 0.6, 0.8]                         # the winning class per bar
     with pytest.raises(ReportError, match="long"):
         predictions_chart(close, probs.drop(columns="long"))
 

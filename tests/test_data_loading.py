@@ -61,8 +61,10 @@ def test_4h_is_resampled_from_1h_with_complete_bars_only():
 
 def test_market_has_funding_every_8h_and_mark_prices():
     m = load_market("binanceusdm", "BTC/USDT:USDT", "1h", "2024-01-01", "2024-01-10")
-    assert len(m.funding) == 30
-    assert set(m.funding.index.hour) == {0, 8, 16}
+    inside = m.funding[m.funding.index >= m.candles.index[0]]
+    assert len(inside) == 30 and set(inside.index.hour) == {0, 8, 16}
+    # the settlement just before the span is kept: its rate is already known at the first bar
+    assert list(m.funding.index[:1]) == [pd.Timestamp("2023-12-31 16:00", tz="UTC")]
     assert m.mark is not None and len(m.mark) == len(m.candles)
 
 

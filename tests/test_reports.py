@@ -41,7 +41,7 @@ def make_result(name: str = "lstm", predictions: bool = True, strategy: str = "l
     t = index[[101, 201, 301, 401]]
     opens = prices["open"].to_numpy()[[101, 201, 301, 401]]
     fills = pd.DataFrame({"time": t, "size": [0.1, -0.1, -0.1, 0.1], "price": opens, "notional": opens * 0.1,
-                          "fee": 5.0, "slippage": 0.0, "kind": "market"}, columns=FILL_COLUMNS)
+                          "fee": 5.0, "slippage": 0.0, "kind": "market", "liquidity": "taker"}, columns=FILL_COLUMNS)
     pnl = [0.1 * (opens[1] - opens[0]) - 10, 0.1 * (opens[2] - opens[3]) - 10]
     trades = pd.DataFrame({"entry_time": t[[0, 2]], "exit_time": t[[1, 3]], "direction": [1, -1], "size": 0.1,
                            "entry_price": opens[[0, 2]], "exit_price": opens[[1, 3]], "bars": 100,
@@ -84,7 +84,8 @@ def report(tmp_path_factory) -> Path:
 def test_the_report_folder_holds_the_page_the_data_and_the_charts(report):
     names = {p.name for p in report.iterdir()}
     assert names == {"report.html", "metrics.json", "equity.csv", "trades.csv", "fills.csv", "rejected.csv",
-                     "price.png", "equity.png", "drawdown.png", "monthly.png", "predictions.png"}
+                     "price.png", "equity.png", "drawdown.png", "monthly.png", "predictions.png", "rolling.png",
+                     "exposure.png", "trades.png", "attribution.png"}
     for png in report.glob("*.png"):
         image = mpimg.imread(png)
         assert image.shape[0] > 100 and image.shape[1] > 500 and image.std() > 0, png.name
@@ -125,7 +126,7 @@ def test_the_page_is_self_contained_with_embedded_pngs_and_no_scripts(report):
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page.lower() and "<link" not in page.lower() and "url(" not in page
     sources = re.findall(r'<img [^>]*src="([^"]+)"', page)
-    assert len(sources) == 5
+    assert len(sources) == 9
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         image = mpimg.imread(io.BytesIO(base64.b64decode(src.split(",", 1)[1])), format="png")

@@ -1,0 +1,197 @@
+"""A run folder on disk: save a :class:`BacktestResult` without pickle, read it back exactly, re-render its report.
+
+One result is a folder of Parquet files (each series and frame, dtypes, UTC times and index names intact) plus
+``result.json`` (names, numbers, config, data span, attribution, extras)::
+
+    runs/20260101-120000-btc-lstm-1h/
+        report.html  metrics.json  manifest.json  *.png  *.csv       the report (reports.write_report)
+        data/runs.json                                             names and roles, in report order
+        data/0-lstm/{equity,position,target,funding,fees}.parquet
+        data/0-lstm/{prices,fills,trades,rejected,predictions}.parquet
+        data/0-lstm/result.json
+        data/1-buy_hold/...
+
+``lstmbt report RUN_DIR`` reads ``data/`` and ``manifest.json`` and writes the report again with
+:func:`write_run_folder`, the same function ``lstmbt backtest`` uses, so metrics.json comes out byte for byte
+the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from backtests.result import BacktestResult
+from reports.files import atomic_path, atomic_write
+from reports.formatting import jsonable
+
+SERIES = ("equity", "position", "target", "funding", "fees")
+FRAMES = ("prices", "fills", "trades", "rejected", "predictions")
+SCALARS = ("name", "strategy", "exchange", "symbol", "timeframe", "initial_cash")
+PLAIN = ("config", "data_span", "attribution", "extras")
+FORMAT_VERSION = 1
+
+
+class RunFolderError(ValueError):
+    """A run folder that cannot be read back (missing files, another format version)."""
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_parquet(tmp, engine="pyarrow")
+
+
+def _freq(index: pd.Index) -> str | None:
+    return getattr(index, "freqstr", None)
+
+
+def save_run(result: BacktestResult, folder: str | os.PathLike) -> Path:
+    """Write ``result`` into ``folder`` (created if needed) as Parquet + ``result.json``; returns the folder.
+
+    Everything :func:`load_run` needs to rebuild an equal result: no pickle, readable with any Parquet tool.
+    Plain fields (config, data span, attribution, extras) must be JSON data; timestamps in them become ISO text.
+    """
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    names, freqs = {}, {}
+    for key in SERIES:
+        series: pd.Series = getattr(result, key)
+        names[key] = series.name
+        freqs[key] = _freq(series.index)
+        _write_parquet(series.to_frame(name="value"), out / f"{key}.parquet")
+    present = []
+    for key in FRAMES:
+        frame = getattr(result, key)
+        (out / f"{key}.parquet").unlink(missing_ok=True)
+        if frame is None:
+            continue
+        present.append(key)
+        freqs[key] = _freq(frame.index)
+        _write_parquet(frame, out / f"{key}.parquet")
+    meta = {"format": FORMAT_VERSION, **{k: jsonable(getattr(result, k)) for k in SCALARS},
+            **{k: jsonable(getattr(result, k)) for k in PLAIN},
+            "series_names": names, "frames": present, "freqs": freqs}
+    atomic_write(out / "result.json", json.dumps(meta, sort_keys=True, indent=2, allow_nan=False) + "\n")
+    return out
+
+
+def _read_parquet(path: Path, freq: str | None) -> pd.DataFrame:
+    if not path.exists():
+        raise RunFolderError(f"{path} is missing; the run folder is incomplete (re-run the backtest)")
+    frame = pd.read_parquet(path, engine="pyarrow")
+    if freq and isinstance(frame.index, pd.DatetimeIndex):
+        frame.index = pd.DatetimeIndex(frame.index, freq=freq)
+    return frame
+
+
+def load_run(folder: str | os.PathLike) -> BacktestResult:
+    """The :class:`BacktestResult` that :func:`save_run` wrote into ``folder``, equal to the one saved."""
+    src = Path(folder)
+    try:
+        meta = json.loads((src / "result.json").read_text())
+    except FileNotFoundError:
+        raise RunFolderError(f"{src} holds no saved run (no result.json)") from None
+    if meta.get("format") != FORMAT_VERSION:
+        raise RunFolderError(f"{src}: run format {meta.get('format')!r}, this lstmbt reads {FORMAT_VERSION}")
+    freqs = meta["freqs"]
+    series = {k: _read_parquet(src / f"{k}.parquet", freqs.get(k))["value"].rename(meta["series_names"][k])
+              for k in SERIES}
+    frames = {k: _read_parquet(src / f"{k}.parquet", freqs.get(k)) if k in meta["frames"] else None
+              for k in FRAMES}
+    return BacktestResult(**{k: meta[k] for k in SCALARS}, **series, **frames,
+                          **{k: meta[k] for k in PLAIN})
+
+
+def _slug(text: str) -> str:
+    """A file-name-safe form of a run name: ``"sma <b>"`` -> ``"sma_b_"``, at most 40 characters."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "run"
+
+
+def save_runs(folder: str | os.PathLike, main: BacktestResult, baselines: list[BacktestResult]) -> Path:
+    """Save the strategy and its baselines under ``folder/data/`` with an index ``runs.json``; returns data/."""
+    data = Path(folder) / "data"
+    entries = []
+    for i, (result, role) in enumerate([(main, "strategy"), *[(b, "baseline") for b in baselines]]):
+        sub = f"{i}-{_slug(result.name)}"
+        save_run(result, data / sub)
+        entries.append({"folder": sub, "name": result.name, "role": role})
+    atomic_write(data / "runs.json", json.dumps({"runs": entries}, indent=2) + "\n")
+    return data
+
+
+def load_runs(folder: str | os.PathLike) -> tuple[BacktestResult, list[BacktestResult]]:
+    """``(strategy, baselines)`` as :func:`save_runs` saved them under ``folder/data/``."""
+    data = Path(folder) / "data"
+    try:
+        entries = json.loads((data / "runs.json").read_text())["runs"]
+    except FileNotFoundError:
+        raise RunFolderError(f"{folder} has no saved run data (data/runs.json); was it written by "
+                             f"'lstmbt backtest'? Re-run the backtest to get one") from None
+    results = [load_run(data / e["folder"]) for e in entries]
+    return results[0], results[1:]
+
+
+def read_manifest(folder: str | os.PathLike) -> dict | None:
+    """``folder/manifest.json`` as a dict, or None when the folder has none."""
+    path = Path(folder) / "manifest.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def write_run_folder(folder: str | os.PathLike, main: BacktestResult, baselines: list[BacktestResult],
+                     manifest: dict | None = None, *, log_scale: bool | None = None) -> Path:
+    """Save the runs' data and write the report (``reports.write_report``); returns ``report.html``'s path.
+
+    Used by ``lstmbt backtest`` after a run and by ``lstmbt report`` on a saved folder, so both write the
+    same files from the same results.
+    """
+    from reports import write_report
+
+    save_runs(folder, main, baselines)
+    return write_report(main, folder, baselines=baselines, manifest=manifest, log_scale=log_scale)
+
+
+def rerender(folder: str | os.PathLike, *, log_scale: bool | None = None) -> Path:
+    """Write ``folder``'s report again from its saved data and manifest, without re-running anything."""
+    main, baselines = load_runs(folder)
+    return write_run_folder(folder, main, baselines, read_manifest(folder), log_scale=log_scale)
+
+
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of ``lstmbt report``."""
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by 'lstmbt backtest'")
+    scale = parser.add_mutually_exclusive_group()
+    scale.add_argument("--log", dest="log_scale", action="store_true", default=None,
+                       help="equity chart on a log scale (default: automatic, log when equity spans over 5x)")
+    scale.add_argument("--linear", dest="log_scale", action="store_false", help="equity chart on a linear scale")
+    parser.add_argument("--rerun", action="store_true",
+                        help="re-run the backtest from RUN_DIR/manifest.json instead (needs the same data)")
+    parser.add_argument("--out", help="with --rerun: folder for the new run (default runs/<UTC time>-<name>)")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """``lstmbt report RUN_DIR``: re-render the report from saved data, or ``--rerun`` it from its manifest."""
+    folder = Path(args.run_dir)
+    if not folder.is_dir():
+        raise RunFolderError(f"run folder not found: {folder}")
+    if args.rerun:
+        from backtests.manifest import rerun_from_manifest
+
+        out = rerun_from_manifest(folder / "manifest.json", args.out, progress=lambda line: print(line, flush=True))
+        same = (out / "metrics.json").read_bytes() == (folder / "metrics.json").read_bytes()
+        print(f"report: {out / 'report.html'}")
+        print("metrics.json: identical to the original" if same else "metrics.json: DIFFERS from the original")
+        return 0 if same else 1
+    if args.out:
+        raise RunFolderError("--out goes with --rerun; without it the report is rewritten in RUN_DIR")
+    page = rerender(folder, log_scale=args.log_scale)
+    print(f"report: {page}")
+    return 0
+
+
+__all__ = ["add_report_arguments", "load_run", "load_runs", "read_manifest", "report_command", "rerender",
+           "save_run", "save_runs", "write_run_folder"]
