@@ -21,6 +21,10 @@ EXAMPLES = {
     "check-lookahead": """examples:
   lstmbt check-lookahead --strategy sma_cross --start 2024-01-01 --end 2024-01-31
   lstmbt check-lookahead --config backtests/configs/btc_lstm_1h.toml --start 2025-06-01 --end 2025-06-07 --bars 20""",
+    "report": """examples:
+  lstmbt report runs/20260101-120000-btc-lstm-1h            # re-render from the saved run data
+  lstmbt report runs/20260101-120000-btc-lstm-1h --log      # equity on a log scale
+  lstmbt report runs/20260101-120000-btc-lstm-1h --rerun --out runs/check   # rerun from the manifest""",
     "train": """examples:
   lstmbt train --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2025-12-31 --test-bars 2160
   lstmbt train --config backtests/configs/btc_lstm_1h.toml --device auto""",
@@ -87,7 +91,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
         get_strategy(name)
     _progress(f"lstmbt backtest: {config.strategy} vs {', '.join(config.baselines) or 'no baselines'} on "
               f"{config.data.symbol} {config.data.timeframe} {config.data.start} .. {config.data.end}")
-    folder, main, baselines = run_and_report(config, args.out, progress=_progress)
+    folder, main, baselines = run_and_report(config, args.out, progress=_progress,
+                                             plot_backtrader=args.plot_backtrader)
     print()
     print(format_metrics_table([main, *baselines]))
     print(f"\nreport: {folder / 'report.html'}")
@@ -100,6 +105,12 @@ def cmd_download(args: argparse.Namespace) -> int:
     kinds = [k for k in args.kinds.split(",") if k]
     return download_command(args.exchange, args.symbol, args.timeframe, args.start, args.end, data_dir=args.store_dir,
                             exchange_config=args.exchange_config, kinds=kinds)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from backtests.persist import report_command
+
+    return report_command(args)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -149,8 +160,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--fraction", type=float, help="share of equity per position, 0-1 (default 0.99)")
     p.add_argument("--out", help="report folder (default runs/<UTC time>-<name>)")
     p.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
+    p.add_argument("--plot-backtrader", action="store_true", help="also save Backtrader's own plot as backtrader.png")
     _add_data_flags(p)
     _add_broker_flags(p)
+
+    from backtests.persist import add_report_arguments
+
+    p = add("report", "re-render a run folder's report from its saved data, or --rerun it from its manifest",
+            cmd_report)
+    add_report_arguments(p)
 
     from strategies.lstm.commands import add_train_arguments
 

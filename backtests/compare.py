@@ -17,7 +17,8 @@ A spec file is a backtest config (``[data]``, ``[broker]``, ``[model]`` ...) plu
     ranges = { bull = "2020-10-01:2021-04-15", bear = "2022-04-01:2022-12-31" }
     # or: rolling = "6M"  (consecutive windows over [data] start .. end)
     workers = 2                       # local process pool; 0 = in this process
-    # scheduler = "tcp://10.0.0.5:8786"   (a Dask cluster instead)
+    # scheduler = "tcp://10.0.0.5:8786"   (a Dask cluster instead; start its workers with --nthreads 1, as
+    #                                       LSTM training seeds torch's global generator per process)
 
     [params.sma_cross]                # strategy parameters, one table per strategy
     fast = 10
@@ -280,7 +281,11 @@ def run_comparison(spec: CompareSpec, executor: Executor | None = None, *, progr
         bar.set_postfix(failed=sum(not o.ok for o in done.values()), refresh=False)
         if progress and (not outcome.ok or bar.disable):
             state = f"ok in {outcome.seconds:.1f} s" if outcome.ok else outcome.error
-            progress(f"  [{len(done)}/{len(cells)}] {outcome.cell.label}: {state}")
+            line = f"  [{len(done)}/{len(cells)}] {outcome.cell.label}: {state}"
+            if bar.disable:
+                progress(line)
+            else:
+                bar.write(line, file=sys.stderr)      # above the bar, not through it
 
     try:
         for outcome in outcomes:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 import backtrader as bt
@@ -42,8 +43,9 @@ def load_run_data(config: BacktestConfig, history_bars: int = 0) -> tuple[Market
 
 
 def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progress: Progress | None = None,
-                 market: MarketData | None = None) -> BacktestResult:
-    """Backtest ``strategy`` (default ``config.strategy``) on the config's data span.
+                 market: MarketData | None = None, plot_path: str | Path | None = None) -> BacktestResult:
+    """Backtest ``strategy`` (default ``config.strategy``) on the config's data span; ``plot_path`` also saves
+    Backtrader's own plot of the run there.
 
     >>> result = run_backtest(BacktestConfig(strategy="buy_hold"))      # doctest: +SKIP
     >>> result.final_equity                                              # doctest: +SKIP
@@ -72,6 +74,10 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     cerebro.addanalyzer(Recorder, _name="recorder", progress=report, every=max(n_bars // 4, 1000))
     started = time.perf_counter()
     strat = cerebro.run()[0]
+    if plot_path:
+        from backtests.plotting import save_backtrader_plot
+
+        save_backtrader_plot(cerebro, plot_path)
     elapsed = time.perf_counter() - started
     if progress:
         progress(f"  {name}: {n_bars:,} bars in {elapsed:.2f} s ({n_bars / max(elapsed, 1e-9):,.0f} bars/s)")

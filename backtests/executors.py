@@ -163,7 +163,7 @@ class DaskExecutor(_Closing):
         futures = self._client.map(fn, list(items), pure=False)
         index = {future.key: i for i, future in enumerate(futures)}
         try:
-            for future in dask_completed(futures):
+            for future in dask_completed(futures, loop=self._client.loop):
                 try:
                     value = future.result()
                 except Exception as exc:

@@ -95,22 +95,6 @@ def config_from_manifest(manifest: dict, cache_dir: str | None = None) -> Backte
     return config.replace(cache_dir=cache_dir) if cache_dir else config
 
 
-def record_run(config: BacktestConfig, out: str | os.PathLike | None = None, *, progress: Progress | None = None,
-               argv: Sequence[str] | None = None) -> tuple[Path, BacktestResult, list[BacktestResult]]:
-    """Run ``config``'s strategy and baselines, then write the run folder: saved data, manifest and report.
-
-    Returns ``(folder, strategy result, baseline results)``; ``out`` defaults to ``runs/<UTC time>-<name>``.
-    This is what ``lstmbt backtest`` does, and what a rerun from a manifest repeats.
-    """
-    from backtests.persist import write_run_folder
-    from backtests.session import default_run_dir, run_with_baselines
-
-    main, baselines = run_with_baselines(config, progress)
-    folder = Path(out) if out else default_run_dir(config)
-    write_run_folder(folder, main, baselines, build_manifest(config, main, baselines, argv))
-    return folder, main, baselines
-
-
 def rerun_from_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
                         cache_dir: str | None = None, progress: Progress | None = None) -> Path:
     """Run the backtest a manifest describes again into ``out`` (default ``runs/<time>-<name>``); returns the folder.
@@ -120,7 +104,9 @@ def rerun_from_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike
     """
     manifest = read_manifest_file(manifest_path)
     config = config_from_manifest(manifest, cache_dir)
-    folder, main, _ = record_run(config, out, progress=progress)
+    from backtests.session import run_and_report
+
+    folder, main, _ = run_and_report(config, out, progress)
     recorded = manifest.get("data", {})
     for key in ("sha256", "rows"):
         if key in recorded and recorded[key] != main.data_span.get(key):
@@ -130,4 +116,4 @@ def rerun_from_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike
 
 
 __all__ = ["ManifestError", "build_manifest", "config_from_manifest", "package_versions", "read_manifest_file",
-           "record_run", "rerun_from_manifest"]
+           "rerun_from_manifest"]

@@ -76,7 +76,8 @@ def save_run(result: BacktestResult, folder: str | os.PathLike) -> Path:
     meta = {"format": FORMAT_VERSION, **{k: jsonable(getattr(result, k)) for k in SCALARS},
             **{k: jsonable(getattr(result, k)) for k in PLAIN},
             "series_names": names, "frames": present, "freqs": freqs}
-    atomic_write(out / "result.json", json.dumps(meta, sort_keys=True, indent=2, allow_nan=False) + "\n")
+    # key order kept as given (not sorted): the report lists attribution terms and config in this order
+    atomic_write(out / "result.json", json.dumps(meta, indent=2, allow_nan=False) + "\n")
     return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from backtests.config import BacktestConfig
 from backtests.engine import load_run_data, run_backtest
@@ -15,9 +15,12 @@ from strategies.registry import get_strategy
 Progress = Callable[[str], None]
 
 
-def run_with_baselines(config: BacktestConfig, progress: Progress | None = None
-                       ) -> tuple[BacktestResult, list[BacktestResult]]:
-    """Run ``config.strategy`` and each of ``config.baselines`` on one load of the data, with the same broker."""
+def run_with_baselines(config: BacktestConfig, progress: Progress | None = None, *,
+                       plot_path: str | Path | None = None) -> tuple[BacktestResult, list[BacktestResult]]:
+    """Run ``config.strategy`` and each of ``config.baselines`` on one load of the data, with the same broker.
+
+    ``plot_path``: also save Backtrader's own plot of the strategy's run there (PNG).
+    """
     names = [config.strategy] + [b for b in config.baselines if b != config.strategy]
     history = max(get_strategy(n).history_bars(config.replace(strategy=n, params={})) for n in names)
     market, _, _ = load_run_data(config, history)
@@ -28,7 +31,8 @@ def run_with_baselines(config: BacktestConfig, progress: Progress | None = None
         if len(market.gaps):
             progress(f"data: {len(market.gaps)} gap(s), {int(market.gaps['missing'].sum())} missing bar(s); "
                      f"first after {market.gaps['after'].iloc[0]}")
-    results = [run_backtest(config, strategy=name, progress=progress, market=market) for name in names]
+    results = [run_backtest(config, strategy=name, progress=progress, market=market,
+                            plot_path=plot_path if i == 0 else None) for i, name in enumerate(names)]
     return results[0], results[1:]
 
 
@@ -38,15 +42,20 @@ def default_run_dir(config: BacktestConfig) -> Path:
     return Path(config.out_dir) / f"{stamp}-{config.name}"
 
 
-def run_and_report(config: BacktestConfig, out: str | Path | None = None, progress: Progress | None = None
+def run_and_report(config: BacktestConfig, out: str | Path | None = None, progress: Progress | None = None, *,
+                   plot_backtrader: bool = False, argv: Sequence[str] | None = None
                    ) -> tuple[Path, BacktestResult, list[BacktestResult]]:
-    """Run the strategy and its baselines and write the report folder; returns (folder, result, baselines)."""
-    from reports import write_report
+    """Run the strategy and its baselines, then write the run folder: the saved data (``data/``), the
+    reproducibility manifest and the report. Returns (folder, result, baselines); ``out`` defaults to
+    ``runs/<UTC time>-<name>``. ``argv`` is the command line the manifest records (default ``sys.argv``)."""
+    from backtests.manifest import build_manifest
+    from backtests.persist import write_run_folder
 
     started = time.perf_counter()
-    main, baselines = run_with_baselines(config, progress)
     folder = Path(out) if out else default_run_dir(config)
-    write_report(main, folder, baselines=baselines)
+    main, baselines = run_with_baselines(config, progress,
+                                         plot_path=folder / "backtrader.png" if plot_backtrader else None)
+    write_run_folder(folder, main, baselines, build_manifest(config, main, baselines, argv))
     if progress:
         progress(f"report: {folder} ({time.perf_counter() - started:.1f} s in all)")
     return folder, main, baselines

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import tempfile
@@ -80,6 +81,9 @@ def main() -> int:
         ratios.append(pair[2] / pair[1])
         print(f"  pair {k + 1}: 2 workers / 1 worker = {pair[2]:.1f} s / {pair[1]:.1f} s = {ratios[-1]:.2f}x", flush=True)
     ratio = statistics.median(ratios)
+    cores = os.cpu_count()
+    print(f"machine: {cores} cores; load average now {os.getloadavg()[0]:.1f} (other work competing for the cores "
+          f"shows as cells adding up to more time on 2 workers than on 1)")
     try:
         pd.testing.assert_frame_equal(tables[1], tables[2])
         same = "yes"

@@ -247,7 +247,8 @@ def drawdown_chart(equity: pd.Series, buy_hold: pd.Series | None = None, *, name
     worst = int(np.argmin(y))
     if y[worst] < 0:
         ax.annotate(f"max {y[worst]:.1f} %", (x[worst], y[worst]), xytext=(0, -4), textcoords="offset points",
-                    fontsize=9, ha="center", va="top", color="#7a1f1d")
+                    fontsize=9, ha="center", va="top", color="#7a1f1d", zorder=5,
+                    bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85})
     ax.set_ylabel("drawdown [%]")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
     ax.margins(x=0)

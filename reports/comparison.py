@@ -366,8 +366,8 @@ def write_comparison(outcomes: Sequence["CellOutcome"], out_dir: str | os.PathLi
                      confidence: float = 0.95, n_boot: int = 1000, seed: int = 0) -> tuple[Path, Comparison]:
     """Write the comparison folder (see the module docstring); returns (``comparison.html``'s path, the table).
 
-    Cell folders come from each outcome's rendered ``files``; an outcome without them but with a result gets
-    its report written here; a failed cell gets ``error.txt`` with its traceback.
+    Cell folders come from each outcome's rendered ``files`` (none when cell reports were turned off); a failed
+    cell gets ``error.txt`` with its error and traceback.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -375,14 +375,11 @@ def write_comparison(outcomes: Sequence["CellOutcome"], out_dir: str | os.PathLi
     links: dict[int, str] = {}
     for i, o in enumerate(outcomes):
         folder = out / "cells" / o.cell.slug
-        if o.files:
-            for name, data in o.files.items():
-                atomic_write(folder / Path(name).name, data)
-        elif o.ok:
-            write_report(o.result, folder)
-        else:
+        for name, data in o.files.items():
+            atomic_write(folder / Path(name).name, data)
+        if not o.ok:
             atomic_write(folder / "error.txt", f"{o.cell.label}\n{o.error}\n\n{o.detail}")
-        page = "report.html" if (folder / "report.html").exists() else "error.txt" if not o.ok else None
+        page = "report.html" if "report.html" in o.files else "error.txt" if not o.ok else None
         if page:
             links[i] = f"cells/{o.cell.slug}/{page}"
     atomic_write(out / "comparison.csv", c.table.to_csv(index=False, lineterminator="\n"))

@@ -135,8 +135,9 @@ def _manifest_html(manifest: dict | None) -> str:
                      f"{data.get('gaps', '?')} missing bar(s)",
              "data sha256": data.get("sha256", "—"), "source": data.get("source", "—"),
              "seed": manifest.get("seed", "—")}
-    for ck in manifest.get("checkpoints") or []:
-        items[f"checkpoint {ck.get('fold', '')}".strip()] = f"{ck.get('sha256', '?')}  {ck.get('path', '')}"
+    for k, ck in enumerate(manifest.get("checkpoints") or [], start=1):
+        label = ck.get("name") or (f"fold {ck['fold']}" if "fold" in ck else f"checkpoint {k}")
+        items[f"model {label}"] = ", ".join(f"{key} {value}" for key, value in ck.items() if key not in ("name", "fold"))
     packages = manifest.get("packages") or {}
     items["packages"] = ", ".join(f"{k} {v}" for k, v in packages.items() if v)
     if manifest.get("platform"):

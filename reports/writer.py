@@ -198,8 +198,9 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
            "results": [{"name": n, "role": role, "metrics": jsonable(m)} for n, (_, role, m) in zip(names, columns)]}
     atomic_write(out / "metrics.json", json.dumps(doc, sort_keys=True, indent=2, allow_nan=False) + "\n")
     if manifest is not None:
-        atomic_write(out / "manifest.json", json.dumps(jsonable(manifest), sort_keys=True, indent=2,
-                                                       allow_nan=False) + "\n")
+        text = json.dumps(jsonable(manifest), sort_keys=True, indent=2, allow_nan=False) + "\n"
+        atomic_write(out / "manifest.json", text)
+        manifest = json.loads(text)          # the page shows the file's (sorted) order, also when re-rendered
     else:
         (out / "manifest.json").unlink(missing_ok=True)
 

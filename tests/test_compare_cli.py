@@ -86,3 +86,11 @@ def test_example_spec_file_is_valid(tmp_path):
     spec = spec_from_args(_args("--config", str(example), "--out", str(tmp_path)))
     assert [r.name for r in spec.ranges] == ["bull", "bear", "chop"]
     assert spec.strategies == ("lstm", "sma_cross", "buy_hold") and spec.out == str(tmp_path)
+
+
+def test_no_cell_reports_writes_no_cell_folders(tmp_path):
+    out = tmp_path / "c"
+    assert compare_command(_args("--strategies", "buy_hold", "--ranges", "jan=2022-01-01:2022-01-15",
+                                 "--workers", "0", "--no-cell-reports", "--bootstrap", "100", "--out", str(out))) == 0
+    assert not (out / "cells").exists()
+    assert 'href="' not in (out / "comparison.html").read_text()

@@ -38,7 +38,8 @@ def _raise_on_two(x: int) -> int:
 def dask_client():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:     # as --scheduler makes it: not default
         yield client
 
 
@@ -81,7 +82,7 @@ def test_a_dead_worker_fails_its_task_not_the_run():
 
 
 def test_a_task_raising_on_dask_is_a_failure_value(dask_client):
-    with DaskExecutor(dask_client) as dask:
+    with DaskExecutor(dask_client.scheduler.address) as dask:       # the executor's own client, by address
         got = dict(dask.map_unordered(_raise_on_two, [0, 1, 2, 3]))      # index -> value; here index == item
     assert (got[0], got[1], got[3]) == (0, 10, 30)
     assert got[2] == TaskFailure("RuntimeError: two is not allowed")
