@@ -107,6 +107,12 @@ def cmd_download(args: argparse.Namespace) -> int:
                             exchange_config=args.exchange_config, kinds=kinds)
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from backtests.compare import compare_command
+
+    return compare_command(args)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from backtests.persist import report_command
 
@@ -163,6 +169,11 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-backtrader", action="store_true", help="also save Backtrader's own plot as backtrader.png")
     _add_data_flags(p)
     _add_broker_flags(p)
+
+    from backtests.compare import add_compare_arguments
+
+    p = add("compare", "compare strategies across date ranges and symbols, locally or on a Dask cluster", cmd_compare)
+    add_compare_arguments(p)
 
     from backtests.persist import add_report_arguments
 

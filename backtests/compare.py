@@ -17,7 +17,7 @@ A spec file is a backtest config (``[data]``, ``[broker]``, ``[model]`` ...) plu
     ranges = { bull = "2020-10-01:2021-04-15", bear = "2022-04-01:2022-12-31" }
     # or: rolling = "6M"  (consecutive windows over [data] start .. end)
     workers = 2                       # local process pool; 0 = in this process
-    # scheduler = "tcp://10.0.0.5:8786"   (a Dask cluster instead; start its workers with --nthreads 1, as
+    # scheduler = "tcp://scheduler-host:8786"   (a Dask cluster instead; start its workers with --nthreads 1, as
     #                                       LSTM training seeds torch's global generator per process)
 
     [params.sma_cross]                # strategy parameters, one table per strategy
@@ -236,8 +236,9 @@ def run_cell(task: CellTask) -> CellOutcome:
         result = run_backtest(task.config, market=task.market)
     except Exception as exc:            # the cell's failure is its result; the grid goes on
         text = str(exc).strip().splitlines()
-        return CellOutcome(task.cell, error=f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": "),
-                           detail=traceback.format_exc(), seconds=time.perf_counter() - started)
+        error = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+        return CellOutcome(task.cell, error=error, detail=traceback.format_exc(),
+                           seconds=time.perf_counter() - started)
     files: dict[str, bytes] = {}
     if task.cell_reports:
         from reports.comparison import report_files     # matplotlib, only where reports are drawn
@@ -329,7 +330,7 @@ EXAMPLES = """examples:
       --ranges bull=2020-10-01:2021-04-15,bear=2022-04-01:2022-12-31,chop=2023-03-01:2023-09-30 \\
       --symbols BTC/USDT:USDT,ETH/USDT:USDT --config backtests/configs/compare_example.toml
   lstmbt compare --strategies sma_cross,buy_hold --start 2022-01-01 --end 2023-12-31 --rolling 6M
-  lstmbt compare --config backtests/configs/compare_example.toml --scheduler tcp://10.0.0.5:8786"""
+  lstmbt compare --config backtests/configs/compare_example.toml --scheduler tcp://scheduler-host:8786"""
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -350,7 +351,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data-dir", dest="store_dir", help="local data store folder")
     r = parser.add_argument_group("running")
     r.add_argument("--workers", type=int, help="local worker processes (default: one per core; 0 = in this process)")
-    r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://10.0.0.5:8786 (instead of local workers)")
+    r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://scheduler-host:8786 (instead of local workers)")
     r.add_argument("--out", help="output folder (default runs/<UTC time>-compare)")
     r.add_argument("--no-cell-reports", dest="cell_reports", action="store_false", default=None,
                    help="skip each cell's own report folder (faster)")

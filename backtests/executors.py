@@ -128,7 +128,7 @@ def _context(preload: list[str]):
 
 class DaskExecutor(_Closing):
     """Tasks on a Dask cluster through ``dask.distributed``: give the scheduler's address
-    (``tcp://10.0.0.5:8786``) or a ready ``distributed.Client``. Inputs are pickled into each task and results
+    (``tcp://scheduler-host:8786``) or a ready ``distributed.Client``. Inputs are pickled into each task and results
     come back to the client; a task that raises on the cluster (a worker lost, say) becomes a
     :class:`TaskFailure`. A client made here is closed by :meth:`close`; one passed in is left open."""
 
