@@ -29,14 +29,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-import tomllib
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from backtests.config import BacktestConfig, ConfigError, config_from_dict
+from backtests.config import BacktestConfig, ConfigError, config_from_dict, read_toml
 from backtests.executors import Executor, TaskFailure, make_executor
 from backtests.grid import Cell, CellOutcome, DateRange, build_cells, parse_ranges, ranges_from_mapping, rolling_ranges
 from data_feeds import DataError, MarketData, load_market, parse_span
@@ -145,12 +144,7 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
 def load_compare_file(path: str | Path) -> tuple[BacktestConfig, dict]:
     """A spec file's backtest config and its ``[compare]`` table (not yet checked)."""
     p = Path(path)
-    try:
-        raw = tomllib.loads(p.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+    raw = read_toml(p)
     table = raw.pop("compare", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{p}: [compare] must be a table")

@@ -149,13 +149,17 @@ def config_from_dict(values: dict, where: str = "config") -> BacktestConfig:
     return _build(BacktestConfig, {**values, "data": data, "broker": broker}, where)
 
 
-def load_config(path: str | Path) -> BacktestConfig:
-    """Read a TOML config file; errors name the file and the problem in one line."""
+def read_toml(path: str | Path) -> dict:
+    """The tables of a TOML file; a missing or malformed file is a one-line ConfigError naming it."""
     p = Path(path)
     try:
-        raw = tomllib.loads(p.read_text())
+        return tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-    return config_from_dict(raw, str(p))
+
+
+def load_config(path: str | Path) -> BacktestConfig:
+    """Read a TOML config file; errors name the file and the problem in one line."""
+    return config_from_dict(read_toml(path), str(path))

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from backtests.result import BacktestResult
-from reports.files import atomic_path, atomic_write
+from data_feeds.files import atomic_path, atomic_write
 from reports.formatting import jsonable
 
 SERIES = ("equity", "position", "target", "funding", "fees")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from reports.files import atomic_path
+from data_feeds.files import atomic_path
 
 WIDTH, HEIGHT, DPI = 16.0, 9.0, 100
 

@@ -12,7 +12,6 @@ be read is reported with its path and never overwritten.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_feeds.errors import DataError
+from data_feeds.files import atomic_path
 from data_feeds.symbols import symbol_to_filename
 
 KINDS = ("candles", "mark", "funding")
@@ -90,15 +90,6 @@ def read_parquet(path: Path) -> pd.DataFrame:
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
     """Write ``df`` to ``path`` through a temporary file and ``os.replace`` (atomic on POSIX)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = pa.Table.from_pandas(df.rename_axis("timestamp").reset_index(), preserve_index=False)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)

@@ -27,7 +27,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from reports.errors import ReportError
-from reports.files import atomic_path
+from data_feeds.files import atomic_path
 from reports.metrics import drawdown, monthly_returns
 
 COLORS = {"long": "#2e9e44", "short": "#d64541", "flat": "#9e9e9e", "strategy": "#1f77b4",

@@ -37,7 +37,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from reports.charts import BASELINE_COLORS, COLORS, WIDTH, _format_time_axis, _styled, _x, save_figure
-from reports.files import atomic_write
+from data_feeds.files import atomic_write
 from reports.formatting import format_value
 from reports.metrics import bar_returns, buy_and_hold_equity, drawdown, result_metrics
 from reports.statistics import (annualised_sharpe, block_bootstrap_sharpe,

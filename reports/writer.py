@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from reports import analysis_charts, charts
-from reports.files import atomic_write
+from data_feeds.files import atomic_write
 from reports.formatting import jsonable
 from reports.html import Chart, render_report
 from reports.metrics import buy_and_hold_equity, compute_metrics, equity_metrics, result_metrics

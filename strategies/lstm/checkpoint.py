@@ -12,12 +12,12 @@ import io
 import json
 import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 
 import torch
 
+from data_feeds.files import atomic_write
 from strategies.lstm.config import ModelConfig
 from strategies.lstm.errors import CheckpointError, ConfigError
 from strategies.lstm.model import SignalNet
@@ -29,20 +29,6 @@ _REQUIRED = ("format", "config", "features", "n_features", "scaler", "bar_second
              "decision_rule", "weights_sha256")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, then ``os.replace`` it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(trained: TrainedModel, directory: str | os.PathLike) -> Path:
     """Write ``model.pt`` then ``meta.json`` (each atomically) into ``directory``; returns the directory."""
     out = Path(directory)
@@ -52,8 +38,8 @@ def save_checkpoint(trained: TrainedModel, directory: str | os.PathLike) -> Path
     torch.save(state, buffer)
     blob = buffer.getvalue()
     meta = dict(trained.meta, weights_sha256=hashlib.sha256(blob).hexdigest())
-    _atomic_write(out / WEIGHTS_FILE, blob)
-    _atomic_write(out / META_FILE, json.dumps(meta, indent=1).encode())
+    atomic_write(out / WEIGHTS_FILE, blob)
+    atomic_write(out / META_FILE, json.dumps(meta, indent=1).encode())
     return out
 
 

@@ -1,5 +1,6 @@
-"""Atomic file writes: every report file appears whole or not at all (temp file in the same folder, then
-``os.replace``), so a crash or a reader racing the writer never sees half a file."""
+"""Atomic file writes, used for every file lstmbt writes (store, checkpoints, run folders, reports): a file
+appears whole or not at all (temp file in the same folder, flushed to disk, then ``os.replace``), so a crash
+or a reader racing the writer never sees half a file, and an old file is never lost to a failed write."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o644)        # mkstemp makes 0600; a report is meant to be read by others too
+    os.chmod(tmp, 0o644)        # mkstemp makes 0600; data and reports are meant to be read by others too
     try:
         yield Path(tmp)
+        with open(tmp, "rb+") as fh:   # make the content durable before it takes the real name
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
