@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
+
+from backtests.slippage import SLIPPAGE_MODELS
 
 EXAMPLES = {
     "backtest": """examples:
@@ -54,9 +55,28 @@ def _add_broker_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("broker")
     g.add_argument("--cash", type=float, help="starting cash in USDT (default 10000)")
     g.add_argument("--leverage", type=float, help="1 to 125 (default 1)")
-    g.add_argument("--taker-fee", type=float, help="fraction of notional, 0.0005 = 0.05%% (default)")
+    g.add_argument("--taker-fee", type=float, help="fraction of notional for market orders, 0.0005 = 0.05%% (default)")
+    g.add_argument("--maker-fee", type=float, help="fraction of notional for resting limit orders (default 0.0002)")
+    g.add_argument("--slippage", dest="slippage_model", choices=SLIPPAGE_MODELS,
+                   help="slippage model: none, fixed (--slippage-bps), range or volume (default fixed)")
     g.add_argument("--slippage-bps", type=float, help="basis points against each market fill (default 1)")
+    g.add_argument("--slippage-coef", type=float, help="coefficient of the range/volume slippage models (default 0.1)")
+    g.add_argument("--liquidation-fee", type=float, help="fraction of notional at liquidation (default 0.0125)")
+    g.add_argument("--no-liquidation", action="store_true", help="never liquidate (to study a strategy's raw PnL)")
     g.add_argument("--no-funding", action="store_true", help="ignore funding payments")
+
+
+def broker_overrides(args: argparse.Namespace) -> dict:
+    """The BrokerConfig fields set by the broker flags given on the command line (see ``_add_broker_flags``)."""
+    broker = {k: getattr(args, k) for k in ("cash", "leverage", "taker_fee", "maker_fee", "slippage_bps",
+                                            "slippage_coef", "liquidation_fee") if getattr(args, k, None) is not None}
+    if getattr(args, "slippage_model", None) is not None:
+        broker["slippage"] = args.slippage_model
+    if getattr(args, "no_funding", False):
+        broker["funding"] = False
+    if getattr(args, "no_liquidation", False):
+        broker["liquidation"] = False
+    return broker
 
 
 def build_config(args: argparse.Namespace):
@@ -66,10 +86,7 @@ def build_config(args: argparse.Namespace):
     config = load_config(args.config) if getattr(args, "config", None) else BacktestConfig()
     data = {k: getattr(args, k) for k in ("exchange", "symbol", "timeframe", "start", "end", "path", "funding_path",
                                           "store_dir") if getattr(args, k, None) is not None}
-    broker = {k: getattr(args, k) for k in ("cash", "leverage", "taker_fee", "slippage_bps")
-              if getattr(args, k, None) is not None}
-    if getattr(args, "no_funding", False):
-        broker["funding"] = False
+    broker = broker_overrides(args)
     top = {k: getattr(args, k) for k in ("strategy", "name", "seed", "fraction") if getattr(args, k, None) is not None}
     if getattr(args, "baselines", None) is not None:
         top["baselines"] = tuple(b for b in args.baselines.split(",") if b)

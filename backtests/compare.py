@@ -355,9 +355,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--fraction", type=float, help="share of equity per position, 0-1 (default 0.99)")
     r.add_argument("--name", help="name used in the default output folder")
     r.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
-    before = {a.dest for a in parser._actions}
     _add_broker_flags(parser)
-    parser.set_defaults(broker_flags=tuple(a.dest for a in parser._actions if a.dest not in before))
 
 
 def spec_from_args(args: argparse.Namespace) -> CompareSpec:
@@ -368,10 +366,9 @@ def spec_from_args(args: argparse.Namespace) -> CompareSpec:
     config, table = load_compare_file(args.config) if args.config else (BacktestConfig(), {})
     data = {k: getattr(args, k) for k in ("exchange", "timeframe", "start", "end", "store_dir")
             if getattr(args, k, None) is not None}
-    broker = {k: getattr(args, k) for k in getattr(args, "broker_flags", ())
-              if k != "no_funding" and getattr(args, k, None) is not None}
-    if getattr(args, "no_funding", False):
-        broker["funding"] = False
+    from backtests.cli import broker_overrides
+
+    broker = broker_overrides(args)
     top = {k: getattr(args, k) for k in ("seed", "fraction", "name", "cache_dir") if getattr(args, k, None) is not None}
     try:
         config = config.replace(data=data, broker=broker, **top)

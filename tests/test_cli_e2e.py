@@ -96,3 +96,21 @@ def test_example_script_runs_and_writes_a_report(tmp_path):
     proc = subprocess.run([sys.executable, "backtests/sma_cross_eth_4h.py"], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "sma 12/48" in proc.stdout and "Sharpe" in proc.stdout
+
+
+def test_lstm_example_script_runs_on_a_short_span(tmp_path):
+    out = tmp_path / "script"
+    proc = subprocess.run([sys.executable, "backtests/btc_lstm_1h.py", "--start", "2025-06-01", "--end", "2025-06-07",
+                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "epoch 1/" in proc.stdout and "Sharpe" in proc.stdout
+    assert (out / "report.html").exists() and (out / "predictions.png").exists()
+
+
+def test_lstm_eth_4h_example_config_runs(tmp_path):
+    out = tmp_path / "run"
+    run("backtest", "--config", "backtests/configs/lstm_eth_4h.toml", "--start", "2025-10-01", "--out", str(out),
+        "--cache-dir", str(tmp_path / "models"))
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"]["model"]["cell"] == "gru"
+    assert (out / "report.html").exists()

@@ -52,3 +52,11 @@ def test_config_round_trips_through_plain_data():
 
     config = load_config("backtests/configs/btc_lstm_1h.toml")
     assert config_from_dict(config.to_dict()) == config
+
+
+def test_every_broker_setting_has_a_flag():
+    args = make_parser().parse_args(["backtest", "--maker-fee", "0.0001", "--slippage", "range", "--slippage-coef",
+                                     "0.2", "--liquidation-fee", "0.01", "--no-liquidation", "--no-funding"])
+    broker = build_config(args).broker
+    assert (broker.maker_fee, broker.slippage, broker.slippage_coef, broker.liquidation_fee) == (0.0001, "range", 0.2, 0.01)
+    assert broker.liquidation is False and broker.funding is False
