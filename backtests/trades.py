@@ -1,4 +1,4 @@
-"""Round trips from fills: a pure function, shared by the engine and the reference accountant."""
+"""Round trips from fills: a pure function of the fills, the bar index and the funding paid per bar."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 
 from backtests.result import TRADE_COLUMNS
+
+QTY_EPS = 1e-12  # quantities this small are float noise of size arithmetic, not a position
 
 
 def trades_from_fills(fills: pd.DataFrame, bar_index: pd.DatetimeIndex, funding: pd.Series,
@@ -44,7 +46,7 @@ def trades_from_fills(fills: pd.DataFrame, bar_index: pd.DatetimeIndex, funding:
 
     for t, size, price, fee in fills[["time", "size", "price", "fee"]].itertuples(index=False):
         remaining, fee_left = size, fee
-        while remaining != 0.0:
+        while abs(remaining) > QTY_EPS:
             if pos == 0.0:
                 entry_time, pos, avg, fees, pnl, peak = t, remaining, price, fee_left, 0.0, remaining
                 remaining = 0.0
@@ -62,7 +64,7 @@ def trades_from_fills(fills: pd.DataFrame, bar_index: pd.DatetimeIndex, funding:
                 fee_left -= part_fee
                 pos -= np.sign(pos) * qty
                 remaining -= np.sign(remaining) * qty
-                if abs(pos) < 1e-12:
+                if abs(pos) <= QTY_EPS:
                     pos = 0.0
                     close(t, price, "closed")
     if pos != 0.0:
