@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import platformdirs
@@ -11,6 +10,7 @@ from strategies.base import TargetPositionStrategy
 from strategies.lstm import ModelConfig, Predictor, train_or_load
 from strategies.lstm.features import warmup_bars
 from strategies.lstm.labels import round_trip_cost
+from strategies.lstm.prediction_cache import weights_sha256
 from strategies.lstm.walkforward import WalkForwardPredictor, train_walk_forward, walk_forward_folds
 
 
@@ -54,12 +54,12 @@ class LSTMStrategy(TargetPositionStrategy):
             folds = walk_forward_folds(market.candles.index, cfg, span_start)
             models = train_walk_forward(market.candles, market.funding, cfg, folds, cost=cost, cache_dir=cache,
                                         progress=progress)
-            predictor = WalkForwardPredictor(models, mode=mode)
+            predictor = WalkForwardPredictor(models, mode=mode, cache_dir=cache / "predictions")
             checkpoints = [model_fingerprint(trained, fold.name) for fold, trained in models]
         else:
             trained, _ = train_or_load(cache, market.candles, market.funding, cfg, cost=cost, train_end=span_start,
                                        progress=progress)
-            predictor = Predictor(trained, mode=mode)
+            predictor = Predictor(trained, mode=mode, cache_dir=cache / "predictions")
             checkpoints = [model_fingerprint(trained, f"trained-before-{span_start:%Y%m%dT%H%MZ}")]
         predictor.attach(market.candles, market.funding, span_start)
         extras = {"checkpoints": checkpoints,
@@ -73,9 +73,5 @@ class LSTMStrategy(TargetPositionStrategy):
 def model_fingerprint(trained, name: str) -> dict:
     """What identifies a trained model in a manifest: its name, the sha256 of its weights (tensors in key
     order) and of the data it was trained on, and its decision threshold."""
-    h = hashlib.sha256()
-    for key, tensor in trained.model.state_dict().items():
-        h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return {"name": name, "weights_sha256": h.hexdigest(), "data_sha256": trained.data_hash,
+    return {"name": name, "weights_sha256": weights_sha256(trained.model), "data_sha256": trained.data_hash,
             "min_confidence": trained.min_confidence}

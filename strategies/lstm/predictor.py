@@ -24,6 +24,7 @@ from strategies.lstm.decision import decide
 from strategies.lstm.errors import ConfigError
 from strategies.lstm.features import compute_features, warmup_bars
 from strategies.lstm.inference import model_device, predict_probabilities, torch_threads
+from strategies.lstm.prediction_cache import load_predictions, prediction_key, save_predictions, weights_sha256
 from strategies.lstm.train import TrainedModel
 from strategies.signal import CLASS_NAMES, Signal
 
@@ -42,12 +43,15 @@ class Predictor:
     (array([0.31, 0.22, 0.47]), <Signal.LONG: 1>)
     """
 
-    def __init__(self, trained: TrainedModel, mode: str = "batched", *, chunk: int = 512) -> None:
+    def __init__(self, trained: TrainedModel, mode: str = "batched", *, chunk: int = 512,
+                 cache_dir: str | os.PathLike | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"predictor mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.trained = trained
         self.mode = mode
         self.chunk = chunk
+        self.cache_dir = cache_dir          # batched mode: reuse predictions stored there (prediction_cache.py)
+        self.cache_hit = False
         cfg = trained.config
         self.window = cfg.window
         self.threads = cfg.threads
@@ -89,8 +93,18 @@ class Predictor:
             windows = make_windows(x, np.arange(start, start + n), self.window)
             # one big batched pass: every core helps (on 2 cores 1.7x faster than 1 thread); per-bar online calls
             # stay on cfg.threads, where small calls run fastest
-            with torch_threads(max(self.threads, BATCH_THREADS)):
-                probs = predict_probabilities(self.trained.model, windows, self.chunk)
+            threads = max(self.threads, BATCH_THREADS)
+            probs, key = None, None
+            if self.cache_dir is not None:
+                key = prediction_key(weights_sha256(self.trained.model), candles, funding, span_start,
+                                     window=self.window, chunk=self.chunk, threads=threads)
+                probs = load_predictions(self.cache_dir, key, n)
+            self.cache_hit = probs is not None
+            if probs is None:
+                with torch_threads(threads):
+                    probs = predict_probabilities(self.trained.model, windows, self.chunk)
+                if key is not None:
+                    save_predictions(self.cache_dir, key, probs)
             probs.flags.writeable = False
             self._probs = probs
             self._signals = [Signal(int(v)) for v in decide(probs, self.min_confidence)]

@@ -92,7 +92,8 @@ class WalkForwardPredictor:
     Both modes of :class:`Predictor` are supported and give the same answers.
     """
 
-    def __init__(self, models: list[tuple[Fold, TrainedModel]], mode: str = "batched", *, chunk: int = 512) -> None:
+    def __init__(self, models: list[tuple[Fold, TrainedModel]], mode: str = "batched", *, chunk: int = 512,
+                 cache_dir: str | os.PathLike | None = None) -> None:
         if mode not in MODES:
             raise ConfigError(f"predictor mode must be one of {', '.join(MODES)}, got {mode!r}")
         if not models:
@@ -103,6 +104,7 @@ class WalkForwardPredictor:
         self.models = list(models)
         self.mode = mode
         self.chunk = chunk
+        self.cache_dir = cache_dir  # each fold's batched predictions are cached under their own key
         self._starts = pd.DatetimeIndex(starts)
         self._parts: list[Predictor] = []
         self._offsets = np.zeros(0, dtype=np.int64)
@@ -134,7 +136,7 @@ class WalkForwardPredictor:
             lo, hi = start + int(rows[0]), start + int(rows[-1]) + 1
             trained = self.models[k][1]
             seed = trained.config.window - 1 + warmup_bars(trained.feature_names)    # bars read, never predicted
-            part = Predictor(trained, self.mode, chunk=self.chunk)
+            part = Predictor(trained, self.mode, chunk=self.chunk, cache_dir=self.cache_dir)
             part.attach(candles.iloc[max(lo - seed, 0):hi], funding, idx[lo])
             parts.append(part)
             offsets.append(int(rows[0]))
