@@ -145,29 +145,32 @@ def resample_candles(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     return agg[counts == expected]
 
 
-def _candles_any_timeframe(exchange, symbol, timeframe, kind, store) -> pd.DataFrame | None:
-    """Exact timeframe, else resampled from the coarsest finer one that divides it. What the user downloaded
-    into the store (exact, then finer) wins over the shipped sample (exact, then finer)."""
+def _candles_any_timeframe(exchange, symbol, timeframe, kind, store) -> tuple[pd.DataFrame | None, str]:
+    """(frame, where it came from): the exact timeframe, else resampled from the coarsest finer one that divides
+    it. What the user downloaded into the store (exact, then finer) wins over the shipped sample (exact, then finer)."""
     target = timeframe_seconds(timeframe)
     finer = sorted((tf for tf in SUPPORTED if timeframe_seconds(tf) < target and target % timeframe_seconds(tf) == 0),
                    key=timeframe_seconds, reverse=True)
-    for source in (lambda tf: store.read(exchange, symbol, tf, kind), lambda tf: _sampled(exchange, symbol, tf, kind)):
-        direct = source(timeframe)
+    sources = ((lambda tf: store.read(exchange, symbol, tf, kind), f"store {store.root}"),
+               (lambda tf: _sampled(exchange, symbol, tf, kind), "shipped sample"))
+    for read, where in sources:
+        direct = read(timeframe)
         if direct is not None:
-            return direct
+            return direct, f"{where} ({timeframe})"
         for tf in finer:
-            raw = source(tf)
+            raw = read(tf)
             if raw is not None and len(raw) > 1:
                 check_candles(raw, f"{exchange} {symbol} {tf} {kind}")
-                return resample_candles(raw, timeframe)
-    return None
+                return resample_candles(raw, timeframe), f"{where} ({timeframe} resampled from {tf})"
+    return None, ""
 
 
 # ---------------------------------------------------------------- the public entry points
 
 def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = "candles",
          store_dir: str | os.PathLike | None = None) -> pd.DataFrame:
-    """Validated frame of one kind ("candles", "mark" or "funding") for ``[start, end]``.
+    """Validated frame of one kind ("candles", "mark" or "funding") for ``[start, end]``; ``frame.attrs["source"]``
+    says where it came from (the store or the shipped sample, and any resampling).
 
     >>> df = load("binanceusdm", "BTC/USDT:USDT", "1h", "2024-01-01", "2024-01-31")   # doctest: +SKIP
     >>> len(df)   # 31 days of hourly bars
@@ -178,10 +181,11 @@ def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = 
     t0, t1 = parse_span(start, end)
     store = Store(store_dir)
     if kind == "funding":
-        raw = store.read(exchange, symbol, timeframe, "funding")
-        raw = raw if raw is not None else _sampled(exchange, symbol, timeframe, "funding")
+        raw, where = store.read(exchange, symbol, timeframe, "funding"), f"store {store.root}"
+        if raw is None:
+            raw, where = _sampled(exchange, symbol, timeframe, "funding"), "shipped sample"
     else:
-        raw = _candles_any_timeframe(exchange, symbol, timeframe, kind, store)
+        raw, where = _candles_any_timeframe(exchange, symbol, timeframe, kind, store)
     if raw is None:
         known = ", ".join(_sample_symbols())
         raise DataError(
@@ -193,7 +197,9 @@ def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = 
         check_frame(raw, ("funding_rate",), what)
     else:
         check_candles(raw, what)
-    return _trim(raw, t0, t1, what)
+    out = _trim(raw, t0, t1, what)
+    out.attrs["source"] = f"{exchange} {where}"
+    return out
 
 
 def _trim(df: pd.DataFrame, t0: pd.Timestamp, t1: pd.Timestamp, what: str) -> pd.DataFrame:
@@ -222,7 +228,7 @@ def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_
         source = str(Path(data_path).resolve())
     else:
         candles = load(exchange, symbol, timeframe, start, end, store_dir=store_dir)
-        source = f"{exchange} (store or shipped sample)"
+        source = candles.attrs.get("source", exchange)
     _check_spacing(candles, timeframe, source)
     funding = _optional(lambda: load(exchange, symbol, timeframe, t0 - pd.Timedelta(days=1), end, kind="funding",
                                      store_dir=store_dir))
