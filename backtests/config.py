@@ -94,8 +94,9 @@ class DataConfig:
 class BacktestConfig:
     """One backtest: data, broker, strategy (and the baselines it is compared with) and where output goes.
 
-    ``fraction=0.99``: each position's notional is 99 % of equity times leverage, decided on the bar's close
-    and filled at the next open (the 1 % buffer pays the fee and the gap between that close and open).
+    ``fraction=0.99``: each position's initial margin plus its opening fee and slippage use 99 % of equity
+    (see :mod:`strategies.base`), decided on the bar's close and filled at the next open; the 1 % left covers
+    the gap between that close and open.
     """
 
     name: str = "backtest"

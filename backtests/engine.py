@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from backtests.broker import make_broker
-from backtests.config import BacktestConfig
+from backtests.config import BacktestConfig, BrokerConfig
 from backtests.margin import market_rules
 from backtests.recorder import Recorder
 from backtests.result import FILL_COLUMNS, REJECT_COLUMNS, BacktestResult
@@ -23,6 +23,12 @@ from data_feeds.timeframes import timeframe_delta
 from strategies.registry import get_strategy
 
 Progress = Callable[[str], None]
+
+
+def opening_cost(broker: BrokerConfig) -> float:
+    """Fee plus expected slippage per unit of notional when opening at market: 0.0005 + 1 bp = 0.0006.
+    The range/volume slippage models depend on the bar, so only their fee is counted."""
+    return broker.taker_fee + (broker.slippage_bps / 10_000 if broker.slippage == "fixed" else 0.0)
 
 
 def load_run_data(config: BacktestConfig, history_bars: int = 0) -> tuple[MarketData, pd.Timestamp, pd.Timestamp]:
@@ -67,7 +73,8 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     broker, comminfo = make_broker(config.broker)
     cerebro.broker = broker
     rules = market_rules(config.data.symbol)
-    cerebro.addstrategy(cls, fraction=config.fraction, leverage=config.broker.leverage, qty_step=rules.qty_step,
+    cerebro.addstrategy(cls, fraction=config.fraction, leverage=config.broker.leverage, cost_rate=opening_cost(config.broker),
+                        qty_step=rules.qty_step,
                         min_qty=rules.min_qty, **params)
     n_bars = len(span.candles)
     report = (lambda n: progress(f"  {name}: {n:,}/{n_bars:,} bars")) if progress else None

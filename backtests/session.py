@@ -33,6 +33,12 @@ def run_with_baselines(config: BacktestConfig, progress: Progress | None = None,
                      f"first after {market.gaps['after'].iloc[0]}")
     results = [run_backtest(config, strategy=name, progress=progress, market=market,
                             plot_path=plot_path if i == 0 else None) for i, name in enumerate(names)]
+    if progress:
+        for result in results:
+            if len(result.rejected):
+                first = result.rejected.iloc[0]
+                progress(f"warning: {result.name}: {len(result.rejected)} order(s) refused, first at {first.time} "
+                         f"({first.reason}); see rejected.csv")
     return results[0], results[1:]
 
 

@@ -3,9 +3,16 @@
 Each bar, :meth:`TargetPositionStrategy.target` returns a number in [-1, 1] (usually a
 :class:`~strategies.signal.Signal`), decided from data up to and including this bar's close. When it
 differs from the previous target, the base class sends one market order for the difference, which
-Backtrader fills at the next bar's open. Size: ``target x fraction x equity x leverage / close``,
-rounded toward zero to the market's quantity step; ``fraction=0.99, leverage=2`` on 10,000 USDT at a
-close of 50,000 asks for 0.396 BTC.
+Backtrader fills at the next bar's open.
+
+Size: the position's initial margin plus its opening cost (fee and slippage, ``cost_rate`` per unit of
+notional) use ``fraction`` of equity, so
+
+    notional = target x fraction x equity x leverage / (1 + leverage x cost_rate)
+
+rounded toward zero to the market's quantity step. ``fraction=0.99, leverage=2, cost_rate=0.0006`` on
+10,000 USDT at a close of 50,000: notional 19,776.27, 0.395 BTC. Without the cost term a 50x position
+would need more than the whole equity for margin plus fee and be refused.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ class TargetPositionStrategy(bt.Strategy):
     params = (
         ("fraction", 0.99),
         ("leverage", 1.0),
+        ("cost_rate", 0.0),
         ("qty_step", 0.0),
         ("min_qty", 0.0),
     )
@@ -72,7 +80,9 @@ class TargetPositionStrategy(bt.Strategy):
 
     def _trade_to(self, target: float) -> None:
         price = self.data.close[0]
-        size = target * self.p.fraction * self.broker.getvalue() * self.p.leverage / price
+        leverage = self.p.leverage
+        notional = target * self.p.fraction * self.broker.getvalue() * leverage / (1 + leverage * self.p.cost_rate)
+        size = notional / price
         step = self.p.qty_step
         if step:
             size = math.copysign(math.floor(abs(size) / step + 1e-9) * step, size)

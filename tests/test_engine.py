@@ -39,8 +39,9 @@ def test_buy_hold_at_1x_tracks_price_minus_fees_and_funding():
     # decided on the first bar's close, filled at the second bar's open plus 1 bp slippage
     assert fill.time == result.prices.index[1]
     assert fill.price == pytest.approx(result.prices.open.iloc[1] * 1.0001)
-    # 99 % of equity at the deciding close, rounded down to BTCUSDT's 0.001 quantity step
-    assert fill["size"] == pytest.approx(np.floor(0.99 * 10_000 / result.prices.close.iloc[0] / 0.001) * 0.001)
+    # margin + fee + slippage = 99 % of equity at the deciding close, rounded down to BTCUSDT's 0.001 step
+    notional = 0.99 * 10_000 / (1 + 0.0005 + 0.0001)
+    assert fill["size"] == pytest.approx(np.floor(notional / result.prices.close.iloc[0] / 0.001) * 0.001)
     assert fill.fee == pytest.approx(fill["size"] * fill.price * 0.0005)
     expected = (10_000 - fill.fee - result.funding.cumsum()
                 + fill["size"] * (result.prices.close - fill.price))
@@ -54,7 +55,8 @@ def test_funding_is_size_times_mark_times_rate_at_settlement():
     candles = make_candles([100, 100, 100, 100, 100, 100])
     funding = pd.DataFrame({"funding_rate": [0.001]}, index=[candles.index[3]])
     result = _run(candles, "buy_hold", funding, slippage_bps=0)
-    size = 0.99 * 10_000 / 100
+    size = result.position.iloc[2]
+    assert size == pytest.approx(0.99 * 10_000 / (1 + 0.0005) / 100, abs=0.001)  # margin + fee = 99 % of equity
     assert result.funding.iloc[3] == pytest.approx(size * 100 * 0.001)
     assert result.funding.drop(result.funding.index[3]).eq(0).all()
 
@@ -80,6 +82,16 @@ def test_decision_on_close_fills_at_next_open_with_slippage_against_the_order():
     assert fill.price == pytest.approx(candles.open.iloc[1] * 1.001)
     assert fill.slippage == pytest.approx(fill["size"] * candles.open.iloc[1] * 0.001)
     assert result.position.iloc[0] == 0 and result.position.iloc[1] == pytest.approx(fill["size"])
+
+
+def test_high_leverage_leaves_room_for_the_opening_fee_instead_of_being_refused():
+    candles = make_candles([100, 100, 100.5, 101, 101])
+    # at 20x the fee and slippage (0.06 % of notional) are 1.2 % of equity: more than a 1 % buffer
+    result = _run(candles, "buy_hold", leverage=20, cash=1_000)   # 19,800 notional: inside the 20x tier
+    assert result.rejected.empty and len(result.fills) == 1
+    fill = result.fills.iloc[0]
+    margin = fill["notional"] / 20
+    assert margin + fill.fee + fill.slippage == pytest.approx(0.99 * 1_000, rel=1e-3)
 
 
 def test_leverage_scales_position_and_pnl():
