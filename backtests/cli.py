@@ -137,7 +137,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from strategies.lstm.commands import train_command
+    from backtests.training import train_command
 
     return train_command(args)
 
@@ -198,7 +198,7 @@ def make_parser() -> argparse.ArgumentParser:
             cmd_report)
     add_report_arguments(p)
 
-    from strategies.lstm.commands import add_train_arguments
+    from backtests.training import add_train_arguments
 
     p = add("train", "train walk-forward LSTM models over a span and print validation metrics per fold", cmd_train)
     add_train_arguments(p)

@@ -19,6 +19,12 @@ def default_cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("lstmbt")) / "models"
 
 
+def label_cost(broker) -> float:
+    """Round-trip cost the labels count (a smaller move is FLAT): 2 x (taker fee + fixed slippage); Binance's
+    base tier with 1 bp slippage gives 2 x (0.0005 + 0.0001) = 0.0012."""
+    return round_trip_cost(broker.taker_fee, broker.slippage_bps / 10_000)
+
+
 class LSTMStrategy(TargetPositionStrategy):
     """Long, short or flat as the LSTM's Predictor says for the window ending at each bar.
 
@@ -44,7 +50,7 @@ class LSTMStrategy(TargetPositionStrategy):
     def prepare(cls, config, market, span_start, progress=None) -> dict:
         params = cls.check_params(config.params)
         cfg = cls.model_config(config)
-        cost = round_trip_cost(config.broker.taker_fee, config.broker.slippage_bps / 10_000)
+        cost = label_cost(config.broker)
         cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
         if progress:
             progress(f"model: {cfg.cell.upper()} window {cfg.window}, hidden {cfg.hidden}, {cfg.train_bars:,} training "

@@ -146,7 +146,7 @@ def test_train_command_prints_a_line_per_fold_and_epoch_then_one_table_row_per_f
     import argparse
     import io
 
-    from strategies.lstm.commands import add_train_arguments, train_command
+    from backtests.training import add_train_arguments, train_command
 
     config = tmp_path / "tiny.toml"
     config.write_text("[model]\nwindow = 8\nhidden = 8\ntrain_bars = 400\nval_bars = 120\nepochs = 2\n"
@@ -168,7 +168,7 @@ def test_train_command_prints_a_line_per_fold_and_epoch_then_one_table_row_per_f
 
 
 def test_device_auto_picks_cuda_only_when_torch_sees_it_and_cuda_without_one_is_refused():
-    from strategies.lstm.commands import resolve_device
+    from backtests.training import resolve_device
 
     assert resolve_device("auto", True) == "cuda" and resolve_device("auto", False) == "cpu"
     assert resolve_device("cpu", True) == "cpu"

@@ -19,14 +19,11 @@ DEVICES = ("auto", "cpu", "cuda")
 
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags of ``lstmbt train``; each data flag overrides the ``[data]`` table of ``--config``."""
+    """The flags of ``lstmbt train``; the data flags (as for ``lstmbt backtest``) override ``--config``'s ``[data]``:
+    ``--start .. --end`` is the span to predict, training data comes before it."""
+    from backtests.cli import _add_data_flags
+
     parser.add_argument("--config", help="TOML config file; its [data], [broker] and [model] tables are read")
-    parser.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
-    parser.add_argument("--symbol", help="ccxt unified symbol, e.g. BTC/USDT:USDT")
-    parser.add_argument("--timeframe", help="bar size: 1m 5m 15m 1h 4h 1d ...")
-    parser.add_argument("--start", help="first predicted day, YYYY-MM-DD (UTC); training data comes before it")
-    parser.add_argument("--end", help="last predicted day, YYYY-MM-DD, inclusive (UTC)")
-    parser.add_argument("--data-dir", dest="store_dir", help="local data store folder")
     parser.add_argument("--test-bars", type=int, help="bars each fold's model predicts, e.g. 720 = 30 days of 1h "
                                                       "(default: [model] walk_forward_test_bars, else the whole span)")
     parser.add_argument("--expanding", action="store_true", help="grow each fold's training span from the first "
@@ -35,6 +32,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to train: auto picks cuda when torch sees a GPU (default auto)")
     parser.add_argument("--seed", type=int, help="random seed (default: the config's, 42)")
     parser.add_argument("--cache-dir", help="folder for trained models (default: the backtest's model cache)")
+    _add_data_flags(parser)
 
 
 def resolve_device(choice: str, cuda_available: bool) -> str:
@@ -73,16 +71,6 @@ def fold_table(pairs) -> str:
                                in enumerate(zip(row, widths))) for row in rows)
 
 
-def _backtest_config(args: argparse.Namespace):
-    from backtests.config import BacktestConfig, load_config
-
-    config = load_config(args.config) if getattr(args, "config", None) else BacktestConfig()
-    data = {k: getattr(args, k) for k in ("exchange", "symbol", "timeframe", "start", "end", "store_dir")
-            if getattr(args, k, None) is not None}
-    top = {"seed": args.seed} if getattr(args, "seed", None) is not None else {}
-    return config.replace(data=data, **top)
-
-
 def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     """``lstmbt train``: walk-forward training over ``--start .. --end`` and a validation table per fold.
 
@@ -90,18 +78,18 @@ def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int
     """
     import torch
 
+    from backtests.cli import build_config
     from data_feeds import DataError, load_market, parse_span
     from data_feeds.timeframes import timeframe_delta
     from strategies.lstm.config import ModelConfig
     from strategies.lstm.features import warmup_bars
     from strategies.lstm.folds import make_folds
-    from strategies.lstm.labels import round_trip_cost
     from strategies.lstm.walkforward import train_walk_forward
-    from strategies.lstm_strategy import default_cache_dir
+    from strategies.lstm_strategy import default_cache_dir, label_cost
 
     out = out or sys.stdout
     say = lambda line: print(line, file=out, flush=True)  # noqa: E731
-    config = _backtest_config(args)
+    config = build_config(args)
     d = config.data
     cfg = ModelConfig.from_dict({"seed": config.seed, **config.model})
     cfg = cfg.replace(device=resolve_device(getattr(args, "device", "auto"), torch.cuda.is_available()))
@@ -120,8 +108,8 @@ def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int
         raise DataError(f"no {d.symbol} {d.timeframe} candles in {d.start} .. {d.end}; run lstmbt download first")
     folds = make_folds(candles.index, cfg.train_bars, cfg.val_bars, test_bars or span,
                        expanding=cfg.walk_forward_expanding, start=t0)
-    cost = round_trip_cost(config.broker.taker_fee, config.broker.slippage_bps / 10_000)
-    cache = getattr(args, "cache_dir", None) or config.cache_dir or default_cache_dir()
+    cost = label_cost(config.broker)
+    cache = config.cache_dir or default_cache_dir()
     say(f"lstmbt train: {d.symbol} {d.timeframe} {d.start} .. {d.end}: {len(folds)} fold(s) of up to "
         f"{test_bars or span} bars, {cfg.cell.upper()} window {cfg.window}, {cfg.train_bars:,} train + "
         f"{cfg.val_bars:,} validation bars{' (expanding)' if cfg.walk_forward_expanding else ''}, "
