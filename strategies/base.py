@@ -24,6 +24,23 @@ import backtrader as bt
 from strategies.signal import Signal
 
 
+def position_size(target: float, equity: float, price: float, *, fraction: float, leverage: float,
+                  cost_rate: float = 0.0, qty_step: float = 0.0, min_qty: float = 0.0) -> tuple[float, str]:
+    """Contracts for ``target`` (in [-1, 1]) and, when the answer is a forced 0, why.
+
+    ``notional = target x fraction x equity x leverage / (1 + leverage x cost_rate)``, rounded toward zero to
+    ``qty_step``. Below ``min_qty`` or with no equity left (a liquidation took it all) the size is 0: flat.
+    ``position_size(1, 10_000, 50_000, fraction=0.99, leverage=2, cost_rate=0.0006, qty_step=0.001)`` is 0.395.
+    """
+    if target and equity <= 0:
+        return 0.0, "no equity left"
+    wanted = target * fraction * equity * leverage / (1 + leverage * cost_rate) / price
+    size = math.copysign(math.floor(abs(wanted) / qty_step + 1e-9) * qty_step, wanted) if qty_step else wanted
+    if target and (size == 0 or abs(size) < min_qty):
+        return 0.0, f"size {abs(wanted):.6g} below the market's minimum quantity {max(min_qty, qty_step):g}"
+    return size, ""
+
+
 class TargetPositionStrategy(bt.Strategy):
     """Base class for every lstmbt strategy. Override :meth:`target` (and :meth:`prepare` to fit things
     before the run from history that precedes the backtest span)."""
@@ -80,15 +97,11 @@ class TargetPositionStrategy(bt.Strategy):
 
     def _trade_to(self, target: float) -> None:
         price = self.data.close[0]
-        leverage = self.p.leverage
-        notional = target * self.p.fraction * self.broker.getvalue() * leverage / (1 + leverage * self.p.cost_rate)
-        size = notional / price
-        step = self.p.qty_step
-        if step:
-            size = math.copysign(math.floor(abs(size) / step + 1e-9) * step, size)
-        if size and abs(size) < self.p.min_qty:
-            self.rejected.append((self.data.datetime[0], size, price, f"below minimum quantity {self.p.min_qty}"))
-            size = 0.0
+        p = self.p
+        size, refused = position_size(target, self.broker.getvalue(), price, fraction=p.fraction, leverage=p.leverage,
+                                      cost_rate=p.cost_rate, qty_step=p.qty_step, min_qty=p.min_qty)
+        if refused:
+            self.rejected.append((self.data.datetime[0], target, price, refused))
         self.order_target_size(target=size)
 
     def notify_order(self, order):
