@@ -47,7 +47,7 @@ def uninterrupted(tmp_path):
 
 def test_download_killed_with_sigkill_resumes_to_the_same_result_as_an_uninterrupted_one(tmp_path):
     resumed_dir = tmp_path / "resumed"
-    with FakeExchange(page_delay=0.03) as fake:
+    with FakeExchange(page_delay=0.1) as fake:  # slow pages: the kill lands mid-download even on a loaded machine
         child = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(fake.ccxt_config("binanceusdm")),
                                   str(resumed_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
