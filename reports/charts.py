@@ -306,10 +306,12 @@ def _mark_folds(axes, boundaries: Sequence[pd.Timestamp], label_ax) -> None:
 
 @_styled
 def predictions_chart(close: pd.Series, predictions: pd.DataFrame, *, fold_boundaries: Sequence = (),
-                      min_confidence: float | None = None, title: str = "Model class probabilities") -> Figure:
+                      min_confidence: float | pd.Series | None = None,
+                      title: str = "Model class probabilities") -> Figure:
     """Close price on top and, under it on the same time axis, the model's stacked class probabilities
     (short red at the bottom, flat grey, long green on top; each bar's three sum to 1), then the confidence (the
-    winning class's probability, coloured by that class) with ``min_confidence`` as a dashed line.
+    winning class's probability, coloured by that class) with ``min_confidence`` as a dashed line: one number,
+    or a Series of thresholds indexed by the time each takes effect (one per walk-forward fold), drawn as steps.
     ``fold_boundaries``: first bar of each walk-forward fold, drawn as dashed vertical lines across all panels."""
     missing = [c for c in PREDICTION_COLUMNS if c not in predictions.columns]
     if missing:
@@ -336,7 +338,7 @@ def predictions_chart(close: pd.Series, predictions: pd.DataFrame, *, fold_bound
     return fig
 
 
-def _confidence(ax, x: np.ndarray, probs: np.ndarray, min_confidence: float | None) -> None:
+def _confidence(ax, x: np.ndarray, probs: np.ndarray, min_confidence: float | pd.Series | None) -> None:
     """The winning class's probability per bar as dots coloured by class (a 1/3 floor: three classes)."""
     winner = np.nan_to_num(probs, nan=-1.0).argmax(axis=1)
     conf = probs[np.arange(len(probs)), winner]
@@ -345,7 +347,14 @@ def _confidence(ax, x: np.ndarray, probs: np.ndarray, min_confidence: float | No
         pick = winner == k
         if pick.any():
             ax.scatter(x[pick], conf[pick], s=size, color=COLORS[name], lw=0, alpha=0.7, rasterized=True)
-    if min_confidence is not None:
+    if isinstance(min_confidence, pd.Series) and len(min_confidence) and len(x):
+        starts = np.maximum(_x(pd.DatetimeIndex(min_confidence.index)), x[0])
+        levels = min_confidence.to_numpy(dtype="float64")
+        ax.step(np.append(starts, x[-1]), np.append(levels, levels[-1]), where="post", color="#222222", lw=0.8,
+                ls=(0, (4, 3)))
+        ax.annotate("trades above the dashed threshold (tuned per fold)", (1.0, 1.0), xycoords="axes fraction",
+                    xytext=(-3, -3), textcoords="offset points", ha="right", va="top", fontsize=8)
+    elif min_confidence is not None and not isinstance(min_confidence, pd.Series):
         ax.axhline(min_confidence, color="#222222", lw=0.8, ls=(0, (4, 3)))
         ax.annotate(f"trades above {min_confidence:.2f}", (1.0, min_confidence), xycoords=("axes fraction", "data"),
                     xytext=(-3, 3), textcoords="offset points", ha="right", va="bottom", fontsize=8)

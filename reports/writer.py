@@ -149,14 +149,29 @@ def _charts(result: "BacktestResult", out: Path, close: pd.Series | None, buy_ho
         "What moved equity in each period, in USDT: price moves, fees, funding, slippage and liquidations; "
         "the legend gives the run totals.")
     if result.predictions is not None and close is not None:
-        model = (result.config.get("model") or {}) if isinstance(result.config, dict) else {}
         folds = (getattr(result, "extras", None) or {}).get("fold_boundaries", [])
         add("Model class probabilities",
             charts.predictions_chart(close, result.predictions, fold_boundaries=[pd.Timestamp(t) for t in folds],
-                                     min_confidence=model.get("min_confidence")), "predictions.png",
+                                     min_confidence=decision_thresholds(result)), "predictions.png",
             "Out-of-sample class probabilities per bar (short, flat, long) and the winning class's confidence"
             + ("; dashed lines mark where each walk-forward fold's model takes over." if folds else "."))
     return pngs
+
+
+def decision_thresholds(result) -> float | pd.Series | None:
+    """The confidence the model needed to trade: per fold from the run's checkpoints (thresholds tuned on each
+    fold's validation span), else the configured ``[model] min_confidence``, else None."""
+    extras = getattr(result, "extras", None) or {}
+    checkpoints = extras.get("checkpoints") or []
+    levels = [c.get("min_confidence") for c in checkpoints]
+    if levels and all(v is not None for v in levels):
+        starts = extras.get("fold_boundaries") or []
+        if len(starts) == len(levels):
+            return pd.Series(levels, index=pd.DatetimeIndex([pd.Timestamp(t) for t in starts]), dtype="float64")
+        if len(levels) == 1:
+            return float(levels[0])
+    model = (result.config.get("model") or {}) if isinstance(result.config, dict) else {}
+    return model.get("min_confidence")
 
 
 def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baselines: Sequence = (),
