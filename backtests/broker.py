@@ -28,14 +28,16 @@ Backtrader's conventions, each pinned by a test in ``tests/test_broker_conventio
 
 Order of events within a bar (:class:`FuturesBroker`):
 
-1. funding settled at the bar's open on the position held through it;
+1. funding settled at the bar's open on the position held through it; as on Binance in isolated mode it comes
+   out of the position's margin (the account value pays it either way), which moves the liquidation price;
 2. orders due at the open fill: market orders at the open moved by the slippage model, paying the taker fee;
    limit orders at their limit (or the better open), paying the maker fee if they rested (not marketable
    against the close they were placed at) and the taker fee otherwise;
 3. liquidation check over the bar's adverse mark extreme (mark low for a long, mark high for a short; the
    last-price candle where no mark prices exist): below maintenance, the position is closed at the
-   liquidation price with the liquidation fee, recorded as a fill of kind ``"liquidation"`` and notified to the
-   strategy (see :mod:`backtests.margin`); the run goes on with what is left;
+   liquidation price with the liquidation fee, or at the open when the bar gapped past it, never losing more
+   than its margin (:func:`~backtests.margin.liquidation_exit`); recorded as a fill of kind ``"liquidation"``
+   and notified to the strategy; the run goes on with what is left;
 4. mark to market at the close.
 """
 
@@ -44,7 +46,7 @@ from __future__ import annotations
 
 import backtrader as bt
 
-from backtests.margin import is_liquidated, leverage_allowed, liquidation_fee, liquidation_price, market_rules
+from backtests.margin import funding_kept, is_liquidated, leverage_allowed, liquidation_exit, market_rules
 from backtests.config import BrokerConfig  # noqa: F401  (re-exported: it configures this broker)
 from backtests.slippage import fill_price
 
@@ -69,6 +71,7 @@ class FuturesCommInfo(bt.CommInfoBase):
     def __init__(self):
         super().__init__()
         self.funding_log: list[tuple[float, float]] = []  # (bt date number, amount paid)
+        self.held_funding = 0.0  # paid by the open position out of its isolated margin (the broker keeps it current)
         self.rate = self.p.commission
 
     def _getcommission(self, size, price, pseudoexec):
@@ -88,6 +91,7 @@ class FuturesCommInfo(bt.CommInfoBase):
             return 0.0
         paid = pos.size * data.mark_close[-1] * rate
         self.funding_log.append((data.datetime[0], paid))
+        self.held_funding += paid
         return paid
 
 
@@ -150,7 +154,11 @@ class FuturesBroker(bt.brokers.BackBroker):
             self._bracketize(order, cancel=True)
             return None
         done = len(order.executed.exbits)
+        held = self.positions[order.data]
+        before = held.size
         out = super()._execute(order, ago, price, cash, position, dtcoc)
+        comminfo = self.getcommissioninfo(order.data)
+        comminfo.held_funding = funding_kept(comminfo.held_funding, before, held.size)
         kind, liquidity, reference = self._fill
         for bit in list(order.executed.exbits)[done:]:
             ref = bit.price if reference is None else reference
@@ -206,12 +214,11 @@ class FuturesBroker(bt.brokers.BackBroker):
         """Close ``pos`` at its liquidation price if the bar's adverse mark extreme breaches maintenance."""
         comminfo, table, low, high = self._about(data)
         size, entry = pos.size, pos.price
-        margin = abs(size) * comminfo.get_margin(entry)
+        margin = abs(size) * comminfo.get_margin(entry) - comminfo.held_funding  # funding comes out of it
         adverse = low[0] if size > 0 else high[0]
         if not is_liquidated(size, entry, margin, adverse, table):
             return False
-        price = liquidation_price(size, entry, margin, table)
-        fee = liquidation_fee(size, price, self.p.config.liquidation_fee, table)
+        price, fee = liquidation_exit(size, entry, margin, data.open[0], table, self.p.config.liquidation_fee)
         cls = bt.order.SellOrder if size > 0 else bt.order.BuyOrder
         order = cls(owner=None, data=data, size=abs(size), price=price, exectype=bt.Order.Market)
         order.addinfo(kind="liquidation")

@@ -160,3 +160,35 @@ def liquidation_fee(size: float, price: float, rate: float, table: MarginTable) 
     """
     notional = abs(size) * price
     return min(rate * notional, table.maintenance(notional))
+
+
+def liquidation_exit(size: float, entry: float, margin: float, open_price: float, table: MarginTable,
+                     fee_rate: float) -> tuple[float, float]:
+    """(price, fee) of a liquidation found in a bar that opened at ``open_price``.
+
+    Normally the position closes at :func:`liquidation_price` and pays :func:`liquidation_fee`. When the bar
+    already opened beyond that price (a gap, or funding taken from the margin at the open moved it), it closes
+    at the open instead, but never beyond the bankruptcy price, where the isolated margin is gone: an isolated
+    position loses at most its margin, the exchange's insurance fund takes the rest. The fee is what is left
+    of the margin at the exit, at most the normal fee.
+    Long 1 at 100 with margin 5 (BTC table), bar opens at 94: liquidation price 95.38, so it closes at the
+    bankruptcy price 95 (loss 5, fee 0); opening at 95.2 it closes there (loss 4.8, fee 0.2).
+    """
+    liq = liquidation_price(size, entry, margin, table)
+    gapped = open_price < liq if size > 0 else open_price > liq
+    price = open_price if gapped else liq
+    bankrupt = entry - max(margin, 0.0) / size
+    price = max(price, bankrupt) if size > 0 else min(price, bankrupt)
+    left = max(margin + size * (price - entry), 0.0)
+    return price, min(liquidation_fee(size, price, fee_rate, table), left)
+
+
+def funding_kept(held: float, size_before: float, size_after: float) -> float:
+    """Funding the position has paid out of its isolated margin that stays with it after a fill changed its
+    size: all of it when it grows, the remaining share when it shrinks (half closed: half kept), none when it
+    closes or flips (the new position starts with fresh margin)."""
+    if size_after == 0.0 or size_before == 0.0 or (size_after > 0) != (size_before > 0):
+        return 0.0
+    if abs(size_after) >= abs(size_before):
+        return held
+    return held * abs(size_after) / abs(size_before)

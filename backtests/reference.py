@@ -28,8 +28,8 @@ import numpy as np
 
 from backtests.attribution import Attribution
 from backtests.config import BrokerConfig
-from backtests.margin import DEFAULT_TABLE, MarginTable, is_liquidated, leverage_allowed, liquidation_fee, \
-    liquidation_price
+from backtests.margin import DEFAULT_TABLE, MarginTable, funding_kept, is_liquidated, leverage_allowed, \
+    liquidation_exit
 from backtests.slippage import fill_price
 
 
@@ -52,6 +52,7 @@ class Account(NamedTuple):
     funding: float = 0.0       # paid (negative = received)
     liq_realised: float = 0.0  # realised price PnL of liquidations
     liq_fees: float = 0.0
+    held_funding: float = 0.0  # funding the open position paid out of its isolated margin (received: negative)
 
 
 class Fill(NamedTuple):
@@ -85,7 +86,8 @@ def apply_funding(acct: Account, rate: float, mark_price: float) -> tuple[Accoun
     if acct.size == 0.0 or rate == 0.0:
         return acct, 0.0
     paid = acct.size * mark_price * rate
-    return acct._replace(wallet=acct.wallet - paid, funding=acct.funding + paid), paid
+    return acct._replace(wallet=acct.wallet - paid, funding=acct.funding + paid,
+                         held_funding=acct.held_funding + paid), paid
 
 
 def _split(size: float, delta: float) -> tuple[float, float]:
@@ -145,29 +147,32 @@ def apply_fill(acct: Account, size: float, price: float, reference: float, fee_r
     fees = {"fees_taker": acct.fees_taker, "fees_maker": acct.fees_maker}
     fees["fees_maker" if liquidity == "maker" else "fees_taker"] += fee
     new = acct._replace(wallet=wallet, size=pos, entry=entry, mark=mark, realised=acct.realised + pnl,
-                        slippage=acct.slippage + slip, **fees)
+                        slippage=acct.slippage + slip, held_funding=funding_kept(acct.held_funding, acct.size, pos),
+                        **fees)
     return new, Fill(executed, price, fee, slip, pnl, liquidity), status
 
 
 def check_liquidation(acct: Account, mark_low: float, mark_high: float, leverage: float,
-                      table: MarginTable = DEFAULT_TABLE, fee_rate: float = 0.0125) -> tuple[Account, Fill | None]:
-    """Liquidate the position if its margin balance at the bar's adverse mark extreme is below maintenance.
+                      table: MarginTable = DEFAULT_TABLE, fee_rate: float = 0.0125,
+                      open_price: float | None = None) -> tuple[Account, Fill | None]:
+    """Liquidate the position if its isolated margin balance at the bar's adverse mark extreme is below
+    maintenance. The isolated margin is the initial margin less the funding the position has paid from it.
 
-    It closes at :func:`~backtests.margin.liquidation_price` paying :func:`~backtests.margin.liquidation_fee`.
-    Long 1 at 100, 20x (margin 5), mark low 95 on the BTC table: closed at 95.3815 for -4.6185 and a fee of
-    0.3815, losing the margin of 5.
+    It closes as :func:`~backtests.margin.liquidation_exit` says for a bar opening at ``open_price`` (None: no
+    gap, the liquidation price). Long 1 at 100, 20x (margin 5), mark low 95 on the BTC table: closed at 95.3815
+    for -4.6185 and a fee of 0.3815, losing the margin of 5.
     """
     size = acct.size
     if size == 0.0:
         return acct, None
-    margin = position_margin(acct, leverage)
+    margin = position_margin(acct, leverage) - acct.held_funding
     adverse = mark_low if size > 0 else mark_high
     if not is_liquidated(size, acct.entry, margin, adverse, table):
         return acct, None
-    price = liquidation_price(size, acct.entry, margin, table)
-    fee = liquidation_fee(size, price, fee_rate, table)
+    price, fee = liquidation_exit(size, acct.entry, margin, acct.entry if open_price is None else open_price,
+                                  table, fee_rate)
     pnl = size * (price - acct.entry)
-    new = acct._replace(wallet=acct.wallet + pnl - fee, size=0.0, entry=0.0, mark=price,
+    new = acct._replace(wallet=acct.wallet + pnl - fee, size=0.0, entry=0.0, mark=price, held_funding=0.0,
                         liq_realised=acct.liq_realised + pnl, liq_fees=acct.liq_fees + fee)
     return new, Fill(-size, price, fee, 0.0, pnl, "liquidation")
 
@@ -232,7 +237,7 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
                 if status != "filled":
                     rejected.append({"bar": i, "size": delta, "price": c[i - 1], "reason": _REASONS[status]})
         if config.liquidation:
-            acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, config.liquidation_fee)
+            acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, config.liquidation_fee, o[i])
             if fill is not None:
                 fills.append(_fill_row(i, fill, "liquidation", fill.price))
         acct = mark_to_market(acct, c[i])

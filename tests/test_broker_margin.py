@@ -110,3 +110,33 @@ def test_broker_config_refuses_values_out_of_range(field, value, message):
 def test_broker_config_defaults_are_binance_base_tier():
     config = BrokerConfig()
     assert (config.taker_fee, config.maker_fee, config.leverage, config.slippage) == (0.0005, 0.0002, 1.0, "fixed")
+
+
+def test_liquidation_exit_at_the_liquidation_price_without_a_gap():
+    from backtests.margin import liquidation_exit
+
+    # long 1 at 100 with margin 5, the bar opens at 99: (100 - 5) / (1 - 0.004) = 95.3815, fee = maintenance
+    price, fee = liquidation_exit(1, 100.0, 5.0, 99.0, BTC_TABLE, 0.0125)
+    assert price == pytest.approx(95 / 0.996, rel=1e-12)
+    assert fee == pytest.approx(0.004 * price, rel=1e-12)
+
+
+def test_liquidation_exit_after_a_gap_is_the_open_capped_at_the_bankruptcy_price():
+    from backtests.margin import liquidation_exit
+
+    assert liquidation_exit(1, 100.0, 5.0, 95.2, BTC_TABLE, 0.0125) == pytest.approx((95.2, 0.2))
+    assert liquidation_exit(1, 100.0, 5.0, 94.0, BTC_TABLE, 0.0125) == pytest.approx((95.0, 0.0))
+    assert liquidation_exit(-1, 100.0, 5.0, 106.0, BTC_TABLE, 0.0125) == pytest.approx((105.0, 0.0))
+
+
+@pytest.mark.parametrize("held,before,after,kept", [
+    (20.0, 2.0, 3.0, 20.0),    # grows: all of it stays
+    (20.0, 2.0, 1.0, 10.0),    # half closed: half stays
+    (20.0, 2.0, 0.0, 0.0),     # closed
+    (20.0, 2.0, -1.0, 0.0),    # flipped: the new short starts with fresh margin
+    (-6.0, -3.0, -1.0, -2.0),  # received funding shrinks with the position too
+])
+def test_funding_kept_follows_the_position(held, before, after, kept):
+    from backtests.margin import funding_kept
+
+    assert funding_kept(held, before, after) == pytest.approx(kept)

@@ -24,6 +24,7 @@ BASE = dict(cash=10_000.0, taker_fee=0.0005, maker_fee=0.0002, slippage="none", 
 LIQ_LONG = 9_500 / 99.6            # (100 x 100 - 500) / (100 x (1 - 0.004)) = 95.3815...
 LIQ_LONG_FEE = 0.004 * 100 * LIQ_LONG  # capped at maintenance: 38.1526...
 LIQ_20X = 94_950 / 995              # (1000 x 100 - 5000 - 50) / (1000 x (1 - 0.005)) = 95.4271...
+LIQ_AFTER_FUNDING = 9_520 / 99.6   # margin 500 - 20 funding: (100 x 100 - 480) / (100 x (1 - 0.004)) = 95.5823...
 
 SCENARIOS = {
     "long liquidated on a mark-price wick the last price never reached": dict(
@@ -55,6 +56,43 @@ SCENARIOS = {
         equity=[10_000, 9_995, 9_945, 9_975],
         funding=[],
         rejected=0,
+    ),
+    "funding paid out of the isolated margin brings the liquidation closer": dict(
+        config=dict(BASE, leverage=20),
+        bars=[FLAT, (100, 101, 99, 100), (100, 100.5, 95.5, 99.5), (99.5, 100, 99, 99.8)],
+        rates={2: 0.002},
+        sizes=[100, 100, 0, 0],
+        # the same 95.5 wick that leaves the position alone without funding (above 95.38) now liquidates it:
+        # 20 of funding (100 x 100 x 0.002) came out of its 500 margin, moving the price up to 95.58
+        fills=[(100, 100.0, 5.0, "market"),
+               (-100, LIQ_AFTER_FUNDING, 0.004 * 100 * LIQ_AFTER_FUNDING, "liquidation")],
+        equity=[10_000, 9_995, 9_495, 9_495],
+        funding=[20.0],
+        rejected=0,
+        attribution=dict(price=0.0, fees_taker=-5.0, funding=-20.0, liquidation=-480.0),
+    ),
+    "a gap through the liquidation price loses the margin, not more": dict(
+        config=dict(BASE, leverage=20),
+        bars=[FLAT, (100, 101, 99, 100), (94, 95, 93, 94.5), (94.5, 95, 94, 94.8)],
+        sizes=[100, 100, 0, 0],
+        # opens at 94, below 95.38 and below the bankruptcy price 95 (= 100 - 500 / 100): closed at 95, no fee
+        # left to pay; the exchange's insurance fund takes the rest
+        fills=[(100, 100.0, 5.0, "market"), (-100, 95.0, 0.0, "liquidation")],
+        equity=[10_000, 9_995, 9_495, 9_495],
+        funding=[],
+        rejected=0,
+        attribution=dict(price=0.0, fees_taker=-5.0, liquidation=-500.0),
+    ),
+    "a gap between the bankruptcy and liquidation prices closes at the open": dict(
+        config=dict(BASE, leverage=20),
+        bars=[FLAT, (100, 101, 99, 100), (95.2, 95.6, 95.1, 95.4), (95.4, 96, 95, 95.8)],
+        sizes=[100, 100, 0, 0],
+        # opens at 95.2: loss 480, and the fee is the 20 of margin left (less than 0.4 % x 9,520 = 38.08)
+        fills=[(100, 100.0, 5.0, "market"), (-100, 95.2, 20.0, "liquidation")],
+        equity=[10_000, 9_995, 9_495, 9_495],
+        funding=[],
+        rejected=0,
+        attribution=dict(price=0.0, fees_taker=-5.0, liquidation=-500.0),
     ),
     "a short receives positive funding on the mark price": dict(
         config=dict(BASE, leverage=1),
