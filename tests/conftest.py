@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -44,3 +45,13 @@ def write_candles_csv(df: pd.DataFrame, path) -> None:
     out = df.copy()
     out.insert(0, "timestamp", out.index.as_unit("ms").asi8)
     out.to_csv(path, index=False)
+
+
+@functools.lru_cache(maxsize=1)
+def btc_1h_early_2023() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Real BTC/USDT:USDT 1h candles and funding, 2023-01-01 .. 2023-02-28: the small span LSTM tests train on
+    (loaded once per test session; treat the frames as read-only)."""
+    from data_feeds import load_market
+
+    m = load_market("binanceusdm", "BTC/USDT:USDT", "1h", "2023-01-01", "2023-02-28")
+    return m.candles, m.funding

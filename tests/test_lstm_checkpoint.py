@@ -10,20 +10,17 @@ import pandas as pd
 import pytest
 import torch
 
-from data_feeds import load_market
 from strategies.lstm import (CheckpointError, ModelConfig, cache_key, load_checkpoint, save_checkpoint,
                              train_model, train_or_load)
 from strategies.lstm.checkpoint import META_FILE, WEIGHTS_FILE
+from conftest import btc_1h_early_2023
 
 TRAIN_END = pd.Timestamp("2023-02-10", tz="UTC")
 TINY = ModelConfig(window=8, hidden=8, train_bars=400, val_bars=120, epochs=1, batch_size=64)
 COST = 0.001
 
 
-@functools.lru_cache(maxsize=1)
-def market():
-    m = load_market("binanceusdm", "BTC/USDT:USDT", "1h", "2023-01-01", "2023-02-28")
-    return m.candles, m.funding
+market = btc_1h_early_2023
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,21 +6,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_feeds import DataError, load_market
+from data_feeds import DataError
 from strategies.lstm import ModelConfig, Predictor, train_model
 from strategies.lstm.decision import decide
 from strategies.lstm.train import TrainedModel
 from strategies.signal import CLASS_NAMES, Signal
+from conftest import btc_1h_early_2023
 
 TRAIN_END = pd.Timestamp("2023-02-10", tz="UTC")
 TINY = ModelConfig(window=8, hidden=8, train_bars=400, val_bars=120, epochs=2, batch_size=64, lr=0.01)
 SPAN = 120
 
 
-@functools.lru_cache(maxsize=1)
-def market():
-    m = load_market("binanceusdm", "BTC/USDT:USDT", "1h", "2023-01-01", "2023-02-28")
-    return m.candles, m.funding
+market = btc_1h_early_2023
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data_feeds import load_market
 from strategies.lstm import ModelConfig, Predictor, train_model, train_or_load
 from strategies.lstm.decision import decide
 from strategies.lstm.threshold import (DEFAULT_CANDIDATES, next_bar_returns, signal_net_return,
                                        tune_min_confidence)
+from conftest import btc_1h_early_2023
 
 PROBS = np.array([[0.10, 0.35, 0.55],      # LONG at 0.55
                   [0.45, 0.20, 0.35],      # SHORT at 0.45
@@ -55,10 +55,7 @@ TINY = ModelConfig(window=8, hidden=8, train_bars=400, val_bars=120, epochs=1, b
 COST = 0.001
 
 
-@functools.lru_cache(maxsize=1)
-def market():
-    m = load_market("binanceusdm", "BTC/USDT:USDT", "1h", "2023-01-01", "2023-02-28")
-    return m.candles, m.funding
+market = btc_1h_early_2023
 
 
 @functools.lru_cache(maxsize=1)

@@ -1,6 +1,5 @@
 """train_model: reproducible, early-stopping, purged spans, and blind to everything at or after train_end."""
 
-import functools
 import re
 
 import numpy as np
@@ -8,21 +7,19 @@ import pandas as pd
 import pytest
 import torch
 
-from data_feeds import DataError, load_market
+from data_feeds import DataError
 from strategies.lstm.config import ModelConfig
 from strategies.lstm.features import compute_features, warmup_bars
 from strategies.lstm.spans import plan_spans
 from strategies.lstm.train import EarlyStopping, train_model, training_data_hash
+from conftest import btc_1h_early_2023
 
 TRAIN_END = pd.Timestamp("2023-02-10", tz="UTC")
 TINY = ModelConfig(window=8, hidden=8, train_bars=400, val_bars=120, epochs=2, batch_size=64, lr=0.01)
 COST = 0.001
 
 
-@functools.lru_cache(maxsize=1)
-def market():
-    m = load_market("binanceusdm", "BTC/USDT:USDT", "1h", "2023-01-01", "2023-02-28")
-    return m.candles, m.funding
+market = btc_1h_early_2023
 
 
 def train(cfg=TINY, candles=None, funding=None, **kw):
