@@ -69,10 +69,3 @@ def find_gaps(index: pd.DatetimeIndex, timeframe: str) -> pd.DataFrame:
         }
     )
 
-
-def check_on_grid(index: pd.DatetimeIndex, timeframe: str, what: str) -> None:
-    """Every timestamp must be a bar open time of ``timeframe`` (e.g. minute 0 for "1h")."""
-    step_ns = timeframe_delta(timeframe).value
-    off = index.as_unit("ns").asi8 % step_ns
-    if (off != 0).any():
-        raise DataError(f"{what}: timestamp {_first(index, off != 0)} is not on the {timeframe} grid")
