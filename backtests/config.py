@@ -100,7 +100,7 @@ class BacktestConfig:
     """
 
     name: str = "backtest"
-    strategy: str = "lstm"
+    strategy: str = "lstm"          # a registered name, "path/to/file.py:Class" or "pkg.mod:Class"
     baselines: tuple[str, ...] = ()
     data: DataConfig = field(default_factory=DataConfig)
     broker: BrokerConfig = field(default_factory=BrokerConfig)
@@ -114,6 +114,12 @@ class BacktestConfig:
     def __post_init__(self):
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
+        # a strategy file (my_rsi.py:Rsi) is kept as an absolute path: workers and --rerun find the same file
+        from strategies.loader import canonical_spec
+
+        object.__setattr__(self, "strategy", canonical_spec(self.strategy))
+        if isinstance(self.baselines, (tuple, list)):
+            object.__setattr__(self, "baselines", tuple(canonical_spec(b) for b in self.baselines))
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-able data (round-trips through :func:`config_from_dict`)."""

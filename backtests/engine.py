@@ -20,6 +20,8 @@ from data_feeds import DataError, MarketData, load_market, parse_span
 from data_feeds.feed import FuturesData
 from data_feeds.hashing import frame_sha256
 from data_feeds.timeframes import timeframe_delta
+from strategies.contract import Prepared, as_prepared
+from strategies.loader import canonical_spec, display_name, spec_of, strategy_source
 from strategies.registry import get_strategy
 
 Progress = Callable[[str], None]
@@ -48,24 +50,56 @@ def load_run_data(config: BacktestConfig, history_bars: int = 0) -> tuple[Market
     return market, t0, t1
 
 
-def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progress: Progress | None = None,
+def resolve_run(config: BacktestConfig, strategy=None) -> tuple[type, BacktestConfig, str]:
+    """The strategy class to run, the config it runs with and the name reports give it, for ``strategy``: a
+    registered name, a ``file.py:Class`` / ``pkg.mod:Class`` spec, a TargetPositionStrategy subclass, or None
+    for ``config.strategy``. The config's ``[params]`` belong to ``config.strategy``: another strategy (a
+    baseline) runs with its own defaults."""
+    if isinstance(strategy, type):
+        cls = strategy
+        if _resolves_to(config.strategy, cls):
+            return cls, config, display_name(config.strategy)
+        spec = spec_of(cls)
+        loaded = spec != f"{cls.__module__}:{cls.__qualname__}"       # from a user's file
+        return cls, config.replace(strategy=spec, params={}), display_name(spec) if loaded else cls.__name__
+    spec = canonical_spec(strategy or config.strategy)
+    cls = get_strategy(spec)
+    return cls, (config if spec == config.strategy else config.replace(strategy=spec, params={})), display_name(spec)
+
+
+def _resolves_to(name, cls) -> bool:
+    """Whether ``name`` (a registered name or a spec) means ``cls``, without importing anything."""
+    from strategies.registry import _REGISTRY
+
+    target = _REGISTRY.get(name, name)
+    if not isinstance(target, str):
+        return target is cls
+    return canonical_spec(target) in (spec_of(cls), f"{cls.__module__}:{cls.__qualname__}")
+
+
+def prepare_strategy(cls, config: BacktestConfig, market: MarketData, span_start: pd.Timestamp,
+                     progress: Progress | None = None) -> Prepared:
+    """``cls.prepare(...)`` as a :class:`~strategies.contract.Prepared` (a strategy written before the typed
+    record may still return a dict of params)."""
+    return as_prepared(cls.prepare(config, market, span_start, progress), f"{cls.__name__}.prepare()")
+
+
+def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | None = None,
                  market: MarketData | None = None, plot_path: str | Path | None = None) -> BacktestResult:
-    """Backtest ``strategy`` (default ``config.strategy``) on the config's data span; ``plot_path`` also saves
-    Backtrader's own plot of the run there.
+    """Backtest ``strategy`` (default ``config.strategy``; a name, a ``file.py:Class`` spec or a strategy class)
+    on the config's data span; ``plot_path`` also saves Backtrader's own plot of the run there.
 
     >>> result = run_backtest(BacktestConfig(strategy="buy_hold"))      # doctest: +SKIP
+    >>> result = run_backtest(config, strategy=RsiLongShort)             # doctest: +SKIP
     >>> result.final_equity                                              # doctest: +SKIP
     """
-    name = strategy or config.strategy
-    cls = get_strategy(name)
-    # baselines run with their own default parameters; [params] belongs to the main strategy
-    run_config = config if name == config.strategy else config.replace(strategy=name, params={})
+    cls, run_config, name = resolve_run(config, strategy)
     if market is None:
         market, t0, t1 = load_run_data(run_config, cls.history_bars(run_config))
     else:
         t0, t1 = parse_span(config.data.start, config.data.end)
-    params = cls.prepare(run_config, market, t0, progress)
-    extras = params.pop("extras", {})
+    prepared = prepare_strategy(cls, run_config, market, t0, progress)
+    params = prepared.params
     span = market.slice(t0, t1)
 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True, quicknotify=True)
@@ -88,8 +122,8 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     elapsed = time.perf_counter() - started
     if progress:
         progress(f"  {name}: {n_bars:,} bars in {elapsed:.2f} s ({n_bars / max(elapsed, 1e-9):,.0f} bars/s)")
-    result = _collect(run_config, name, span, strat, comminfo, params)
-    result.extras.update(extras)
+    result = _collect(run_config, name, span, strat, comminfo, prepared)
+    result.source = strategy_source(cls, run_config.strategy)
     return result
 
 
@@ -100,7 +134,8 @@ def _bt_times(values, index: pd.DatetimeIndex) -> pd.DatetimeIndex:
     return index[index.get_indexer(out, method="nearest")] if len(out) else out
 
 
-def _collect(config: BacktestConfig, name: str, span: MarketData, strat, comminfo, params: dict) -> BacktestResult:
+def _collect(config: BacktestConfig, name: str, span: MarketData, strat, comminfo,
+             prepared: Prepared) -> BacktestResult:
     rec = strat.analyzers.recorder
     index = span.candles.index
     equity = pd.Series(rec.equity, index=index, name="equity")
@@ -119,8 +154,8 @@ def _collect(config: BacktestConfig, name: str, span: MarketData, strat, comminf
     rejected["time"] = _bt_times(rejected["time"], index)
     trades = trades_from_fills(fills, index, funding, float(span.candles["close"].iloc[-1]))
 
-    predictor = params.get("predictor")
-    predictions = predictor.probability_frame() if predictor is not None else None
+    source = prepared.signal_source
+    predictions = source.probability_frame() if source is not None and hasattr(source, "probability_frame") else None
     data_span = {
         "start": index[0].isoformat(), "end": index[-1].isoformat(), "rows": len(index),
         "source": span.source, "gaps": int(span.gaps["missing"].sum()) if len(span.gaps) else 0,
@@ -132,7 +167,9 @@ def _collect(config: BacktestConfig, name: str, span: MarketData, strat, comminf
         timeframe=config.data.timeframe, initial_cash=config.broker.cash, equity=equity, position=position,
         target=target, prices=span.candles, fills=fills, trades=trades, funding=funding, fees=fees,
         rejected=rejected, config=_result_config(config), data_span=data_span, predictions=predictions,
-        attribution=rec.attribution.as_dict())
+        attribution=rec.attribution.as_dict(),
+        models=[m.as_dict() if hasattr(m, "as_dict") else dict(m) for m in prepared.models],
+        fold_boundaries=[pd.Timestamp(t) for t in prepared.fold_boundaries])
 
 
 def _result_config(config: BacktestConfig) -> dict:

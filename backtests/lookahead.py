@@ -6,8 +6,13 @@ cuts every input after t and runs again. Whatever the strategy knew at bar t mus
 - ``target``: the target position decided at every bar <= t (exact; works for every strategy). The backtest after
   a cutoff runs on the same bars with the ones after t made up (flat, see :func:`blank_future`), because Backtrader
   indicators cannot run on fewer bars than their period;
-- ``features``, ``scaler``, ``predictor``: for strategies that expose a :class:`Probe` (the LSTM does through its
-  Predictor), the per-bar feature rows, their scaled values and the model's probabilities for bars <= t.
+- ``truncated``: the same targets from a backtest on the data truly truncated at t (the bar index ends at t). This
+  catches a strategy that depends on where the data ends (a schedule counting bars to the last one, Backtrader's
+  ``buflen()``), which the blanked future keeps. A cut too short for the strategy to run on (an SMA(50) on 30 bars)
+  is skipped and counted;
+- ``features``, ``scaler``, ``predictor``: for strategies whose ``prepare()`` returns a :class:`Probe` in
+  ``Prepared.probe`` (or a signal source carrying trained models, like the LSTM's Predictor), the per-bar feature
+  rows, their scaled values and the model's probabilities for bars <= t.
 
 Truncating at t (see :func:`truncate_market`) keeps candles and mark candles opening at or before t and funding
 settlements at or before t's close (t + one bar), which is what the features count as settled by that close.
@@ -29,6 +34,7 @@ import pandas as pd
 from data_feeds import MarketData, parse_span
 from data_feeds.timeframes import timeframe_delta
 from data_feeds.validate import find_gaps
+from strategies.contract import Prepared
 from strategies.registry import get_strategy
 
 if TYPE_CHECKING:
@@ -36,7 +42,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 
-COMPONENTS = ("features", "scaler", "predictor", "target")
+COMPONENTS = ("features", "scaler", "predictor", "target", "truncated")
 """Order in which components are reported; a probe may add others after these."""
 
 TOLERANCE = {"predictor": 1e-6}
@@ -99,18 +105,17 @@ class WalkForwardProbe:
                 "predictor": predictor.probability_frame()}
 
 
-def probe_for(strategy_cls, params: dict) -> Probe | None:
-    """The probe of a prepared strategy: its class's ``lookahead_probe(params)`` when it defines one, else a
-    :class:`PredictorProbe` (or :class:`WalkForwardProbe`) for a ``params["predictor"]`` that carries trained
-    model(s), else None (targets only)."""
-    hook = getattr(strategy_cls, "lookahead_probe", None)
-    if hook is not None:
-        return hook(params)
-    predictor = params.get("predictor")
-    trained = getattr(predictor, "trained", None)
+def probe_of(prepared: Prepared) -> Probe | None:
+    """The audit's probe of a prepared strategy: ``prepared.probe`` when the strategy gives one, else a
+    :class:`PredictorProbe` (or :class:`WalkForwardProbe`) for a signal source that carries trained model(s)
+    (``.trained``, or ``.models`` as (fold, model) pairs), else None (targets only)."""
+    if prepared.probe is not None:
+        return prepared.probe
+    source = prepared.signal_source
+    trained = getattr(source, "trained", None)
     if trained is not None:
         return PredictorProbe(trained)
-    models = getattr(predictor, "models", None)
+    models = getattr(source, "models", None)
     return WalkForwardProbe(models) if models else None
 
 
@@ -205,6 +210,7 @@ class ComponentCheck:
     first: pd.Timestamp | None = None
     max_abs: float = 0.0
     flagged_at: list[pd.Timestamp] = field(default_factory=list)
+    skipped: int = 0
 
     @property
     def ok(self) -> bool:
@@ -252,6 +258,9 @@ class LookaheadReport:
             first = f"{c.first:%Y-%m-%d %H:%M}" if c.first is not None else "-"
             lines.append(f"{c.name:<10} {c.cutoffs:>7} {c.rows:>8} {c.differing:>7}  {first:<25} "
                          f"{c.max_abs:>10.3g}")
+        skipped = {c.name: c.skipped for c in self.components.values() if c.skipped}
+        for name, n in skipped.items():
+            lines.append(f"{name}: {n} cutoff(s) skipped, too few bars before them for the strategy to run")
         if self.ok:
             lines.append("no lookahead found: every checked value is the same with the future cut off")
         else:
@@ -275,7 +284,7 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
     :func:`~backtests.engine.load_run_data` loads it). Cost: ``bars + 1`` backtests and strategy preparations;
     an LSTM trains once and loads its cached checkpoint for the other runs.
     """
-    from backtests.engine import load_run_data, run_backtest   # backtrader: imported only when auditing
+    from backtests.engine import load_run_data, prepare_strategy, run_backtest   # backtrader: only when auditing
 
     cls = get_strategy(config.strategy)
     if market is None:
@@ -283,8 +292,8 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
     else:
         t0, _ = parse_span(config.data.start, config.data.end)
     full = run_backtest(config, market=market)
-    probe = probe_for(cls, cls.prepare(config, market, t0))
-    full_parts = {"target": full.target.to_frame()}
+    probe = probe_of(prepare_strategy(cls, config, market, t0))
+    full_parts = {"target": full.target.to_frame(), "truncated": full.target.to_frame()}
     if probe is not None:
         full_parts.update(probe.components(market, t0))
     checks = {name: ComponentCheck(name) for name in _order(full_parts)}
@@ -292,12 +301,17 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
     for k, t in enumerate(cutoffs, 1):
         cut = truncate_market(market, t)
         parts = {"target": run_backtest(config, market=blank_future(market, t)).target.to_frame()}
+        try:
+            parts["truncated"] = run_backtest(config, market=cut).target.to_frame()
+        except Exception:            # too few bars for the strategy's indicators; the blanked run covered this cut
+            checks["truncated"].skipped += 1
         if probe is not None:
-            cut_probe = probe_for(cls, cls.prepare(config, cut, t0))
+            cut_probe = probe_of(prepare_strategy(cls, config, cut, t0))
             parts.update(cut_probe.components(cut, t0) if cut_probe is not None else {})
         for name, check in checks.items():
-            check.add(t, compare_rows(full_parts[name], parts.get(name, pd.DataFrame()), t0, t,
-                                      TOLERANCE.get(name, 0.0)))
+            if name in parts or name != "truncated":
+                check.add(t, compare_rows(full_parts[name], parts.get(name, pd.DataFrame()), t0, t,
+                                          TOLERANCE.get(name, 0.0)))
         if progress:
             bad = [n for n, c in checks.items() if c.flagged_at and c.flagged_at[-1] == t]
             verdict = f"changed: {', '.join(bad)}" if bad else "same"
@@ -311,7 +325,7 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
 def add_lookahead_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``lstmbt check-lookahead`` besides the data flags it shares with ``lstmbt backtest``."""
     parser.add_argument("--config", help="TOML config file (flags below override it)")
-    parser.add_argument("--strategy", help="strategy to audit, e.g. lstm, sma_cross")
+    parser.add_argument("--strategy", help="strategy to audit: lstm, sma_cross ... or your own, my_file.py:MyStrategy")
     parser.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     parser.add_argument("--bars", type=int, default=50, help="how many bars to cut the data at (default 50)")
     parser.add_argument("--seed", dest="sample_seed", type=int, default=0,

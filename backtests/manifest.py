@@ -53,8 +53,9 @@ def build_manifest(config: BacktestConfig, main: BacktestResult, baselines: Sequ
     """The manifest of a run of ``config``: plain JSON data.
 
     ``config`` is the run's whole config (strategy, baselines, data, broker, model, seed), without the model cache
-    folder, which never changes a result. ``argv`` defaults to ``sys.argv``. Checkpoints come from
-    ``main.extras["checkpoints"]`` (a list of ``{fold, path, sha256}``) when the strategy trained or loaded models.
+    folder, which never changes a result. ``argv`` defaults to ``sys.argv``. Checkpoints are ``main.models`` (one
+    record per trained model: name, weights and data sha256, threshold). ``strategies`` records each run's strategy
+    class, source file and that file's sha256, so ``--rerun`` can say when the code changed since.
     """
     cfg = config.to_dict()
     cfg.pop("cache_dir", None)
@@ -65,7 +66,8 @@ def build_manifest(config: BacktestConfig, main: BacktestResult, baselines: Sequ
         "data": {k: main.data_span[k] for k in DATA_KEYS if k in main.data_span},
         "seed": config.seed,
         "config": cfg,
-        "checkpoints": list(main.extras.get("checkpoints", [])),
+        "checkpoints": list(main.models),
+        "strategies": [{"name": r.name, **r.source} for r in (main, *baselines) if r.source],
         "packages": package_versions(),
         "platform": platform.platform(),
         "command": list(sys.argv if argv is None else argv),
@@ -106,6 +108,9 @@ def rerun_from_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike
     config = config_from_manifest(manifest, cache_dir)
     from backtests.session import run_and_report
 
+    if progress:
+        for line in source_changes(manifest):
+            progress(f"warning: {line}")
     folder, main, _ = run_and_report(config, out, progress)
     recorded = manifest.get("data", {})
     for key in ("sha256", "rows"):
@@ -115,5 +120,25 @@ def rerun_from_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike
     return folder
 
 
-__all__ = ["ManifestError", "build_manifest", "config_from_manifest", "package_versions", "read_manifest_file",
+def source_changes(manifest: dict) -> list[str]:
+    """One line per strategy whose source file is gone or differs (sha256) from what the manifest recorded."""
+    out = []
+    for rec in manifest.get("strategies", []):
+        path, digest = rec.get("file"), rec.get("sha256")
+        if not path or not digest:
+            continue
+        if not Path(path).is_file():
+            out.append(f"strategy {rec.get('name')}: its source file {path} is gone; the rerun uses what "
+                       f"{rec.get('spec')} resolves to now")
+            continue
+        from strategies.loader import file_sha256
+
+        now = file_sha256(path)
+        if now != digest:
+            out.append(f"strategy {rec.get('name')}: source file {path} changed since the run "
+                       f"(sha256 {digest[:12]}... then, {now[:12]}... now); results may differ")
+    return out
+
+
+__all__ = ["ManifestError", "source_changes", "build_manifest", "config_from_manifest", "package_versions", "read_manifest_file",
            "rerun_from_manifest"]

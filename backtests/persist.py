@@ -33,7 +33,7 @@ from reports.formatting import jsonable
 SERIES = ("equity", "position", "target", "funding", "fees")
 FRAMES = ("prices", "fills", "trades", "rejected", "predictions")
 SCALARS = ("name", "strategy", "exchange", "symbol", "timeframe", "initial_cash")
-PLAIN = ("config", "data_span", "attribution", "extras")
+PLAIN = ("config", "data_span", "attribution", "extras", "models", "fold_boundaries", "source")
 FORMAT_VERSION = 1
 
 
@@ -104,8 +104,13 @@ def load_run(folder: str | os.PathLike) -> BacktestResult:
               for k in SERIES}
     frames = {k: _read_parquet(src / f"{k}.parquet", freqs.get(k)) if k in meta["frames"] else None
               for k in FRAMES}
-    return BacktestResult(**{k: meta[k] for k in SCALARS}, **series, **frames,
-                          **{k: meta[k] for k in PLAIN})
+    plain = {k: meta[k] for k in PLAIN if k in meta}
+    extras = plain.get("extras") or {}
+    if "models" not in meta:                # a folder written before the typed fields: they lived in extras
+        plain["models"] = list(extras.get("checkpoints", []))
+        plain["fold_boundaries"] = list(extras.get("fold_boundaries", []))
+    plain["fold_boundaries"] = [pd.Timestamp(t) for t in plain.get("fold_boundaries", [])]
+    return BacktestResult(**{k: meta[k] for k in SCALARS}, **series, **frames, **plain)
 
 
 def _slug(text: str) -> str:

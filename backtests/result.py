@@ -39,6 +39,11 @@ class BacktestResult:
     - ``predictions``: for model-driven strategies, class probabilities per bar (columns short, flat, long).
     - ``attribution``: PnL by source in USDT (price, fees_taker, fees_maker, slippage, funding, liquidation), summing
       exactly to final equity - starting cash (see :mod:`backtests.attribution`).
+    - ``models``: one plain dict per trained model, in fold order (``ModelRecord.as_dict()``: name,
+      weights_sha256, data_sha256, min_confidence, kind, metrics); empty for strategies without a model.
+    - ``fold_boundaries``: where each walk-forward model's test span starts (UTC timestamps).
+    - ``source``: the strategy class and its source file with that file's sha256 (``strategy_source``).
+    - ``extras``: anything else a caller attaches (not written by the engine).
     """
 
     name: str
@@ -61,6 +66,9 @@ class BacktestResult:
     predictions: pd.DataFrame | None = None
     attribution: dict = field(default_factory=dict)
     extras: dict = field(default_factory=dict)
+    models: list = field(default_factory=list)
+    fold_boundaries: list = field(default_factory=list)
+    source: dict = field(default_factory=dict)
 
     @property
     def fees_paid(self) -> float:

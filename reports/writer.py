@@ -12,7 +12,7 @@ Files (each written atomically, ``report.html`` last so its presence means the f
   when asked or when equity spans over 5x), ``drawdown.png``, ``monthly.png`` (year x month), ``rolling.png``
   (rolling Sharpe and volatility), ``exposure.png`` (exposure / leverage), ``trades.png`` (trade returns, when
   there are trades), ``attribution.png`` (PnL by source) and ``predictions.png`` when the result holds model
-  predictions (with the walk-forward fold boundaries from ``result.extras["fold_boundaries"]``).
+  predictions (with the walk-forward fold boundaries from ``result.fold_boundaries``).
 """
 
 from __future__ import annotations
@@ -149,7 +149,7 @@ def _charts(result: "BacktestResult", out: Path, close: pd.Series | None, buy_ho
         "What moved equity in each period, in USDT: price moves, fees, funding, slippage and liquidations; "
         "the legend gives the run totals.")
     if result.predictions is not None and close is not None:
-        folds = (getattr(result, "extras", None) or {}).get("fold_boundaries", [])
+        folds = list(getattr(result, "fold_boundaries", None) or [])
         add("Model class probabilities",
             charts.predictions_chart(close, result.predictions, fold_boundaries=[pd.Timestamp(t) for t in folds],
                                      min_confidence=decision_thresholds(result)), "predictions.png",
@@ -161,11 +161,10 @@ def _charts(result: "BacktestResult", out: Path, close: pd.Series | None, buy_ho
 def decision_thresholds(result) -> float | pd.Series | None:
     """The confidence the model needed to trade: per fold from the run's checkpoints (thresholds tuned on each
     fold's validation span), else the configured ``[model] min_confidence``, else None."""
-    extras = getattr(result, "extras", None) or {}
-    checkpoints = extras.get("checkpoints") or []
+    checkpoints = list(getattr(result, "models", None) or [])
     levels = [c.get("min_confidence") for c in checkpoints]
     if levels and all(v is not None for v in levels):
-        starts = extras.get("fold_boundaries") or []
+        starts = list(getattr(result, "fold_boundaries", None) or [])
         if len(starts) == len(levels):
             return pd.Series(levels, index=pd.DatetimeIndex([pd.Timestamp(t) for t in starts]), dtype="float64")
         if len(levels) == 1:

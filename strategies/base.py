@@ -21,6 +21,7 @@ import math
 
 import backtrader as bt
 
+from strategies.contract import Prepared
 from strategies.signal import Signal
 
 
@@ -42,8 +43,22 @@ def position_size(target: float, equity: float, price: float, *, fraction: float
 
 
 class TargetPositionStrategy(bt.Strategy):
-    """Base class for every lstmbt strategy. Override :meth:`target` (and :meth:`prepare` to fit things
-    before the run from history that precedes the backtest span)."""
+    """Base class for every lstmbt strategy, shipped or yours: override :meth:`target`.
+
+    The contract:
+
+    - ``target()`` is called on each bar's close once the strategy's indicators are ready (``prenext`` bars stay
+      flat) and returns the wanted position in [-1, 1] (``Signal.LONG`` = 1: ``fraction`` of equity as margin at
+      ``leverage``; 0.5 half that; ``Signal.SHORT`` = -1). Read data backwards only: ``self.data.close[0]`` is this
+      bar's close, ``[-1]`` the previous one; a positive index is the future and ``lstmbt check-lookahead``
+      flags it. A change of target is one market order, filled at the next bar's open.
+    - ``params = (("period", 14),)`` declares tunable parameters; the config's ``[params]`` table (or
+      ``Backtest(..., params=...)``) sets them, and an unknown key is a one-line error.
+    - ``prepare(config, market, span_start)`` (optional, a classmethod) runs once before the backtest with the
+      market data (plus ``history_bars(config)`` bars before ``span_start``) and returns a
+      :class:`~strategies.contract.Prepared`: params to pass, a signal source to record, a lookahead probe,
+      model records. Fit models there on bars before ``span_start`` only.
+    """
 
     params = (
         ("fraction", 0.99),
@@ -54,11 +69,11 @@ class TargetPositionStrategy(bt.Strategy):
     )
 
     @classmethod
-    def prepare(cls, config, market, span_start, progress=None) -> dict:
-        """Backtrader params for this run: the config's ``[params]`` table, checked, plus anything a subclass
-        computes before the run from ``market`` (which may hold history before ``span_start``). An ``extras``
-        entry (a plain dict, e.g. model checkpoint hashes) is not a param: it goes to ``BacktestResult.extras``."""
-        return cls.check_params(config.params)
+    def prepare(cls, config, market, span_start, progress=None) -> Prepared:
+        """What the run needs, as a :class:`~strategies.contract.Prepared`: the config's ``[params]`` table,
+        checked, as ``params``. Subclasses add what they compute before the run from ``market`` (which may hold
+        history before ``span_start``): a signal source, a lookahead probe, model records."""
+        return Prepared(params=cls.check_params(config.params))
 
     @classmethod
     def check_params(cls, params: dict) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import backtrader as bt
 
 from strategies.base import TargetPositionStrategy
+from strategies.contract import Prepared
 from strategies.signal import Signal
 
 
@@ -31,14 +32,14 @@ class SmaCross(TargetPositionStrategy):
     params = (("fast", 20), ("slow", 50))
 
     @classmethod
-    def prepare(cls, config, market, span_start, progress=None) -> dict:
-        params = super().prepare(config, market, span_start, progress)
-        slow = params.get("slow", cls.params.slow)
+    def prepare(cls, config, market, span_start, progress=None) -> Prepared:
+        prepared = super().prepare(config, market, span_start, progress)
+        slow = prepared.params.get("slow", cls.params.slow)
         bars = int((market.candles.index >= span_start).sum())
         if bars <= slow:
             raise ValueError(f"sma_cross needs more than slow={slow} bars in the span, got {bars}; "
                              f"use a longer span or a smaller slow period")
-        return params
+        return prepared
 
     def __init__(self):
         super().__init__()

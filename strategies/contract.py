@@ -55,3 +55,16 @@ class Prepared:
     probe: Any = None
     models: list[ModelRecord] = field(default_factory=list)
     fold_boundaries: list[pd.Timestamp] = field(default_factory=list)
+
+
+def as_prepared(value, owner: str = "prepare()") -> Prepared:
+    """``value`` as a :class:`Prepared`: a Prepared as is; a plain dict (what ``prepare()`` returned before the
+    typed record) as its params, with an ``extras`` entry dropped. Anything else is a one-line error naming
+    ``owner``."""
+    if isinstance(value, Prepared):
+        return value
+    if isinstance(value, dict):
+        params = dict(value)
+        params.pop("extras", None)
+        return Prepared(params=params)
+    raise TypeError(f"{owner} must return strategies.Prepared (or a dict of params), got {type(value).__name__}")

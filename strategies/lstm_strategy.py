@@ -7,6 +7,7 @@ from pathlib import Path
 import platformdirs
 
 from strategies.base import TargetPositionStrategy
+from strategies.contract import ModelRecord, Prepared
 from strategies.lstm import ModelConfig, Predictor, train_or_load
 from strategies.lstm.features import warmup_bars
 from strategies.lstm.labels import round_trip_cost
@@ -47,7 +48,7 @@ class LSTMStrategy(TargetPositionStrategy):
         return warmup_bars(cfg.features) + cfg.window + cfg.train_bars + cfg.val_bars
 
     @classmethod
-    def prepare(cls, config, market, span_start, progress=None) -> dict:
+    def prepare(cls, config, market, span_start, progress=None) -> Prepared:
         params = cls.check_params(config.params)
         cfg = cls.model_config(config)
         cost = label_cost(config.broker)
@@ -68,16 +69,15 @@ class LSTMStrategy(TargetPositionStrategy):
             predictor = Predictor(trained, mode=mode, cache_dir=cache / "predictions")
             checkpoints = [model_fingerprint(trained, f"trained-before-{span_start:%Y%m%dT%H%MZ}")]
         predictor.attach(market.candles, market.funding, span_start)
-        extras = {"checkpoints": checkpoints,
-                  "fold_boundaries": [t.isoformat() for t in getattr(predictor, "fold_boundaries", [])]}
-        return {**params, "predictor": predictor, "extras": extras}
+        return Prepared(params={**params, "predictor": predictor}, signal_source=predictor, models=checkpoints,
+                        fold_boundaries=list(getattr(predictor, "fold_boundaries", [])))
 
     def target(self) -> float:
         return self.p.predictor.signal(len(self) - 1)
 
 
-def model_fingerprint(trained, name: str) -> dict:
+def model_fingerprint(trained, name: str) -> ModelRecord:
     """What identifies a trained model in a manifest: its name, the sha256 of its weights (tensors in key
     order) and of the data it was trained on, and its decision threshold."""
-    return {"name": name, "weights_sha256": weights_sha256(trained.model), "data_sha256": trained.data_hash,
-            "min_confidence": trained.min_confidence}
+    return ModelRecord(name=name, weights_sha256=weights_sha256(trained.model), data_sha256=trained.data_hash,
+                       min_confidence=trained.min_confidence)

@@ -5,10 +5,13 @@
 - :class:`PeekingScaler`: causal features (``ret_1``, ``ret_4``) but standardised with a scaler fitted on every bar
   it is given, the backtest span included. The audit must flag ``scaler``; ``features`` stay clean.
 
-Both expose ``lookahead_probe(params)``, the hook :func:`backtests.lookahead.probe_for` reads, returning an object
-whose ``components(market, span_start)`` recomputes what the strategy decided from, exactly as ``prepare`` did.
-Register one under a name to run it through the engine, e.g. ``"peeking_feature":
-"strategies.peeking:PeekingFeature"``.
+- :class:`PeekingSchedule`: long for the first half of the bars it is given, short for the second half. It reads no
+  future price, only where the data ends (``buflen()``): blanking the future keeps that end, so only the audit's
+  run on truly truncated data catches it (component ``truncated``).
+
+The first two return the audit's probe in ``Prepared.probe``: an object whose ``components(market, span_start)``
+recomputes what the strategy decided from, exactly as ``prepare`` did. Run one through the engine by its spec,
+e.g. ``strategies.peeking:PeekingFeature``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from strategies.base import TargetPositionStrategy
+from strategies.contract import Prepared
 from strategies.lstm.features import Scaler, compute_features, warmup_bars
 from strategies.signal import Signal
 
@@ -56,14 +60,10 @@ class PeekingFeature(_PrecomputedSignals):
     """Long before a rising bar, short before a falling one: it reads ``close[t+1]`` on bar t."""
 
     @classmethod
-    def prepare(cls, config, market, span_start, progress=None) -> dict:
+    def prepare(cls, config, market, span_start, progress=None) -> Prepared:
         params = cls.check_params(config.params)
         feats = NextBarProbe().components(market, span_start)["features"]
-        return {**params, "signals": signals_from(feats["next_ret"])}
-
-    @classmethod
-    def lookahead_probe(cls, params: dict) -> NextBarProbe:
-        return NextBarProbe()
+        return Prepared(params={**params, "signals": signals_from(feats["next_ret"])}, probe=NextBarProbe())
 
 
 class ScaledFeatureProbe:
@@ -87,13 +87,18 @@ class PeekingScaler(_PrecomputedSignals):
         return warmup_bars(SCALED_FEATURES) + 1
 
     @classmethod
-    def prepare(cls, config, market, span_start, progress=None) -> dict:
+    def prepare(cls, config, market, span_start, progress=None) -> Prepared:
         params = cls.check_params(config.params)
         feats = compute_features(market.candles, market.funding, SCALED_FEATURES)
         scaler = Scaler.fit(feats.dropna())                     # the bias: fitted on the span too
         scaled = ScaledFeatureProbe(scaler).components(market, span_start)["scaler"]
-        return {**params, "signals": signals_from(scaled["ret_4"]), "scaler": scaler}
+        return Prepared(params={**params, "signals": signals_from(scaled["ret_4"]), "scaler": scaler},
+                        probe=ScaledFeatureProbe(scaler))
 
-    @classmethod
-    def lookahead_probe(cls, params: dict) -> ScaledFeatureProbe:
-        return ScaledFeatureProbe(params["scaler"])
+
+class PeekingSchedule(TargetPositionStrategy):
+    """Long on the first half of the bars it is given, short on the second: ``buflen()`` is the number of bars up to
+    the end of the data, which a live strategy cannot know."""
+
+    def target(self) -> float:
+        return Signal.LONG if 2 * len(self) <= self.data.buflen() else Signal.SHORT

@@ -25,8 +25,9 @@ def config(strategy: str) -> BacktestConfig:
 @pytest.fixture
 def peeking_registered(monkeypatch):
     """The two biased strategies under registry names, for this test only."""
-    monkeypatch.setitem(registry._REGISTRY, "peeking_feature", "strategies.peeking:PeekingFeature")
-    monkeypatch.setitem(registry._REGISTRY, "peeking_scaler", "strategies.peeking:PeekingScaler")
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_strategy("peeking_feature", "strategies.peeking:PeekingFeature")
+    registry.register_strategy("peeking_scaler", "strategies.peeking:PeekingScaler")
 
 
 def hand_market(n: int = 10, mark: bool = True) -> MarketData:
@@ -103,14 +104,16 @@ def test_compare_rows_tolerance_is_absolute():
 def test_shipped_baselines_pass_the_audit(strategy):
     report = audit_lookahead(config(strategy), bars=8, seed=0)
     assert report.ok, report.format()
-    assert list(report.components) == ["target"]
+    assert list(report.components) == ["target", "truncated"]
     assert report.components["target"].cutoffs == 8 and report.components["target"].rows > 8
+    truncated = report.components["truncated"]
+    assert truncated.cutoffs + truncated.skipped == 8 and truncated.cutoffs >= 5
 
 
 def test_lstm_passes_every_component_of_the_audit():
     report = audit_lookahead(config("lstm"), bars=6, seed=1)
     assert report.ok, report.format()
-    assert list(report.components) == ["features", "scaler", "predictor", "target"]
+    assert list(report.components) == ["features", "scaler", "predictor", "target", "truncated"]
     assert all(c.cutoffs == 6 and c.rows > 0 for c in report.components.values())
 
 
@@ -118,7 +121,7 @@ def test_walk_forward_lstm_passes_every_component_across_fold_boundaries():
     walk_forward = config("lstm").replace(model={**TINY_MODEL, "walk_forward_test_bars": 60})
     report = audit_lookahead(walk_forward, bars=6, seed=3)
     assert report.ok, report.format()
-    assert list(report.components) == ["features", "scaler", "predictor", "target"]
+    assert list(report.components) == ["features", "scaler", "predictor", "target", "truncated"]
     # cutoffs late in the span compare rows answered by several folds' models
     assert max(report.cutoffs) > pd.Timestamp(SPAN["start"], tz="UTC") + pd.Timedelta(hours=120)
 
@@ -126,10 +129,17 @@ def test_walk_forward_lstm_passes_every_component_across_fold_boundaries():
 def test_a_feature_reading_the_next_bar_is_flagged_in_features_and_target(peeking_registered):
     report = audit_lookahead(config("peeking_feature"), bars=8, seed=0)
     assert not report.ok
-    assert report.flagged == ["features", "target"]
+    assert report.flagged == ["features", "target", "truncated"]
     features = report.components["features"]
     assert features.differing == 8 and features.flagged_at == list(report.cutoffs)   # bar t itself, every cutoff
-    assert "LOOKAHEAD: features, target" in report.format()
+    assert "LOOKAHEAD: features, target, truncated" in report.format()
+
+
+def test_a_schedule_anchored_to_the_last_bar_is_caught_only_by_the_truly_truncated_run():
+    report = audit_lookahead(config("strategies.peeking:PeekingSchedule"), bars=8, seed=0)
+    assert report.flagged == ["truncated"]              # blanking the future keeps the last bar: "target" is clean
+    assert report.components["target"].ok and report.components["truncated"].differing > 0
+    assert report.components["truncated"].skipped == 0
 
 
 def test_a_scaler_fitted_on_the_span_is_flagged_in_scaler_but_not_features(peeking_registered):
@@ -152,7 +162,7 @@ def test_command_exits_0_when_clean_and_1_with_lookahead(peeking_registered, cap
     assert run_cli(["--strategy", "sma_cross", "--bars", "4", *span]) == 0
     assert "no lookahead found" in capsys.readouterr().out
     assert run_cli(["--strategy", "peeking_feature", "--bars", "4", "--seed", "2", *span]) == 1
-    assert "LOOKAHEAD: features, target" in capsys.readouterr().out
+    assert "LOOKAHEAD: features, target, truncated" in capsys.readouterr().out
 
 
 def test_command_refuses_bad_input_with_a_value_error():

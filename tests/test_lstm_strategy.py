@@ -23,8 +23,8 @@ def test_walk_forward_records_each_fold_model_and_boundary(tmp_path):
     config = BacktestConfig(strategy="lstm", data=SPAN, cache_dir=str(tmp_path),
                             model={**TINY, "walk_forward_test_bars": 48})
     result = run_backtest(config)
-    boundaries = pd.DatetimeIndex(result.extras["fold_boundaries"])
+    boundaries = pd.DatetimeIndex(result.fold_boundaries)
     assert boundaries[0] == result.equity.index[0] and len(boundaries) == 3
     assert (boundaries[1:] - boundaries[:-1] == pd.Timedelta(hours=48)).all()
-    hashes = [c["weights_sha256"] for c in result.extras["checkpoints"]]
+    hashes = [c["weights_sha256"] for c in result.models]
     assert len(hashes) == 3 and len(set(hashes)) == 3

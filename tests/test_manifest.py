@@ -48,7 +48,7 @@ def test_a_tiny_walk_forward_lstm_retrained_from_the_manifest_gives_the_same_met
     manifest = read_manifest_file(first)
     assert "cache_dir" not in manifest["config"]
     assert len(manifest["checkpoints"]) >= 2 and "torch" in manifest["packages"]
-    assert main.predictions is not None and len(main.extras["fold_boundaries"]) >= 2
+    assert main.predictions is not None and len(main.fold_boundaries) >= 2
     # a fresh model cache: the rerun trains every fold again
     again = rerun_from_manifest(first / "manifest.json", tmp_path / "again", cache_dir=str(tmp_path / "cache-2"))
     assert (again / "metrics.json").read_bytes() == (first / "metrics.json").read_bytes()

@@ -27,7 +27,10 @@ def assert_results_equal(a: BacktestResult, b: BacktestResult) -> None:
 
 def test_a_saved_result_loads_back_equal_with_dtypes_times_and_names(tmp_path):
     result = make_result()
-    result.extras = {"fold_boundaries": ["2024-01-30T00:00:00+00:00"], "checkpoints": [{"fold": 1, "sha256": "ab"}]}
+    result.extras = {"note": "kept as plain data"}
+    result.fold_boundaries = [pd.Timestamp("2024-01-30", tz="UTC")]
+    result.models = [{"name": "fold-1", "weights_sha256": "ab", "data_sha256": "cd", "min_confidence": 0.4}]
+    result.source = {"spec": "sma_cross", "class": "strategies.baselines.SmaCross", "file": None, "sha256": None}
     result.attribution = {"price": 1.5, "fees_taker": -0.25, "total": 1.25}
     save_run(result, tmp_path / "run")
     back = load_run(tmp_path / "run")
@@ -35,6 +38,20 @@ def test_a_saved_result_loads_back_equal_with_dtypes_times_and_names(tmp_path):
     assert back.equity.index.tz is not None and str(back.equity.index.tz) == "UTC"
     assert back.fills["time"].dtype == result.fills["time"].dtype
     assert not list((tmp_path / "run").glob("*.pkl")) and not list((tmp_path / "run").glob(".*"))
+
+
+def test_a_folder_written_before_typed_model_fields_reads_them_from_extras(tmp_path):
+    import json
+
+    save_run(make_result(), tmp_path)
+    meta = json.loads((tmp_path / "result.json").read_text())
+    for key in ("models", "fold_boundaries", "source"):
+        del meta[key]
+    meta["extras"] = {"fold_boundaries": ["2024-01-30T00:00:00+00:00"], "checkpoints": [{"min_confidence": 0.4}]}
+    (tmp_path / "result.json").write_text(json.dumps(meta))
+    back = load_run(tmp_path)
+    assert back.fold_boundaries == [pd.Timestamp("2024-01-30", tz="UTC")]
+    assert back.models == [{"min_confidence": 0.4}] and back.source == {}
 
 
 def test_a_result_without_predictions_and_with_empty_frames_round_trips(tmp_path):

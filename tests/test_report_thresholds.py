@@ -7,8 +7,10 @@ import pandas as pd
 from reports.writer import decision_thresholds
 
 
-def result(extras=None, model=None):
-    return SimpleNamespace(extras=extras or {}, config={"model": model or {}})
+def result(typed=None, model=None):
+    typed = typed or {}
+    return SimpleNamespace(models=typed.get("checkpoints", []), fold_boundaries=typed.get("fold_boundaries", []),
+                           config={"model": model or {}})
 
 
 def test_walk_forward_thresholds_are_a_step_per_fold():
