@@ -15,7 +15,8 @@ EXAMPLES = {
     "backtest": """examples:
   lstmbt backtest --config backtests/configs/btc_lstm_1h.toml
   lstmbt backtest --strategy sma_cross --symbol ETH/USDT:USDT --timeframe 4h --start 2023-01-01 --end 2023-12-31
-  lstmbt backtest --strategy buy_hold --data my_candles.csv --timeframe 1h --start 2024-01-01 --end 2024-03-31""",
+  lstmbt backtest --strategy buy_hold --data my_candles.csv --timeframe 1h --start 2024-01-01 --end 2024-03-31
+  lstmbt backtest --strategy my_rsi.py:RsiLongShort --baselines buy_hold --start 2024-01-01 --end 2024-03-31""",
     "download": """examples:
   lstmbt download --exchange binanceusdm --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2024-06-30
   lstmbt download --exchange bybit --symbol ETH/USDT:USDT --timeframe 15m --start 2025-01-01 --end 2025-02-01""",
@@ -176,7 +177,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = add("backtest", "run a strategy against baselines and write a report folder", cmd_backtest)
     p.add_argument("--config", help="TOML config file (flags below override it)")
-    p.add_argument("--strategy", help="lstm, buy_hold, sma_cross or flat")
+    p.add_argument("--strategy", help="lstm, buy_hold, sma_cross, flat, or your own: path/to/file.py:Class or "
+                                      "pkg.module:Class")
     p.add_argument("--baselines", help="comma-separated strategies to compare with, e.g. buy_hold,sma_cross ('' for none)")
     p.add_argument("--name", help="run name used in the output folder")
     p.add_argument("--seed", type=int, help="random seed (default 42)")
@@ -241,10 +243,41 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("lstmbt: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+    except Exception as exc:
+        if _user_code_error(exc):
+            return 2
+        if not isinstance(exc, USER_ERRORS):
+            raise                       # our bug: keep the whole traceback
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         print(f"lstmbt: error: {message}", file=sys.stderr)
         return 2
+
+
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError)
+"""Exceptions that are bad input: one line on stderr and exit status 2."""
+
+
+def _user_code_error(exc: BaseException) -> bool:
+    """When ``exc`` was raised inside a user's strategy file (or is not one of our one-line errors and passed
+    through one), print the user's own frames and a one-line summary, and return True."""
+    import traceback
+
+    from strategies.loader import user_frames
+
+    frames = user_frames(exc.__traceback__)
+    every = traceback.extract_tb(exc.__traceback__)
+    raised_there = bool(frames) and every[-1] == frames[-1]
+    if not frames or (isinstance(exc, USER_ERRORS) and not raised_there):
+        return False
+    print("Traceback (your strategy's frames, most recent call last):", file=sys.stderr)
+    print("".join(traceback.format_list(frames)).rstrip(), file=sys.stderr)
+    text = str(exc).strip().splitlines()
+    what = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    print(what, file=sys.stderr)
+    last = frames[-1]
+    print(f"lstmbt: error: your strategy raised {what} ({last.filename}, line {last.lineno}, in {last.name})",
+          file=sys.stderr)
+    return True
 
 
 if __name__ == "__main__":

@@ -165,8 +165,21 @@ def _history(strategy: str, config: BacktestConfig) -> int:
     return int(get_strategy(strategy).history_bars(config.replace(strategy=strategy)))
 
 
+def portable_strategy(name: str) -> str:
+    """What a worker process can resolve for ``name``: a built-in name or a spec as is; a name registered in this
+    process (``register_strategy``) as the spec of its class (``/abs/file.py:Class`` or ``module:Class``), since
+    workers start with only the built-in names."""
+    from strategies.loader import spec_of
+    from strategies.registry import _REGISTRY, STRATEGY_NAMES
+
+    target = _REGISTRY.get(name)
+    if target is None or name in STRATEGY_NAMES:
+        return name
+    return target if isinstance(target, str) else spec_of(target)
+
+
 def _cell_config(spec: CompareSpec, cell: Cell) -> BacktestConfig:
-    return spec.config.replace(strategy=cell.strategy, baselines=(), name=cell.slug,
+    return spec.config.replace(strategy=portable_strategy(cell.strategy), baselines=(), name=cell.slug,
                                params=dict(spec.config.params.get(cell.strategy, {})),
                                data={"symbol": cell.symbol, "start": cell.range.start, "end": cell.range.end})
 
@@ -249,7 +262,10 @@ def worker_modules(spec: CompareSpec) -> list[str]:
     process pool to import once before it forks its workers."""
     from strategies.registry import get_strategy
 
-    modules = ["backtests.compare", "backtests.engine", *(get_strategy(s).__module__ for s in spec.strategies)]
+    from strategies.loader import MODULE_PREFIX
+
+    owners = (get_strategy(s).__module__ for s in spec.strategies)
+    modules = ["backtests.compare", "backtests.engine", *(m for m in owners if not m.startswith(MODULE_PREFIX))]
     return list(dict.fromkeys(modules + (["reports.comparison"] if spec.cell_reports else [])))
 
 
@@ -334,7 +350,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.epilog = EXAMPLES
     parser.add_argument("--config", help="TOML file: a backtest config plus a [compare] table")
     g = parser.add_argument_group("grid")
-    g.add_argument("--strategies", help="comma-separated, e.g. lstm,sma_cross,buy_hold")
+    g.add_argument("--strategies", help="comma-separated, e.g. lstm,sma_cross,buy_hold,my_rsi.py:RsiLongShort")
     g.add_argument("--ranges", help="name=YYYY-MM-DD:YYYY-MM-DD[,...], end day inclusive")
     g.add_argument("--rolling", help="cut --start .. --end into consecutive windows: 90D, 2W, 6M, 1Y")
     g.add_argument("--symbols", help="comma-separated ccxt symbols, e.g. BTC/USDT:USDT,ETH/USDT:USDT")

@@ -57,11 +57,12 @@ def resolve_run(config: BacktestConfig, strategy=None) -> tuple[type, BacktestCo
     baseline) runs with its own defaults."""
     if isinstance(strategy, type):
         cls = strategy
-        if _resolves_to(config.strategy, cls):
-            return cls, config, display_name(config.strategy)
         spec = spec_of(cls)
         loaded = spec != f"{cls.__module__}:{cls.__qualname__}"       # from a user's file
-        return cls, config.replace(strategy=spec, params={}), display_name(spec) if loaded else cls.__name__
+        label = display_name(spec) if loaded else cls.__name__
+        if _resolves_to(config.strategy, cls):
+            return cls, config, label if config.strategy == spec else display_name(config.strategy)
+        return cls, config.replace(strategy=spec, params={}), label
     spec = canonical_spec(strategy or config.strategy)
     cls = get_strategy(spec)
     return cls, (config if spec == config.strategy else config.replace(strategy=spec, params={})), display_name(spec)
