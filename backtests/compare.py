@@ -78,6 +78,9 @@ class CellTask:
     market: MarketData
     cell_reports: bool = True
     history_bars: int = 0
+    sources: dict | None = None
+    """Text of the user strategy file the cell runs (``{absolute path: source}``), so a worker needs no shared
+    disk; None for built-in and module strategies."""
 
 
 # ---------------------------------------------------------------- the spec: TOML and flags
@@ -226,8 +229,16 @@ def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
             except DataError as exc:
                 failed.append(CellOutcome(cell, error=f"DataError: {exc}"))
                 continue
-            tasks.append(CellTask(cell, config, market, spec.cell_reports, histories[cell.strategy]))
+            tasks.append(CellTask(cell, config, market, spec.cell_reports, histories[cell.strategy],
+                                  _strategy_sources(config.strategy)))
     return tasks, failed
+
+
+def _strategy_sources(strategy: str) -> dict | None:
+    from strategies.loader import file_spec_path, read_source
+
+    path = file_spec_path(strategy)
+    return {path: read_source(path)} if path else None
 
 
 # ---------------------------------------------------------------- running
@@ -240,6 +251,11 @@ def run_cell(task: CellTask) -> CellOutcome:
 
     started = time.perf_counter()
     try:
+        if task.sources:
+            from strategies.loader import provide_source
+
+            for path, text in task.sources.items():
+                provide_source(path, text)
         result = run_backtest(task.config, market=task.market)
     except Exception as exc:            # the cell's failure is its result; the grid goes on
         text = str(exc).strip().splitlines()

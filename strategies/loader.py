@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import importlib.util
 import inspect
 import os
 import sys
+import types
 from pathlib import Path
 
 _FILE_MODULES: dict[str, tuple[str, object]] = {}
@@ -31,6 +31,9 @@ _FILE_MODULES: dict[str, tuple[str, object]] = {}
 
 _USER_FILES: set[str] = set()
 """Source files of every user strategy loaded in this process (for :func:`user_frames`)."""
+
+_SOURCES: dict[str, str] = {}
+"""Absolute file path -> source text sent along with a task (:func:`provide_source`): used instead of the disk."""
 
 MODULE_PREFIX = "lstmbt_user_strategy_"
 
@@ -81,24 +84,39 @@ def file_sha256(path: str | os.PathLike) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def _load_file(path: str) -> object:
+def provide_source(path: str, text: str) -> None:
+    """Use ``text`` as the content of strategy file ``path`` in this process (a compare worker gets the client's
+    file this way, so it needs no shared disk and runs exactly the code the client saw)."""
+    _SOURCES[os.path.abspath(path)] = text
+
+
+def read_source(path: str) -> str:
+    """The text of strategy file ``path`` (what :func:`provide_source` gave, else the file on disk)."""
+    if path in _SOURCES:
+        return _SOURCES[path]
     p = Path(path)
     if not p.is_file():
         raise StrategyLoadError(f"strategy file not found: {path}" if not p.exists() else
                                 f"strategy file {path} is not a file")
-    digest = file_sha256(p)
+    try:
+        return p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StrategyLoadError(f"{path}: cannot read it ({_describe(exc)})") from None
+
+
+def _load_file(path: str) -> object:
+    text = read_source(path)
+    digest = hashlib.sha256(text.encode()).hexdigest()
     cached = _FILE_MODULES.get(path)
     if cached and cached[0] == digest:
         return cached[1]
     name = MODULE_PREFIX + hashlib.sha256(path.encode()).hexdigest()[:12]
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise StrategyLoadError(f"{path}: not a Python source file")
-    module = importlib.util.module_from_spec(module_spec)
+    module = types.ModuleType(name)
+    module.__file__ = path
     sys.modules[name] = module          # dataclasses, typing and pickle look the module up while it runs
     _USER_FILES.add(path)
     try:
-        module_spec.loader.exec_module(module)
+        exec(compile(text, path, "exec"), module.__dict__)
     except SyntaxError as exc:
         sys.modules.pop(name, None)
         raise StrategyLoadError(f"{path}: line {exc.lineno}: SyntaxError: {exc.msg}") from None
@@ -199,5 +217,13 @@ def user_frames(tb) -> list:
     return [f for f in _frames(tb) if os.path.abspath(f.filename) in _USER_FILES]
 
 
-__all__ = ["StrategyLoadError", "canonical_spec", "display_name", "file_sha256", "is_spec", "load_strategy",
-           "spec_of", "strategy_source", "user_frames"]
+def file_spec_path(name) -> str | None:
+    """The absolute file of a ``file.py:Class`` spec, else None."""
+    if not is_spec(name) or ":" not in name:
+        return None
+    where = canonical_spec(name).rpartition(":")[0]
+    return where if where and _is_path(where) else None
+
+
+__all__ = ["StrategyLoadError", "canonical_spec", "display_name", "file_sha256", "file_spec_path", "is_spec",
+           "load_strategy", "provide_source", "read_source", "spec_of", "strategy_source", "user_frames"]

@@ -11,7 +11,7 @@ From the command line (this file copied anywhere as ``my_rsi.py``)::
     lstmbt check-lookahead --strategy my_rsi.py:RsiLongShort --start 2024-01-01 --end 2024-01-31
 
 With parameters, in a TOML config: ``strategy = "my_rsi.py:RsiLongShort"`` and ``[params] period = 10``.
-From Python: ``python my_rsi.py`` (see the bottom of this file).
+From Python: ``python my_rsi.py [REPORT_FOLDER]`` (see the bottom of this file).
 """
 
 import backtrader as bt
@@ -40,9 +40,12 @@ class RsiLongShort(TargetPositionStrategy):
 
 
 if __name__ == "__main__":
+    import sys
+
     from backtests import Backtest, BrokerConfig, DataConfig
 
     data = DataConfig(symbol="ETH/USDT:USDT", timeframe="1h", start="2024-01-01", end="2024-03-31")
     run = Backtest(data, RsiLongShort, broker=BrokerConfig(leverage=1), params={"period": 14}).run()
     print(run.metrics[["Return [%]", "Sharpe", "Max drawdown [%]", "Trades"]].to_string())
-    print("report:", run.report("runs/rsi-long-short"))
+    if len(sys.argv) > 1:
+        print("report:", run.report(sys.argv[1]))
