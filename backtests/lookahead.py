@@ -35,6 +35,7 @@ from data_feeds import MarketData, parse_span
 from data_feeds.timeframes import timeframe_delta
 from data_feeds.validate import find_gaps
 from strategies.contract import Prepared
+from strategies.loader import display_name
 from strategies.registry import get_strategy
 
 if TYPE_CHECKING:
@@ -317,7 +318,7 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
             verdict = f"changed: {', '.join(bad)}" if bad else "same"
             progress(f"  cutoff {k}/{len(cutoffs)} at {t:%Y-%m-%d %H:%M}: {verdict}")
     span = (full.target.index[0], full.target.index[-1])
-    return LookaheadReport(config.strategy, config.data.symbol, config.data.timeframe, span, cutoffs, checks)
+    return LookaheadReport(display_name(config.strategy), config.data.symbol, config.data.timeframe, span, cutoffs, checks)
 
 
 # ---------------------------------------------------------------- the CLI command
@@ -344,7 +345,7 @@ def lookahead_command(args: argparse.Namespace) -> int:
         raise ValueError(f"--bars must be at least 1, got {args.bars}")
     config = build_config(args)
     get_strategy(config.strategy)
-    print(f"lstmbt check-lookahead: {config.strategy} on {config.data.symbol} {config.data.timeframe} "
+    print(f"lstmbt check-lookahead: {display_name(config.strategy)} on {config.data.symbol} {config.data.timeframe} "
           f"{config.data.start} .. {config.data.end}, {args.bars} cutoff bar(s), seed {args.sample_seed}", flush=True)
     report = audit_lookahead(config, bars=args.bars, seed=args.sample_seed,
                              progress=lambda line: print(line, flush=True))
