@@ -162,6 +162,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="Backtest LSTM-driven strategies on crypto perpetual futures.",
         epilog="examples:\n  lstmbt backtest --config backtests/configs/btc_lstm_1h.toml\n"
                "  lstmbt backtest --strategy sma_cross --start 2024-01-01 --end 2024-06-30\n"
+               "  lstmbt backtest --strategy my_rsi.py:RsiLongShort --start 2024-01-01 --end 2024-06-30\n"
                "  lstmbt download --exchange binanceusdm --symbol BTC/USDT:USDT --timeframe 1h "
                "--start 2024-01-01 --end 2024-06-30\n  lstmbt data list\n"
                "  lstmbt train --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2025-12-31\n"

@@ -115,6 +115,10 @@ def _load_file(path: str) -> object:
     module.__file__ = path
     sys.modules[name] = module          # dataclasses, typing and pickle look the module up while it runs
     _USER_FILES.add(path)
+    folder = os.path.dirname(path)
+    added = folder not in sys.path
+    if added:                           # the file may import helper modules that sit next to it
+        sys.path.insert(0, folder)
     try:
         exec(compile(text, path, "exec"), module.__dict__)
     except SyntaxError as exc:
@@ -123,6 +127,9 @@ def _load_file(path: str) -> object:
     except Exception as exc:            # the user's file raised while importing: say where, in one line
         sys.modules.pop(name, None)
         raise StrategyLoadError(f"{path}: cannot load it{_where(exc, path)}: {_describe(exc)}") from None
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
     _FILE_MODULES[path] = (digest, module)
     return module
 

@@ -137,6 +137,19 @@ def test_a_module_spec_imports_from_the_current_folder(user_dir, clean_registry)
             del sys.modules[name]
 
 
+def test_a_strategy_file_imports_a_helper_module_that_sits_next_to_it(tmp_path):
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "my_levels.py").write_text("LOWER = 25.0\n")
+    (tmp_path / "lib" / "strat.py").write_text(
+        EXAMPLE.read_text() + "\n\nfrom my_levels import LOWER\n\nclass Tuned(RsiLongShort):\n"
+        "    params = (('lower', LOWER),)\n")
+    try:
+        cls = get_strategy(f"{tmp_path}/lib/strat.py:Tuned")
+        assert cls.params.lower == 25.0 and str(tmp_path / "lib") not in sys.path
+    finally:
+        sys.modules.pop("my_levels", None)
+
+
 def test_registered_names_run_and_builtins_cannot_be_replaced(user_dir, clean_registry):
     register_strategy("rsi", "my_rsi.py:RsiLongShort")
     config = BacktestConfig(strategy="rsi", params={"period": 6}).replace(
