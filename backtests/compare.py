@@ -168,21 +168,10 @@ def _history(strategy: str, config: BacktestConfig) -> int:
     return int(get_strategy(strategy).history_bars(config.replace(strategy=strategy)))
 
 
-def portable_strategy(name: str) -> str:
-    """What a worker process can resolve for ``name``: a built-in name or a spec as is; a name registered in this
-    process (``register_strategy``) as the spec of its class (``/abs/file.py:Class`` or ``module:Class``), since
-    workers start with only the built-in names."""
-    from strategies.loader import spec_of
-    from strategies.registry import _REGISTRY, STRATEGY_NAMES
-
-    target = _REGISTRY.get(name)
-    if target is None or name in STRATEGY_NAMES:
-        return name
-    return target if isinstance(target, str) else spec_of(target)
-
-
 def _cell_config(spec: CompareSpec, cell: Cell) -> BacktestConfig:
-    return spec.config.replace(strategy=portable_strategy(cell.strategy), baselines=(), name=cell.slug,
+    from strategies.registry import portable_spec
+
+    return spec.config.replace(strategy=portable_spec(cell.strategy), baselines=(), name=cell.slug,
                                params=dict(spec.config.params.get(cell.strategy, {})),
                                data={"symbol": cell.symbol, "start": cell.range.start, "end": cell.range.end})
 

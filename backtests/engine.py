@@ -22,7 +22,7 @@ from data_feeds.hashing import frame_sha256
 from data_feeds.timeframes import timeframe_delta
 from strategies.contract import Prepared, as_prepared
 from strategies.loader import canonical_spec, display_name, spec_of, strategy_source
-from strategies.registry import get_strategy
+from strategies.registry import get_strategy, names_class
 
 Progress = Callable[[str], None]
 
@@ -60,22 +60,12 @@ def resolve_run(config: BacktestConfig, strategy=None) -> tuple[type, BacktestCo
         spec = spec_of(cls)
         loaded = spec != f"{cls.__module__}:{cls.__qualname__}"       # from a user's file
         label = display_name(spec) if loaded else cls.__name__
-        if _resolves_to(config.strategy, cls):
+        if names_class(config.strategy, cls):
             return cls, config, label if config.strategy == spec else display_name(config.strategy)
         return cls, config.replace(strategy=spec, params={}), label
     spec = canonical_spec(strategy or config.strategy)
     cls = get_strategy(spec)
     return cls, (config if spec == config.strategy else config.replace(strategy=spec, params={})), display_name(spec)
-
-
-def _resolves_to(name, cls) -> bool:
-    """Whether ``name`` (a registered name or a spec) means ``cls``, without importing anything."""
-    from strategies.registry import _REGISTRY
-
-    target = _REGISTRY.get(name, name)
-    if not isinstance(target, str):
-        return target is cls
-    return canonical_spec(target) in (spec_of(cls), f"{cls.__module__}:{cls.__qualname__}")
 
 
 def prepare_strategy(cls, config: BacktestConfig, market: MarketData, span_start: pd.Timestamp,

@@ -11,7 +11,7 @@ import difflib
 import importlib
 import re
 
-from strategies.loader import StrategyLoadError, is_spec, load_strategy
+from strategies.loader import StrategyLoadError, canonical_spec, is_spec, load_strategy, spec_of
 
 _REGISTRY: dict[str, object] = {
     "lstm": "strategies.lstm_strategy:LSTMStrategy",
@@ -74,5 +74,23 @@ def get_strategy(name: str):
     return getattr(importlib.import_module(module), attr)
 
 
-__all__ = ["STRATEGY_NAMES", "StrategyLoadError", "UnknownStrategyError", "get_strategy", "register_strategy",
+def names_class(name, cls) -> bool:
+    """Whether ``name`` (a registered name or a spec) means ``cls``, without importing anything."""
+    target = _REGISTRY.get(name, name)
+    if not isinstance(target, str):
+        return target is cls
+    return canonical_spec(target) in (spec_of(cls), f"{cls.__module__}:{cls.__qualname__}")
+
+
+def portable_spec(name: str) -> str:
+    """What another process can resolve for ``name``: a built-in name or a spec as is; a name registered in this
+    process (:func:`register_strategy`) as its spec (``/abs/file.py:Class`` or ``module:Class``), since worker
+    processes start with only the built-in names."""
+    target = _REGISTRY.get(name)
+    if target is None or name in STRATEGY_NAMES:
+        return name
+    return target if isinstance(target, str) else spec_of(target)
+
+
+__all__ = ["STRATEGY_NAMES", "names_class", "portable_spec", "StrategyLoadError", "UnknownStrategyError", "get_strategy", "register_strategy",
            "strategy_names"]

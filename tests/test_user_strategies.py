@@ -157,6 +157,10 @@ def test_registered_names_run_and_builtins_cannot_be_replaced(user_dir, clean_re
     by_name = run_backtest(config)
     by_spec = run_backtest(config.replace(strategy="my_rsi.py:RsiLongShort"))
     assert by_name.name == "rsi" and by_name.final_equity == by_spec.final_equity
+    register_strategy("rsi_class", get_strategy("rsi"))      # compare sends workers what they can resolve
+    assert registry.portable_spec("rsi") == "my_rsi.py:RsiLongShort"
+    assert registry.portable_spec("rsi_class") == f"{user_dir / 'my_rsi.py'}:RsiLongShort"
+    assert registry.portable_spec("sma_cross") == "sma_cross"
     with pytest.raises(ValueError, match="built-in"):
         register_strategy("lstm", get_strategy("rsi"))
     with pytest.raises(ValueError, match="TargetPositionStrategy subclass"):
