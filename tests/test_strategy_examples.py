@@ -22,7 +22,7 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "strategies" / "examples"
 TINY = {"window": 8, "hidden": 4, "train_bars": 600, "val_bars": 200, "epochs": 1}
 TINY_TOML = """name = "lstm-trend"
 strategy = "lstm_trend.py:LSTMTrend"
-baselines = ["lstm"]
+baselines = []
 
 [data]
 symbol = "BTC/USDT:USDT"
@@ -63,7 +63,7 @@ def test_the_lstm_trend_example_filters_the_lstm_through_cli_python_compare_and_
     assert main(["backtest", "--config", "trend.toml", "--cache-dir", cache, "--out", "run"]) == 0
     metrics = json.loads((user_dir / "run" / "metrics.json").read_text())["results"]
     names = [r["name"] for r in metrics if r["role"] != "buy_and_hold"]
-    assert names == ["lstm_trend.py:LSTMTrend", "lstm"]
+    assert names == ["lstm_trend.py:LSTMTrend"]
     capsys.readouterr()
     assert main(["report", "run", "--rerun", "--out", "again"]) == 0
     assert "metrics.json: identical to the original" in capsys.readouterr().out
@@ -86,5 +86,5 @@ def test_the_lstm_trend_example_filters_the_lstm_through_cli_python_compare_and_
     pd.testing.assert_series_equal(outcomes[0].result.equity, run.equity)
 
     report = audit_lookahead(BacktestConfig(strategy="lstm_trend.py:LSTMTrend", model=TINY, cache_dir=cache,
-                                            params={"trend": 12}, data=data), bars=3, seed=0)
+                                            params={"trend": 12}, data=data), bars=2, seed=0)
     assert report.ok and list(report.components) == ["features", "scaler", "predictor", "target", "truncated"]
