@@ -64,7 +64,7 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
         market, t0, t1 = load_run_data(run_config, cls.history_bars(run_config))
     else:
         t0, t1 = parse_span(config.data.start, config.data.end)
-    params = cls.prepare(run_config, market, t0, progress)
+    params = legacy_params(cls.prepare(run_config, market, t0, progress))
     extras = params.pop("extras", {})
     span = market.slice(t0, t1)
 
@@ -91,6 +91,18 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     result = _collect(run_config, name, span, strat, comminfo, params)
     result.extras.update(extras)
     return result
+
+
+def legacy_params(prepared) -> dict:
+    """A :class:`~strategies.contract.Prepared` as the dict of params (plus ``extras``) this engine reads; a dict
+    passes through. Stopgap until the engine reads the typed record itself."""
+    from strategies.contract import Prepared
+
+    if not isinstance(prepared, Prepared):
+        return prepared
+    extras = {"checkpoints": [m.as_dict() for m in prepared.models],
+              "fold_boundaries": [pd.Timestamp(t).isoformat() for t in prepared.fold_boundaries]}
+    return {**prepared.params, "extras": extras}
 
 
 def _bt_times(values, index: pd.DatetimeIndex) -> pd.DatetimeIndex:

@@ -103,6 +103,12 @@ def probe_for(strategy_cls, params: dict) -> Probe | None:
     """The probe of a prepared strategy: its class's ``lookahead_probe(params)`` when it defines one, else a
     :class:`PredictorProbe` (or :class:`WalkForwardProbe`) for a ``params["predictor"]`` that carries trained
     model(s), else None (targets only)."""
+    from strategies.contract import Prepared
+
+    if isinstance(params, Prepared):          # the typed record: its own probe, else read its params as before
+        if params.probe is not None:
+            return params.probe
+        params = params.params
     hook = getattr(strategy_cls, "lookahead_probe", None)
     if hook is not None:
         return hook(params)

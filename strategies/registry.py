@@ -10,6 +10,9 @@ import importlib
 
 _REGISTRY = {
     "lstm": "strategies.lstm_strategy:LSTMStrategy",
+    "gru": "strategies.lstm_strategy:GRUStrategy",
+    "transformer": "strategies.lstm_strategy:TransformerStrategy",
+    "logreg": "strategies.lstm_strategy:LogRegStrategy",
     "buy_hold": "strategies.baselines:BuyAndHold",
     "sma_cross": "strategies.baselines:SmaCross",
     "flat": "strategies.baselines:Flat",
