@@ -15,6 +15,7 @@ from strategies.base import TargetPositionStrategy
 from strategies.contract import ModelRecord, Prepared
 from strategies.ml import ModelConfig, Predictor, train_or_load
 from strategies.ml.features import warmup_bars
+from strategies.ml.kinds import model_class
 from strategies.ml.labels import round_trip_cost
 from strategies.ml.probe import ModelProbe
 from strategies.ml.walkforward import WalkForwardPredictor, train_walk_forward, walk_forward_folds
@@ -58,7 +59,9 @@ class LSTMStrategy(TargetPositionStrategy):
         table = {"seed": config.seed, **config.model}
         if cls.model_kind is not None:
             table["kind"] = cls.model_kind
-        return ModelConfig.from_dict(table)
+        cfg = ModelConfig.from_dict(table)
+        model_class(cfg.kind)          # a missing or broken model file fails here, before any data is loaded
+        return cfg
 
     @classmethod
     def history_bars(cls, config) -> int:

@@ -64,10 +64,16 @@ def source_sha256(kind: str) -> str | None:
         raise ModelError(f"model file {path}: cannot read it ({exc.strerror or exc})") from exc
 
 
+_LOADED: dict[tuple[Path, str], object] = {}      # (file, its sha256) -> module: one import per file version
+
+
 def _load_file(path: Path, kind: str):
     if not path.is_file():
         raise ModelError(f"model file {path} not found (model kind {kind!r})")
-    name = "lstmbt_user_model_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    digest = source_sha256(kind)
+    if (path, digest) in _LOADED:
+        return _LOADED[path, digest]
+    name = "lstmbt_user_model_" + hashlib.sha256(f"{path}|{digest}".encode()).hexdigest()[:12]
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise ModelError(f"model file {path}: not a Python file")
@@ -78,6 +84,7 @@ def _load_file(path: Path, kind: str):
     except Exception as exc:
         sys.modules.pop(name, None)
         raise ModelError(f"model file {path}: import failed: {exc.__class__.__name__}: {exc}") from exc
+    _LOADED[path, digest] = module
     return module
 
 
