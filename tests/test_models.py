@@ -19,7 +19,7 @@ from conftest import btc_1h_early_2023
 TRAIN_END = pd.Timestamp("2023-02-10", tz="UTC")
 TINY = ModelConfig(window=8, hidden=8, train_bars=400, val_bars=120, epochs=2, batch_size=64, lr=0.01)
 EXAMPLE = Path(__file__).resolve().parents[1] / "strategies" / "examples" / "my_model.py"
-KINDS = ("gru", "transformer", "logreg")
+KINDS = ("transformer", "logreg")      # lstm/gru: the tests of strategies.lstm (one network, two cells)
 market = btc_1h_early_2023
 
 
@@ -60,6 +60,13 @@ def test_checkpoint_round_trip_restores_the_same_predictions(kind, tmp_path):
     loaded = load_checkpoint(save_checkpoint(original, tmp_path / kind), expect_config=TINY.replace(kind=kind))
     assert loaded.weights_sha256 == original.weights_sha256
     pd.testing.assert_frame_equal(span_probabilities(loaded), span_probabilities(original), check_exact=True)
+
+
+def test_gru_is_one_name_for_the_recurrent_net_with_a_gru_cell():
+    assert ModelConfig(kind="gru").cell == "gru" and ModelConfig(cell="gru").kind == "gru"
+    assert model_class("gru") is model_class("lstm")
+    with pytest.raises(ValueError, match="unknown model kind 'xgboost'"):
+        ModelConfig(kind="xgboost")
 
 
 def test_logreg_keeps_the_l2_strength_with_the_best_validation_loss():

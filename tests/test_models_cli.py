@@ -4,14 +4,12 @@ model files as one line with exit 2, and the lookahead audit for the logreg and 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from backtests.cli import main
 from backtests.config import BacktestConfig
 from backtests.lookahead import audit_lookahead
 
@@ -38,31 +36,25 @@ steps = 50
 """
 
 
-def lstmbt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "backtests.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env)
-
-
-def test_a_user_model_file_runs_through_the_backtest_command_from_another_folder(tmp_path):
+def test_a_user_model_file_runs_through_the_backtest_command_from_another_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)                     # the user's own folder: relative paths resolve from here
     shutil.copy(ROOT / "strategies" / "examples" / "my_model.py", tmp_path / "my_model.py")
     (tmp_path / "my.toml").write_text(USER_CONFIG.format(kind="my_model.py:MyModel"))
-    proc = lstmbt("backtest", "--config", "my.toml", "--out", "run", "--cache-dir", "models", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "model: user model my_model.py:MyModel" in proc.stdout and "my_model step 50" in proc.stdout
+    assert main(["backtest", "--config", "my.toml", "--out", "run", "--cache-dir", "models"]) == 0
+    out = capsys.readouterr()
+    assert "model: user model my_model.py:MyModel" in out.err + out.out and "my_model step 50" in out.err + out.out
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert [c["kind"] for c in manifest["checkpoints"]] == ["my_model.py:MyModel"]
     assert (tmp_path / "run" / "predictions.png").stat().st_size > 0
-    # the same model again comes from the cache; a broken file is one line and exit 2
+    # a file without the protocol's methods, or no file at all: one line naming it, exit 2, before any data loads
     (tmp_path / "broken.py").write_text("import numpy as np\nclass MyModel:\n    input_kind = 'windows'\n")
-    proc = lstmbt("backtest", "--config", "my.toml", "--model-kind", "broken.py:MyModel", "--out", "run2",
-                  cwd=tmp_path)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [
+    assert main(["backtest", "--config", "my.toml", "--model-kind", "broken.py:MyModel", "--out", "run2"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
         f"lstmbt: error: model file {tmp_path / 'broken.py'}: MyModel is not a model: it lacks fit, predict_proba, "
         f"state, from_state (see strategies.ml.protocol.Model)"]
-    proc = lstmbt("backtest", "--config", "my.toml", "--model-kind", "missing.py:MyModel", cwd=tmp_path)
-    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "not found" in proc.stderr
+    assert main(["backtest", "--config", "my.toml", "--model-kind", "missing.py:MyModel"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.py not found" in err[0]
 
 
 @pytest.mark.parametrize("strategy", ["logreg", "transformer"])
