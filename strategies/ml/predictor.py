@@ -95,8 +95,9 @@ class Predictor:
             threads = max(self.threads, BATCH_THREADS)
             probs, key = None, None
             if self.cache_dir is not None:
-                key = prediction_key(f"{self.trained.kind}:{self.trained.weights_sha256}", candles, funding, span_start,
-                                     window=self.window, chunk=self.chunk, threads=threads)
+                source = self.trained.meta.get("model", {}).get("source_sha256")   # a user model's file version
+                key = prediction_key(f"{self.trained.kind}:{source}:{self.trained.weights_sha256}", candles, funding,
+                                     span_start, window=self.window, chunk=self.chunk, threads=threads)
                 probs = load_predictions(self.cache_dir, key, n)
             self.cache_hit = probs is not None
             if probs is None:

@@ -15,7 +15,8 @@ folds, validation threshold, caches, lookahead audit); a model only learns class
 Inputs are scaled float32 features. ``"windows"`` models get ``x`` of shape (N, window, F): the ``window`` rows
 ending at each decision bar, oldest first (sequence models: LSTM, GRU, Transformer). ``"rows"`` models get
 (N, F): the feature row of the decision bar alone (tabular models: logistic regression). Either way the
-sample for decision bar t reads nothing after t's close. Class k of ``y`` and of ``predict_proba`` columns is
+sample for decision bar t reads nothing after t's close, and the decision bars are the same (the span plan
+reserves a window of history for every kind), so models compared on one config see identical samples. Class k of ``y`` and of ``predict_proba`` columns is
 ``Signal(k - 1)``: 0 SHORT, 1 FLAT, 2 LONG (:data:`strategies.signal.CLASS_NAMES`).
 
 ``state()`` returns the learned arrays (numpy arrays or torch tensors, saved with ``torch.save`` of a plain dict
