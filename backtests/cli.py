@@ -93,6 +93,8 @@ def build_config(args: argparse.Namespace):
         top["baselines"] = tuple(b for b in args.baselines.split(",") if b)
     if getattr(args, "cache_dir", None):
         top["cache_dir"] = args.cache_dir
+    if getattr(args, "model_kind", None):
+        top["model"] = {**config.model, "kind": args.model_kind}
     try:
         return config.replace(data=data, broker=broker, **top)
     except (TypeError, ValueError) as exc:
@@ -187,6 +189,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default runs/<UTC time>-<name>)")
     p.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     p.add_argument("--plot-backtrader", action="store_true", help="also save Backtrader's own plot as backtrader.png")
+    p.add_argument("--model-kind", help="the model strategy's [model] kind: lstm, gru, transformer, logreg or "
+                                        "path/to/my_model.py:MyModel")
     _add_data_flags(p)
     _add_broker_flags(p)
 

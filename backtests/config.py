@@ -15,7 +15,7 @@ A config file looks like ``backtests/configs/btc_lstm_1h.toml``::
     [broker]
     leverage = 2
 
-    [model]          # LSTM hyperparameters (strategies/lstm/config.py)
+    [model]          # model kind and hyperparameters (strategies/ml/config.py): kind = "lstm", "logreg", "my.py:Cls"
     window = 48
 
 Unknown keys are refused with a message naming them, so a typo never silently falls back to a default.

@@ -24,7 +24,8 @@ from strategies.lstm.dataset import make_windows
 from strategies.lstm.evaluation import class_weights
 from strategies.lstm.inference import torch_threads
 from strategies.lstm.model import SignalNet
-from strategies.lstm.train import prepare_samples, select_training_data, train_model, weighted_loss_sums
+from strategies.lstm.loop import weighted_loss_sums
+from strategies.lstm.train import prepare_samples, select_training_data, train_model
 
 TRAIN_END = pd.Timestamp("2025-01-01", tz="UTC")
 

@@ -15,6 +15,9 @@ from strategies.loader import StrategyLoadError, canonical_spec, is_spec, load_s
 
 _REGISTRY: dict[str, object] = {
     "lstm": "strategies.lstm_strategy:LSTMStrategy",
+    "gru": "strategies.lstm_strategy:GRUStrategy",
+    "transformer": "strategies.lstm_strategy:TransformerStrategy",
+    "logreg": "strategies.lstm_strategy:LogRegStrategy",
     "buy_hold": "strategies.baselines:BuyAndHold",
     "sma_cross": "strategies.baselines:SmaCross",
     "flat": "strategies.baselines:Flat",

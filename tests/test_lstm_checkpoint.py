@@ -43,13 +43,13 @@ def test_round_trip_gives_the_same_weights_and_metadata(saved):
     original = trained_model()
     loaded = load_checkpoint(saved, expect_config=TINY, expect_data_hash=original.data_hash)
     assert sorted(p.name for p in saved.iterdir()) == [META_FILE, WEIGHTS_FILE]
-    a, b = original.model.state_dict(), loaded.model.state_dict()
+    a, b = original.model.state()[0], loaded.model.state()[0]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert {k: v for k, v in loaded.meta.items() if k != "weights_sha256"} == json.loads(json.dumps(original.meta))
     x = torch.randn(3, TINY.window, len(TINY.features))
     with torch.inference_mode():
-        assert torch.equal(original.model(x), loaded.model(x))
-    assert not loaded.model.training
+        assert torch.equal(original.model.net(x), loaded.model.net(x))
+    assert not loaded.model.net.training
 
 
 def test_a_different_config_is_refused_with_the_differing_field(saved):
@@ -132,5 +132,5 @@ def test_train_or_load_trains_once_then_reuses_the_cached_model(tmp_path):
     lines.clear()
     second, again = train_or_load(tmp_path, *market(), TINY, cost=COST, train_end=TRAIN_END, progress=lines.append)
     assert again == where and lines == [f"using cached model {where}"]
-    a, b = first.model.state_dict(), second.model.state_dict()
+    a, b = first.model.state()[0], second.model.state()[0]
     assert all(torch.equal(a[k], b[k]) for k in a)

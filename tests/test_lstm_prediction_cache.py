@@ -35,7 +35,7 @@ def test_second_attach_reads_the_cache_instead_of_running_the_network(tmp_path, 
     def refuse(*args, **kwargs):
         raise AssertionError("the network ran although the predictions were cached")
 
-    monkeypatch.setattr(predictor_module, "predict_probabilities", refuse)
+    monkeypatch.setattr(predictor_module.Predictor, "_predict", refuse)
     second = attach(tmp_path)
     assert second.cache_hit
     pd.testing.assert_frame_equal(first.probability_frame(), second.probability_frame(), check_exact=True)

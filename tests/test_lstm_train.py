@@ -11,7 +11,8 @@ from data_feeds import DataError
 from strategies.lstm.config import ModelConfig
 from strategies.lstm.features import compute_features, warmup_bars
 from strategies.lstm.spans import plan_spans
-from strategies.lstm.train import EarlyStopping, train_model, training_data_hash
+from strategies.lstm.loop import EarlyStopping
+from strategies.lstm.train import train_model, training_data_hash
 from conftest import btc_1h_early_2023
 
 TRAIN_END = pd.Timestamp("2023-02-10", tz="UTC")
@@ -29,7 +30,7 @@ def train(cfg=TINY, candles=None, funding=None, **kw):
 
 
 def states_equal(a, b) -> bool:
-    sa, sb = a.model.state_dict(), b.model.state_dict()
+    sa, sb = a.model.state()[0], b.model.state()[0]
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
@@ -69,7 +70,7 @@ def test_training_stops_early_and_returns_the_best_epochs_weights():
     assert run["best_epoch"] == run["epochs_run"] - 2
     best = run["history"][run["best_epoch"] - 1]["val_loss"]
     assert trained.meta["validation"]["log_loss"] == pytest.approx(best, abs=1e-5)
-    assert not trained.model.training
+    assert not trained.model.net.training
 
 
 def test_purge_keeps_every_label_inside_its_span():

@@ -40,7 +40,7 @@ def attached(mode="batched", candles=None, funding=None) -> WalkForwardPredictor
 
 
 def states_equal(a, b) -> bool:
-    sa, sb = a.model.state_dict(), b.model.state_dict()
+    sa, sb = a.model.state()[0], b.model.state()[0]
     return all(torch.equal(sa[k], sb[k]) for k in sa)
 
 

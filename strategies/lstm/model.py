@@ -30,7 +30,7 @@ class SignalNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg, n_features: int) -> "SignalNet":
-        """Net for a :class:`~strategies.lstm.config.ModelConfig` and ``n_features`` inputs."""
+        """Net for a :class:`~strategies.ml.config.ModelConfig` and ``n_features`` inputs."""
         return cls(n_features, cfg.hidden, cfg.layers, cfg.dropout, cfg.cell)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

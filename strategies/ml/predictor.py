@@ -2,9 +2,9 @@
 
 Two modes give the same answers (the tests hold them to 1e-6):
 
-- ``"batched"``: :meth:`Predictor.attach` runs every window of the span through the net once, in chunks, and
-  each later query is an array lookup (O(1)).
-- ``"online"``: each query runs the net on its window at call time, as a live system would.
+- ``"batched"``: :meth:`Predictor.attach` runs every window (or row, for a rows model) of the span through the
+  model once, in chunks, and each later query is an array lookup (O(1)).
+- ``"online"``: each query runs the model on its window at call time, as a live system would.
 
 Features are computed over all candles passed to ``attach`` (they are causal: a row depends only on its own
 trailing window), scaled with the training scaler stored in the model's metadata, never refitted.
@@ -16,16 +16,14 @@ import os
 
 import numpy as np
 import pandas as pd
-import torch
 
 from data_feeds.errors import DataError
-from strategies.lstm.dataset import make_windows
-from strategies.lstm.decision import decide
-from strategies.lstm.errors import ConfigError
-from strategies.lstm.features import compute_features, warmup_bars
-from strategies.lstm.inference import model_device, predict_probabilities, torch_threads
-from strategies.lstm.prediction_cache import load_predictions, prediction_key, save_predictions, weights_sha256
-from strategies.lstm.train import TrainedModel
+from strategies.ml.decision import decide
+from strategies.ml.errors import ConfigError
+from strategies.ml.features import compute_features, warmup_bars
+from strategies.ml.inference import torch_threads
+from strategies.ml.prediction_cache import load_predictions, prediction_key, save_predictions
+from strategies.ml.train import TrainedModel, check_probabilities, model_inputs
 from strategies.signal import CLASS_NAMES, Signal
 
 MODES = ("batched", "online")
@@ -56,6 +54,7 @@ class Predictor:
         self.window = cfg.window
         self.threads = cfg.threads
         self.min_confidence = trained.min_confidence
+        self.input_kind = trained.input_kind     # "windows" or "rows" (see strategies.ml.protocol)
         self._scaler = trained.scaler
         self._x: np.ndarray | None = None          # (T, F) scaled features of all attached candles
         self._start = 0                             # row of the first span bar
@@ -90,19 +89,20 @@ class Predictor:
         self._x, self._start, self._index = x, start, candles.index[start:]
         n = len(self._index)
         if self.mode == "batched":
-            windows = make_windows(x, np.arange(start, start + n), self.window)
+            inputs = model_inputs(x, np.arange(start, start + n), self.window, self.input_kind)
             # one big batched pass: every core helps (on 2 cores 1.7x faster than 1 thread); per-bar online calls
             # stay on cfg.threads, where small calls run fastest
             threads = max(self.threads, BATCH_THREADS)
             probs, key = None, None
             if self.cache_dir is not None:
-                key = prediction_key(weights_sha256(self.trained.model), candles, funding, span_start,
-                                     window=self.window, chunk=self.chunk, threads=threads)
+                source = self.trained.meta.get("model", {}).get("source_sha256")   # a user model's file version
+                key = prediction_key(f"{self.trained.kind}:{source}:{self.trained.weights_sha256}", candles, funding,
+                                     span_start, window=self.window, chunk=self.chunk, threads=threads)
                 probs = load_predictions(self.cache_dir, key, n)
             self.cache_hit = probs is not None
             if probs is None:
                 with torch_threads(threads):
-                    probs = predict_probabilities(self.trained.model, windows, self.chunk)
+                    probs = self._predict(inputs, self.chunk)
                 if key is not None:
                     save_predictions(self.cache_dir, key, probs)
             probs.flags.writeable = False
@@ -128,11 +128,9 @@ class Predictor:
         if self.mode == "batched":
             return self._probs[i]
         end = self._start + i
-        window = torch.from_numpy(self._x[end - self.window + 1:end + 1])[None]          # (1, window, F)
-        model = self.trained.model
-        with torch_threads(self.threads), torch.inference_mode():
-            model.eval()
-            p = torch.softmax(model(window.to(model_device(model))), dim=1)[0].double().cpu().numpy()
+        x = model_inputs(self._x, np.array([end]), self.window, self.input_kind)     # (1, window, F) or (1, F)
+        with torch_threads(self.threads):
+            p = self._predict(x, 1)[0]
         self._probs[i] = p
         self._queried[i] = None
         return p
@@ -150,6 +148,14 @@ class Predictor:
             return pd.DataFrame(self._probs, index=self._index, columns=list(CLASS_NAMES))
         rows = np.array(sorted(self._queried), dtype=np.int64)
         return pd.DataFrame(self._probs[rows], index=self._index[rows], columns=list(CLASS_NAMES))
+
+    def _predict(self, inputs: np.ndarray, chunk: int) -> np.ndarray:
+        """(N, 3) float64 probabilities of the model for ``inputs``, ``chunk`` samples per call, checked."""
+        model, out = self.trained.model, np.empty((len(inputs), 3), dtype=np.float64)
+        for a in range(0, len(inputs), chunk):
+            part = inputs[a:a + chunk]
+            out[a:a + len(part)] = check_probabilities(model.predict_proba(part), len(part), type(model).__name__)
+        return out
 
     def _require_attached(self) -> None:
         if self._index is None:

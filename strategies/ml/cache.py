@@ -8,10 +8,10 @@ from typing import Callable
 
 import pandas as pd
 
-from strategies.lstm.checkpoint import META_FILE, cache_key, load_checkpoint, save_checkpoint
-from strategies.lstm.config import ModelConfig
-from strategies.lstm.errors import CheckpointError
-from strategies.lstm.train import TrainedModel, train_model, training_data_hash
+from strategies.ml.checkpoint import META_FILE, cache_key, load_checkpoint, save_checkpoint
+from strategies.ml.config import ModelConfig
+from strategies.ml.errors import CheckpointError
+from strategies.ml.train import TrainedModel, train_model, training_data_hash
 
 
 def train_or_load(cache_dir: str | os.PathLike, candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, *,

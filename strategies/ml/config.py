@@ -7,12 +7,15 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from strategies.lstm.errors import ConfigError
-from strategies.lstm.features import FEATURES
-from strategies.lstm.model import CELLS
+from strategies.ml.errors import ConfigError
+from strategies.ml.features import FEATURES
+
+CELLS = ("lstm", "gru")
+BUILTIN_KINDS = ("lstm", "gru", "transformer", "logreg")
 
 # Fields that do not change the trained weights: a cached model stays valid when only these differ.
 RUNTIME_FIELDS = ("min_confidence", "device", "threads", "walk_forward_test_bars", "walk_forward_expanding")
@@ -20,13 +23,18 @@ RUNTIME_FIELDS = ("min_confidence", "device", "threads", "walk_forward_test_bars
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network, windowing, labels, training and decision rule of one LSTM model.
+    """Model kind, network, windowing, labels, training and decision rule of one signal model.
+
+    ``kind``: ``"lstm"``, ``"gru"`` (the recurrent net with a GRU cell; ``cell = "gru"`` says the same),
+    ``"transformer"``, ``"logreg"`` (multinomial logistic regression on the decision bar's features), or a user
+    model ``"path/to/my_model.py:MyModel"`` / ``"pkg.mod:MyModel"`` (see :mod:`strategies.ml.protocol`);
+    ``options``: a free table handed to the model (``[model.options]``; the Transformer reads ``heads``).
 
     Spans are counted in bars of the candles' timeframe: with 1h bars the defaults train on ``train_bars=17520``
     (two years) and stop early on ``val_bars=2880`` (120 days) that end just before the first predicted bar.
     ``horizon=4`` labels a decision at bar t by the log return from open[t+1] to open[t+5].
     ``min_confidence=0.45``: a winning class with probability 0.44 is traded as FLAT. ``tune_threshold=True``
-    replaces it by the threshold that earned most on the validation span (see :mod:`strategies.lstm.threshold`).
+    replaces it by the threshold that earned most on the validation span (see :mod:`strategies.ml.threshold`).
     ``walk_forward_test_bars=720``: retrain every 720 bars (30 days of hours) through the backtest span, each model
     trading only the 720 bars after its validation span; 0 trains one model before the span. With
     ``walk_forward_expanding`` each fold's training span keeps the first fold's start and grows.
@@ -54,6 +62,8 @@ class ModelConfig:
     tune_threshold: bool = False
     walk_forward_test_bars: int = 0
     walk_forward_expanding: bool = False
+    kind: str = "lstm"
+    options: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("window", "hidden", "layers", "horizon", "epochs", "patience", "batch_size", "train_bars",
@@ -77,6 +87,7 @@ class ModelConfig:
                               f"got {bars!r}")
         if self.cell not in CELLS:
             raise ConfigError(f"model config: unknown cell {self.cell!r}; use one of {', '.join(CELLS)}")
+        self._check_kind()
         if self.device != "cpu" and not str(self.device).startswith("cuda"):
             raise ConfigError(f"model config: device must be 'cpu' or 'cuda[:N]', got {self.device!r}")
         if isinstance(self.features, str) or not isinstance(self.features, (tuple, list)) or not self.features:
@@ -88,6 +99,32 @@ class ModelConfig:
                               f"valid: {', '.join(FEATURES)}")
         if len(set(self.features)) != len(self.features):
             raise ConfigError(f"model config: features listed twice in {list(self.features)}")
+
+    def _check_kind(self) -> None:
+        kind = self.kind
+        if not isinstance(kind, str) or not kind.strip():
+            raise ConfigError(f"model config: kind must be a name ({', '.join(BUILTIN_KINDS)}) or "
+                              f"'path/to/file.py:Class', got {kind!r}")
+        if kind not in BUILTIN_KINDS and ":" not in kind:
+            raise ConfigError(f"model config: unknown model kind {kind!r}; use one of {', '.join(BUILTIN_KINDS)} "
+                              f"or 'path/to/file.py:Class' / 'package.module:Class'")
+        if kind == "gru" or (kind == "lstm" and self.cell == "gru"):      # one name for one network
+            object.__setattr__(self, "kind", "gru")
+            object.__setattr__(self, "cell", "gru")
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"model config: options must be a table of key = value, got {self.options!r}")
+        try:
+            json.dumps(self.options, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"model config: options must hold plain numbers, text, lists and tables ({exc})") from exc
+
+    def __hash__(self) -> int:          # ``options`` is a dict: hash the JSON form instead of the fields
+        return hash(json.dumps(self.to_dict(), sort_keys=True))
+
+    @property
+    def is_user_model(self) -> bool:
+        """True for a ``file.py:Class`` / ``pkg.mod:Class`` kind."""
+        return self.kind not in BUILTIN_KINDS
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":

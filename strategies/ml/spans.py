@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from data_feeds.errors import DataError
-from strategies.lstm.errors import ConfigError
+from strategies.ml.errors import ConfigError
 
 
 @dataclass(frozen=True)

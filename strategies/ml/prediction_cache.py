@@ -20,13 +20,26 @@ import torch
 from data_feeds.files import atomic_path
 
 
-def weights_sha256(model: torch.nn.Module) -> str:
-    """sha256 over a model's tensors in ``state_dict`` order (names and float bytes): equal weights, equal hash."""
+def state_sha256(tensors: dict) -> str:
+    """sha256 over a model's state arrays in key order (names and bytes): equal weights, equal hash.
+
+    Values are torch tensors or numpy arrays; for a torch net this is its ``state_dict``.
+    """
     h = hashlib.sha256()
-    for key, tensor in model.state_dict().items():
+    for key, value in tensors.items():
         h.update(key.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().contiguous().numpy()
+        h.update(np.ascontiguousarray(value).tobytes())
     return h.hexdigest()
+
+
+def weights_sha256(model) -> str:
+    """:func:`state_sha256` of a model: a :class:`~strategies.ml.protocol.Model` (its ``state()`` arrays) or a
+    torch ``nn.Module`` (its ``state_dict``)."""
+    if isinstance(model, torch.nn.Module):
+        return state_sha256(model.state_dict())
+    return state_sha256(model.state()[0])
 
 
 def prediction_key(weights: str, candles: pd.DataFrame, funding: pd.DataFrame, span_start: pd.Timestamp, *,

@@ -2,7 +2,7 @@
 
 Class imbalance (a model that rarely dares a LONG/SHORT probability above 0.5) and churn (flipping every bar
 and paying the fee each time) are both handled by one choice made on validation data only: for each candidate
-threshold, trade the signals :func:`strategies.lstm.decision.decide` gives and keep the threshold with the best
+threshold, trade the signals :func:`strategies.ml.decision.decide` gives and keep the threshold with the best
 net log return. The test span is never looked at.
 
 Trading convention (the same as the backtest's): the decision at bar t is made on t's close and fills at
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from strategies.lstm.decision import decide
+from strategies.ml.decision import decide
 
 DEFAULT_CANDIDATES = tuple(round(0.34 + 0.02 * k, 2) for k in range(19))     # 0.34, 0.36, ..., 0.70
 OBJECTIVE = "validation net log return of the decided signals: sum p[t] * r[t] - cost/2 * |p[t] - p[t-1]|"

@@ -1,6 +1,8 @@
-"""Checkpoints: ``model.pt`` (the state_dict only) and ``meta.json`` (everything else), checked on load.
+"""Checkpoints: ``model.pt`` (the model's state arrays only) and ``meta.json`` (everything else), checked on load.
 
-A checkpoint directory holds exactly those two files. ``meta.json`` records the sha256 of ``model.pt``, so a
+A checkpoint directory holds exactly those two files. ``model.pt`` is ``torch.save`` of a plain dict of tensors
+(a model's numpy arrays are stored as tensors and handed back as numpy arrays); ``meta.json`` holds the model's
+JSON state (``model_state``) with the run's config, scaler, spans and metrics. ``meta.json`` records the sha256 of ``model.pt``, so a
 weights file that does not belong to its metadata (a crash between the two writes, a copy gone wrong) is refused.
 Weights are read with ``torch.load(..., weights_only=True)``: no pickled code ever runs.
 """
@@ -15,13 +17,14 @@ import pickle
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from data_feeds.files import atomic_write
-from strategies.lstm.config import ModelConfig
-from strategies.lstm.errors import CheckpointError, ConfigError
-from strategies.lstm.model import SignalNet
-from strategies.lstm.train import META_FORMAT, TrainedModel
+from strategies.ml.config import ModelConfig
+from strategies.ml.errors import CheckpointError, ConfigError
+from strategies.ml.kinds import ModelError, model_class, source_sha256
+from strategies.ml.train import META_FORMAT, TrainedModel, model_spec
 
 WEIGHTS_FILE = "model.pt"
 META_FILE = "meta.json"
@@ -33,11 +36,25 @@ def save_checkpoint(trained: TrainedModel, directory: str | os.PathLike) -> Path
     """Write ``model.pt`` then ``meta.json`` (each atomically) into ``directory``; returns the directory."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().clone() for k, v in trained.model.state_dict().items()}
+    arrays, model_state = trained.model.state()
+    state, types = {}, {}
+    for key, value in arrays.items():
+        if isinstance(value, torch.Tensor):
+            state[key], types[key] = value.detach().cpu().clone(), "torch"
+        elif isinstance(value, np.ndarray) and value.dtype != object:
+            state[key], types[key] = torch.from_numpy(np.array(value, copy=True, order="C")), "numpy"
+        else:
+            raise ModelError(f"{type(trained.model).__name__}.state(): {key!r} is a {type(value).__name__}; "
+                             f"state arrays must be numpy arrays or torch tensors (other values go in the JSON dict)")
+    try:
+        model_state = json.loads(json.dumps(model_state, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{type(trained.model).__name__}.state(): the second value must be JSON data ({exc})") from exc
     buffer = io.BytesIO()
     torch.save(state, buffer)
     blob = buffer.getvalue()
-    meta = dict(trained.meta, weights_sha256=hashlib.sha256(blob).hexdigest())
+    meta = dict(trained.meta, model_state=model_state, state_types=types,
+                weights_sha256=hashlib.sha256(blob).hexdigest())
     atomic_write(out / WEIGHTS_FILE, blob)
     atomic_write(out / META_FILE, json.dumps(meta, indent=1).encode())
     return out
@@ -46,9 +63,12 @@ def save_checkpoint(trained: TrainedModel, directory: str | os.PathLike) -> Path
 def cache_key(cfg: ModelConfig, data_hash: str, cost: float) -> str:
     """sha256 (hex) naming a trained model: the config fields that shape the weights, the data hash and the cost.
 
-    ``min_confidence``, ``device`` and ``threads`` are left out: changing them reuses the same weights.
+    ``min_confidence``, ``device`` and ``threads`` are left out: changing them reuses the same weights. A user
+    model's file is in the key by its sha256.
     """
     payload = {"format": META_FORMAT, "config": cfg.training_dict(), "data_sha256": data_hash, "cost": float(cost)}
+    if cfg.is_user_model:                   # an edited model file trains a new model
+        payload["model_source_sha256"] = source_sha256(cfg.kind)
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -122,12 +142,16 @@ def load_checkpoint(directory: str | os.PathLike, *, expect_config: ModelConfig 
         meta["config"] = dict(meta["config"], **runtime)
         meta["decision_rule"] = dict(meta["decision_rule"], min_confidence=expect_config.min_confidence)
         cfg = expect_config
-    model = SignalNet.from_config(cfg, int(meta["n_features"]))
+    types, model_state = meta.pop("state_types", None) or {}, meta.pop("model_state", None) or {}
+    arrays = {k: (v.numpy() if types.get(k) == "numpy" else v) for k, v in state.items()}
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()
-        raise CheckpointError(f"{weights_path}: weights do not fit the configured network "
-                              f"({first[1].strip() if len(first) > 1 else first[0]}); retrain") from exc
-    model.to(cfg.device).eval()
+        cls = model_class(cfg.kind)
+    except ModelError as exc:
+        raise CheckpointError(f"checkpoint {where}: model kind {cfg.kind!r} cannot be loaded ({exc})") from exc
+    try:
+        model = cls.from_state(model_spec(cfg), arrays, model_state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{weights_path}: does not fit a {cfg.kind} model as configured "
+                              f"({exc.__class__.__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}); "
+                              f"retrain") from exc
     return TrainedModel(model, meta)

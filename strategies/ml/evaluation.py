@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from strategies.lstm.decision import decide
+from strategies.ml.decision import decide
 from strategies.signal import CLASS_NAMES, Signal
 
 

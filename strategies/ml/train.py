@@ -1,47 +1,64 @@
-"""``train_model``: fit one SignalNet on the bars before ``train_end`` and return it with its metadata.
+"""``train_model``: fit one model (any :class:`~strategies.ml.protocol.Model` kind) on the bars before
+``train_end`` and return it with its metadata.
 
-The span layout and purge are in :mod:`strategies.lstm.spans`. Training is reproducible: randomness is scoped to
-the call (``torch.random.fork_rng`` + ``manual_seed(cfg.seed)`` for initial weights and dropout, a seeded
-``torch.Generator`` for the batch order) and the thread count is fixed to ``cfg.threads`` for the call, so the
+The framework side of the seam: the span layout and purge (:mod:`strategies.ml.spans`), causal features with a
+scaler fitted on the training span only, cost-aware labels, the model's inputs (windows or rows), the
+validation threshold and the metadata every checkpoint stores. Training is reproducible: randomness is scoped
+to the call (``torch.random.fork_rng`` + ``manual_seed(cfg.seed)`` around the model's construction and fit; the
+model gets ``seed`` for its own generators) and the thread count is fixed to ``cfg.threads`` for the call, so the
 same seed and data give identical weights on the same machine.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import platform
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from data_feeds.errors import DataError
-from strategies.lstm.config import ModelConfig
-from strategies.lstm.dataset import WindowDataset, make_loader, make_windows
-from strategies.lstm.decision import RULE
-from strategies.lstm.errors import ConfigError
-from strategies.lstm.evaluation import class_balance, class_weights, classification_metrics
-from strategies.lstm.features import Scaler, compute_features, infer_bar, warmup_bars
-from strategies.lstm.inference import predict_probabilities, torch_threads
-from strategies.lstm.labels import make_labels
-from strategies.lstm.model import SignalNet
-from strategies.lstm.spans import TrainingPlan, plan_spans
-from strategies.lstm.threshold import next_bar_returns, tune_min_confidence
+from strategies.ml.config import ModelConfig
+from strategies.ml.dataset import make_windows
+from strategies.ml.decision import RULE
+from strategies.ml.evaluation import class_balance, class_weights, classification_metrics
+from strategies.ml.features import Scaler, compute_features, infer_bar, warmup_bars
+from strategies.ml.inference import torch_threads
+from strategies.ml.kinds import ModelError, model_class, source_sha256
+from strategies.ml.labels import make_labels
+from strategies.ml.protocol import FitData, Model, ModelSpec
+from strategies.ml.spans import TrainingPlan, plan_spans
+from strategies.ml.threshold import next_bar_returns, tune_min_confidence
 
-META_FORMAT = 1
+META_FORMAT = 2   # 2: any model kind (``model`` record, ``model_state`` JSON); 1 was the LSTM only
 
 
 @dataclass
 class TrainedModel:
-    """A trained net (eval mode) and its JSON-able metadata: config, features, scaler, spans, data hash, metrics."""
+    """A trained model (a :class:`~strategies.ml.protocol.Model`) and its JSON-able metadata: config, features,
+    scaler, spans, data hash, metrics."""
 
-    model: SignalNet
+    model: Model
     meta: dict
+
+    @property
+    def kind(self) -> str:
+        return self.meta["config"].get("kind", "lstm")
+
+    @property
+    def input_kind(self) -> str:
+        return type(self.model).input_kind
+
+    @property
+    def weights_sha256(self) -> str:
+        """sha256 over the model's state arrays in key order (see :func:`strategies.ml.prediction_cache.state_sha256`)."""
+        from strategies.ml.prediction_cache import state_sha256
+
+        return state_sha256(self.model.state()[0])
 
     @property
     def config(self) -> ModelConfig:
@@ -117,58 +134,30 @@ def training_data_hash(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelC
     return data_sha256(data.candles, data.funding)
 
 
-def weighted_loss_sums(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor | None
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of w_i * CE_i, sum of w_i) for a batch: logits (B, 3), y (B,); w = 1 when ``weights`` is None."""
-    losses = nn.functional.cross_entropy(logits, y, reduction="none")
-    w = torch.ones_like(losses) if weights is None else weights[y]
-    return (w * losses).sum(), w.sum()
+def model_spec(cfg: ModelConfig) -> ModelSpec:
+    """What a model of ``cfg`` is built for (features, window, hyperparameters, ``[model.options]``)."""
+    return ModelSpec(len(cfg.features), cfg.window, tuple(cfg.features), cfg, dict(cfg.options))
 
 
-def run_epoch(model: SignalNet, loader, weights: torch.Tensor | None, device: torch.device,
-              optimizer: torch.optim.Optimizer | None = None) -> tuple[float, float]:
-    """One pass over ``loader``; trains when given an optimizer, else evaluates without gradients.
-
-    Returns (class-weighted mean cross-entropy, accuracy) over the whole pass. Train and validation share it.
-    """
-    training = optimizer is not None
-    model.train(training)
-    loss_sum, weight_sum, correct, count = 0.0, 0.0, 0, 0
-    with torch.set_grad_enabled(training):
-        for x, y in loader:
-            x, y = x.to(device), y.to(device)
-            logits = model(x)
-            wl, w = weighted_loss_sums(logits, y, weights)
-            if training:
-                optimizer.zero_grad(set_to_none=True)
-                (wl / w).backward()
-                optimizer.step()
-            loss_sum += float(wl.detach())
-            weight_sum += float(w.detach())
-            correct += int((logits.argmax(dim=1) == y).sum())
-            count += len(y)
-    return loss_sum / max(weight_sum, 1e-12), correct / max(count, 1)
+def model_inputs(x: np.ndarray, ends: np.ndarray, window: int, input_kind: str) -> np.ndarray:
+    """A model's inputs for decision bars ``ends`` of the scaled features ``x`` (T, F): windows (N, window, F)
+    ending at each bar (a read-only view when ``ends`` is a contiguous run), or rows (N, F) of the bars alone."""
+    return make_windows(x, ends, window) if input_kind == "windows" else x[np.asarray(ends, dtype=np.int64)]
 
 
-@dataclass
-class EarlyStopping:
-    """Stop when the validation loss has not improved for ``patience`` epochs in a row; remembers the best epoch.
-
-    Losses 1.0, 0.9, 0.95, 0.93 with patience 2: epoch 2 is best and training stops after epoch 4.
-    """
-
-    patience: int
-    best_loss: float = float("inf")
-    best_epoch: int = 0
-    stale: int = 0
-
-    def update(self, epoch: int, loss: float) -> tuple[bool, bool]:
-        """Record an epoch's loss; returns (improved, stop)."""
-        if loss < self.best_loss:
-            self.best_loss, self.best_epoch, self.stale = loss, epoch, 0
-            return True, False
-        self.stale += 1
-        return False, self.stale >= self.patience
+def check_probabilities(probs: Any, rows: int, who: str) -> np.ndarray:
+    """``probs`` as a (rows, 3) float64 array of finite probabilities summing to 1 per row, else ModelError."""
+    try:
+        p = np.asarray(probs, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ModelError(f"{who}.predict_proba returned {type(probs).__name__}, not an (N, 3) array") from exc
+    if p.shape != (rows, 3):
+        raise ModelError(f"{who}.predict_proba returned shape {p.shape}, expected ({rows}, 3) "
+                         f"(columns SHORT, FLAT, LONG)")
+    if rows and (not np.isfinite(p).all() or (p < 0).any() or np.abs(p.sum(axis=1) - 1.0).max() > 1e-4):
+        raise ModelError(f"{who}.predict_proba returned values that are not probabilities (each row must be "
+                         f">= 0 and sum to 1)")
+    return p
 
 
 def _check_finite(x: np.ndarray, what: str, index: pd.DatetimeIndex, ends: np.ndarray) -> None:
@@ -183,7 +172,7 @@ def _check_finite(x: np.ndarray, what: str, index: pd.DatetimeIndex, ends: np.nd
 class Samples:
     """Scaled features of the used rows, the fitted scaler, and the purged sample ends with their class indices."""
 
-    x: np.ndarray            # (T, F) float32, scaled with ``scaler``
+    x: np.ndarray            # (T, F) float32 contiguous, scaled with ``scaler``
     scaler: Scaler
     train_ends: np.ndarray   # (N_train,) decision bars
     train_y: np.ndarray      # (N_train,) class indices 0..2
@@ -206,70 +195,37 @@ def prepare_samples(data: TrainingData, cfg: ModelConfig, cost: float) -> Sample
                    va_ends, classes.iloc[va_ends].to_numpy(np.int64))
 
 
-def fit(samples: Samples, cfg: ModelConfig, progress: Callable[[str], None] | None
-        ) -> tuple[SignalNet, EarlyStopping, list[dict]]:
-    """The training loop: Adam, class-weighted cross-entropy, early stopping on the validation loss.
-
-    Must run inside the caller's seeded RNG scope. Returns the net holding its best epoch's weights (eval mode),
-    the stopper (best epoch and loss) and one history row per epoch.
-    """
-    device = torch.device(cfg.device)
-    train_ds = WindowDataset(samples.x, samples.train_ends, samples.train_y, cfg.window)
-    val_ds = WindowDataset(samples.x, samples.val_ends, samples.val_y, cfg.window)
-    weights = torch.from_numpy(class_weights(samples.train_y)).to(device) if cfg.class_weighting else None
-    model = SignalNet.from_config(cfg, len(cfg.features)).to(device)
-    train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True,
-                               generator=torch.Generator().manual_seed(cfg.seed))
-    val_loader = make_loader(val_ds, max(cfg.batch_size, 1024), shuffle=False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    stopper, best_state, history = EarlyStopping(cfg.patience), None, []
-    say = progress or (lambda line: None)
-    for epoch in range(1, cfg.epochs + 1):
-        t0 = time.perf_counter()
-        train_loss, _ = run_epoch(model, train_loader, weights, device, optimizer)
-        t1 = time.perf_counter()
-        val_loss, val_acc = run_epoch(model, val_loader, weights, device)
-        seconds = time.perf_counter() - t0
-        history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
-                        "seconds": seconds, "train_seconds": t1 - t0})
-        say(f"epoch {epoch}/{cfg.epochs}  train loss {train_loss:.4f}  val loss {val_loss:.4f}  "
-            f"val acc {100 * val_acc:.1f}%  ({seconds:.1f} s)")
-        improved, stop = stopper.update(epoch, val_loss)
-        if improved:
-            best_state = copy.deepcopy(model.state_dict())
-        if stop:
-            say(f"early stop: no val loss improvement for {cfg.patience} epochs; "
-                f"keeping epoch {stopper.best_epoch} (val loss {stopper.best_loss:.4f})")
-            break
-    if best_state is None:
-        raise ConfigError(f"training diverged: validation loss was {history[-1]['val_loss']} in every epoch; "
-                          f"lower lr (now {cfg.lr})")
-    model.load_state_dict(best_state)
-    return model.eval(), stopper, history
-
-
 def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, *, cost: float,
                 train_end: pd.Timestamp, progress: Callable[[str], None] | None = None) -> TrainedModel:
-    """Train on ``cfg.train_bars`` bars, stop early on the ``cfg.val_bars`` bars just before ``train_end``.
+    """Train a ``cfg.kind`` model on ``cfg.train_bars`` bars, validate on the ``cfg.val_bars`` bars just before
+    ``train_end``.
 
     ``candles``: OHLCV indexed by bar open time (UTC); ``funding``: ``funding_rate`` per settlement; ``cost``:
     round-trip cost as a log return for the labels (0.001 = 0.1 %); ``train_end``: the first bar the model will
     predict; nothing at or after it is read. ``progress`` receives one line per epoch. With the defaults on
     hourly BTC (17,515 training windows of 48 bars) an epoch takes about 0.5 s on one CPU thread.
     With ``cfg.tune_threshold`` the decision threshold is chosen on the validation span
-    (:func:`strategies.lstm.threshold.tune_min_confidence`) and stored in ``meta["decision_rule"]`` with its table.
+    (:func:`strategies.ml.threshold.tune_min_confidence`) and stored in ``meta["decision_rule"]`` with its table.
     Raises DataError when the history is shorter than warm-up + window + train + validation.
     """
     data = select_training_data(candles, funding, cfg, train_end)
     samples = prepare_samples(data, cfg, cost)
+    cls = model_class(cfg.kind)
+    who = cls.__name__
+    weights = class_weights(samples.train_y) if cfg.class_weighting else None
+    train = FitData(model_inputs(samples.x, samples.train_ends, cfg.window, cls.input_kind), samples.train_y, weights)
+    val = FitData(model_inputs(samples.x, samples.val_ends, cfg.window, cls.input_kind), samples.val_y, weights)
     rng_devices = [] if torch.device(cfg.device).type == "cpu" else [torch.device(cfg.device).index or 0]
     t_start = time.perf_counter()
     with torch_threads(cfg.threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(cfg.seed)
-        model, stopper, history = fit(samples, cfg, progress)
-        val_probs = predict_probabilities(model, make_windows(samples.x, samples.val_ends, cfg.window))
+        model = cls(model_spec(cfg))
+        info = model.fit(train, val, seed=cfg.seed, progress=progress) or {}
+        val_probs = check_probabilities(model.predict_proba(val.x), len(val), who)
     seconds = time.perf_counter() - t_start
-    train_seconds = sum(h["train_seconds"] for h in history)
+    history = list(info.get("history", []))
+    train_seconds = sum(h.get("train_seconds", 0.0) for h in history) or seconds
+    epochs_run = int(info.get("epochs_run", len(history) or 1))
     meta = _metadata(data, samples, cfg, cost, pd.Timestamp(train_end))
     min_confidence = cfg.min_confidence
     if cfg.tune_threshold:
@@ -279,9 +235,12 @@ def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, 
         meta["decision_rule"].update(min_confidence=min_confidence, tuned_min_confidence=min_confidence,
                                      tuning=choice.to_dict())
     meta["validation"] = classification_metrics(val_probs, samples.val_y, min_confidence)
-    meta["training"] = {"epochs_run": len(history), "best_epoch": stopper.best_epoch,
-                        "best_val_loss": stopper.best_loss, "history": history, "seconds": seconds,
-                        "train_samples_per_second": len(samples.train_ends) * len(history) / max(train_seconds, 1e-9)}
+    meta["training"] = {**{k: v for k, v in info.items() if k not in ("history", "epochs_run")},
+                        "epochs_run": epochs_run, "best_epoch": info.get("best_epoch", epochs_run),
+                        "best_val_loss": info.get("best_val_loss"), "history": history, "seconds": seconds,
+                        "train_samples_per_second": len(samples.train_ends) * epochs_run / max(train_seconds, 1e-9)}
+    meta["model"] = {"kind": cfg.kind, "class": f"{cls.__module__}.{cls.__qualname__}",
+                     "input_kind": cls.input_kind, "source_sha256": source_sha256(cfg.kind)}
     return TrainedModel(model, meta)
 
 

@@ -2,7 +2,7 @@
 
 :func:`train_walk_forward` trains (or loads from the cache) the model of every fold with
 ``train_end = fold.train_end`` (its first test bar), so each model reads nothing at or after the bars it will
-predict; the purge inside each fold is :mod:`strategies.lstm.spans`'. :class:`WalkForwardPredictor` answers
+predict; the purge inside each fold is :mod:`strategies.ml.spans`'. :class:`WalkForwardPredictor` answers
 ``signal(i)`` / ``probabilities(i)`` for bar i of the span with the model of the fold whose test span holds
 that bar. Each fold's first windows are seeded with the trailing bars before its test span (window history
 and feature warm-up, from the end of its validation span): they are read as inputs only, never as labels.
@@ -22,13 +22,13 @@ import numpy as np
 import pandas as pd
 
 from data_feeds.errors import DataError
-from strategies.lstm.cache import train_or_load
-from strategies.lstm.config import ModelConfig
-from strategies.lstm.errors import ConfigError
-from strategies.lstm.features import warmup_bars
-from strategies.lstm.folds import Fold, make_folds
-from strategies.lstm.predictor import MODES, Predictor
-from strategies.lstm.train import TrainedModel, train_model
+from strategies.ml.cache import train_or_load
+from strategies.ml.config import ModelConfig
+from strategies.ml.errors import ConfigError
+from strategies.ml.features import warmup_bars
+from strategies.ml.folds import Fold, make_folds
+from strategies.ml.predictor import MODES, Predictor
+from strategies.ml.train import TrainedModel, train_model
 from strategies.signal import CLASS_NAMES, Signal
 
 Progress = Callable[[str], None]

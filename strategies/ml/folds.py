@@ -20,14 +20,14 @@ from dataclasses import dataclass
 import pandas as pd
 
 from data_feeds.errors import DataError
-from strategies.lstm.errors import ConfigError
+from strategies.ml.errors import ConfigError
 
 
 @dataclass(frozen=True)
 class Fold:
     """One walk-forward fold: row positions (half-open ``(first, stop)``) and open times (``(first, last)``).
 
-    ``train_end`` is the first test bar; it is what :func:`strategies.lstm.train.train_model` takes as
+    ``train_end`` is the first test bar; it is what :func:`strategies.ml.train.train_model` takes as
     ``train_end`` (the validation span ends just before it).
     """
 
