@@ -28,11 +28,16 @@ Backtrader's conventions, each pinned by a test in ``tests/test_broker_conventio
 
 Order of events within a bar (:class:`FuturesBroker`):
 
-1. funding settled at the bar's open on the position held through it; as on Binance in isolated mode it comes
-   out of the position's margin (the account value pays it either way), which moves the liquidation price;
+1. funding settled exactly at the bar's open on the position held through it (before the open's fills), at the
+   mark close of the bar before; as on Binance in isolated mode it comes out of the position's margin (the
+   account value pays it either way), which moves the liquidation price;
 2. orders due at the open fill: market orders at the open moved by the slippage model, paying the taker fee;
    limit orders at their limit (or the better open), paying the maker fee if they rested (not marketable
    against the close they were placed at) and the taker fee otherwise;
+2b. funding settled strictly inside the bar (bars longer than the funding interval: 08:00 and 16:00 inside a 1d
+   bar) on the position held after the open's fills, at the mark price of each instant (the feed's
+   ``funding_inside`` line), also out of the isolated margin; a bar's settlements are booked before its
+   liquidation check (the bar's price path inside it is unknown);
 3. liquidation check over the bar's adverse mark extreme (mark low for a long, mark high for a short; the
    last-price candle where no mark prices exist): below maintenance, the position is closed at the
    liquidation price with the liquidation fee, or at the open when the bar gapped past it, never losing more
@@ -202,13 +207,30 @@ class FuturesBroker(bt.brokers.BackBroker):
 
     def next(self):
         super().next()
+        changed = self._settle_inside_bar() if self.p.config.funding else False
         if self.p.config.liquidation:
-            liquidated = False
             for data, pos in list(self.positions.items()):
                 if pos.size:
-                    liquidated |= self._liquidate_if_due(data, pos)
-            if liquidated:
-                self._get_value()
+                    changed |= self._liquidate_if_due(data, pos)
+        if changed:
+            self._get_value()
+
+    def _settle_inside_bar(self) -> bool:
+        """Funding settled strictly inside this bar (after its open's fills) on the position held then:
+        ``size x sum(rate x mark price at each instant)`` (the feed's ``funding_inside`` line)."""
+        paid_any = False
+        for data, pos in self.positions.items():
+            inside = getattr(data.lines, "funding_inside", None)
+            if not pos.size or inside is None or inside[0] == 0.0:
+                continue
+            comminfo = self.getcommissioninfo(data)
+            paid = pos.size * inside[0]
+            comminfo.funding_log.append((data.datetime[0], paid))
+            comminfo.held_funding += paid
+            self.d_credit[data] += paid
+            self.cash -= paid
+            paid_any = True
+        return paid_any
 
     def _liquidate_if_due(self, data, pos) -> bool:
         """Close ``pos`` at its liquidation price if the bar's adverse mark extreme breaches maintenance."""

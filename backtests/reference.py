@@ -13,7 +13,8 @@ The account is an :class:`Account` (a NamedTuple); each kernel takes one and ret
 - :func:`mark_to_market` at the close.
 
 :func:`run_reference` strings them together bar by bar in the broker's order (funding at the open, fills at the
-open, liquidation over the bar, mark to market at the close) for a series of target positions in contracts.
+open, funding settled inside the bar, liquidation over the bar, mark to market at the close) for a series of
+target positions in contracts.
 
 Worked number: 10,000 USDT, leverage 5, buy 4 at 10,000 with taker 0.05 %: fee 20, initial margin 8,000, free cash
 1,980; a close at 10,100 makes equity 10,000 - 20 + 400 = 10,380.
@@ -209,14 +210,17 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
                   table: MarginTable = DEFAULT_TABLE) -> ReferenceResult:
     """Account for ``targets`` (signed contracts wanted after each bar's close) over the bars in ``arrays``.
 
-    ``arrays`` holds open, high, low, close, volume, funding_rate, mark_high, mark_low, mark_close per bar (as
-    :func:`data_feeds.feed.feed_arrays` builds them). The order for ``targets[i] - position`` is sent at bar i's
+    ``arrays`` holds open, high, low, close, volume, funding_rate, mark_high, mark_low, mark_close and
+    funding_inside per bar (as :func:`data_feeds.feed.feed_arrays` builds them): the rate settled at the bar's
+    open is paid before its fills at the previous mark close; ``funding_inside`` (sum of rate x mark price of
+    the settlements strictly inside the bar) after them, before the liquidation check. The order for ``targets[i] - position`` is sent at bar i's
     close and fills at bar i+1's open as a market order; a refused one is sent again at the next close.
     """
     o, h, lo, c, vol = (np.asarray(arrays[k], dtype="float64").tolist()
                         for k in ("open", "high", "low", "close", "volume"))
     rate, m_high, m_low, m_close = (np.asarray(arrays[k], dtype="float64").tolist()
                                     for k in ("funding_rate", "mark_high", "mark_low", "mark_close"))
+    inside = np.asarray(arrays.get("funding_inside", np.zeros(len(rate))), dtype="float64").tolist()
     want = np.asarray(targets, dtype="float64").tolist()
     n, lev = len(c), config.leverage
     acct = Account(wallet=config.cash)
@@ -236,6 +240,9 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
                     fills.append(_fill_row(i, fill, "market", o[i]))
                 if status != "filled":
                     rejected.append({"bar": i, "size": delta, "price": c[i - 1], "reason": _REASONS[status]})
+        if config.funding and inside[i] != 0.0 and acct.size != 0.0:
+            acct, paid = apply_funding(acct, inside[i], 1.0)
+            paid_per_bar[i] += paid
         if config.liquidation:
             acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, config.liquidation_fee, o[i])
             if fill is not None:

@@ -246,7 +246,41 @@ def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_
     before = funding.index[funding.index < t0]
     first = before[-1] if len(before) else t0
     funding = funding[(funding.index >= first) & (funding.index < t1)]
+    if data_path is None:
+        funding = with_settlement_marks(funding, exchange, symbol, timeframe, store_dir)
     return MarketData(exchange, symbol, timeframe, candles, funding, mark, source, find_gaps(candles.index, timeframe))
+
+
+def with_settlement_marks(funding: pd.DataFrame, exchange: str, symbol: str, timeframe: str,
+                          store_dir=None, mark: pd.DataFrame | None = None) -> pd.DataFrame:
+    """``funding`` with a ``mark_price`` column: the mark price at each settlement instant, NaN where unknown.
+
+    Needed only on bars longer than 1h, where settlements fall inside bars: the close of the mark candle that
+    ends at the instant, from ``mark`` (a user's mark file) or the finest stored or shipped mark candles of 1h or
+    less (the 08:00 settlement inside a 1d bar: the close of the 07:00-08:00 mark candle, the same price a 1h
+    run uses at the 08:00 bar's open). Shorter bars already have a mark candle ending at every settlement.
+    """
+    if funding.empty or timeframe_seconds(timeframe) <= 3600 or "mark_price" in funding.columns:
+        return funding
+    sources = [] if mark is None else [mark]
+    store = Store(store_dir)
+    for tf in ("1h", "15m", "5m", "1m"):
+        try:
+            frame = store.read(exchange, symbol, tf, "mark")
+            frame = frame if frame is not None else _sampled(exchange, symbol, tf, "mark")
+        except DataError:
+            frame = None
+        if frame is not None and len(frame) > 1:
+            sources.append(frame)
+    out = funding.copy()
+    prices = pd.Series(float("nan"), index=funding.index)
+    for frame in sources:
+        step = pd.Series(frame.index[1:] - frame.index[:-1]).mode().iloc[0]
+        ends = pd.Series(frame["close"].to_numpy(dtype="float64"), index=frame.index + step)
+        ends = ends[~ends.index.duplicated()]
+        prices = prices.fillna(ends.reindex(funding.index))
+    out["mark_price"] = prices.to_numpy(dtype="float64")
+    return out
 
 
 def _optional(fn):
