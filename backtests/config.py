@@ -78,6 +78,9 @@ class DataConfig:
 
     ``path``: a user's own CSV/Parquet candles file instead of the store/shipped sample.
     ``store_dir``: the local store folder (default: ``$LSTMBT_DATA_DIR`` or the user cache folder).
+    ``market_rules``: a JSON/TOML file of the market's rules (steps, minimums, leverage tiers; see
+    :mod:`data_feeds.market_rules`) instead of the ones stored with the data or shipped.
+    ``mark_path``: a user's own mark-price candles file (timestamp,open,high,low,close), next to ``funding_path``.
     """
 
     exchange: str = "binanceusdm"
@@ -88,6 +91,8 @@ class DataConfig:
     path: str | None = None
     funding_path: str | None = None
     store_dir: str | None = None
+    market_rules: str | None = None
+    mark_path: str | None = None
 
 
 @dataclass(frozen=True)

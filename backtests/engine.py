@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,12 +13,12 @@ import pandas as pd
 
 from backtests.broker import make_broker
 from backtests.config import BacktestConfig, BrokerConfig
-from backtests.margin import market_rules
+from backtests.margin import TradingRules, market_rules
 from backtests.recorder import Recorder
 from backtests.result import FILL_COLUMNS, REJECT_COLUMNS, BacktestResult
 from backtests.trades import trades_from_fills
 from data_feeds import DataError, MarketData, load_market, parse_span
-from data_feeds.feed import FuturesData
+from data_feeds.feed import FuturesData, unpriced_settlements
 from data_feeds.hashing import frame_sha256
 from data_feeds.timeframes import timeframe_delta
 from strategies.registry import get_strategy
@@ -70,9 +71,9 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True, quicknotify=True)
     cerebro.adddata(FuturesData(market=span))
-    broker, comminfo = make_broker(config.broker)
+    rules = run_rules(config)
+    broker, comminfo = make_broker(config.broker, rules=rules)
     cerebro.broker = broker
-    rules = market_rules(config.data.symbol)
     cerebro.addstrategy(cls, fraction=config.fraction, leverage=config.broker.leverage, cost_rate=opening_cost(config.broker),
                         qty_step=rules.qty_step,
                         min_qty=rules.min_qty, **params)
@@ -90,7 +91,45 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
         progress(f"  {name}: {n_bars:,} bars in {elapsed:.2f} s ({n_bars / max(elapsed, 1e-9):,.0f} bars/s)")
     result = _collect(run_config, name, span, strat, comminfo, params)
     result.extras.update(extras)
+    _record_rules(result, rules, broker, span)
     return result
+
+
+def run_rules(config: BacktestConfig) -> TradingRules:
+    """The traded market's rules: ``--market-rules FILE``, else stored with the data, else shipped, else the
+    flagged conservative defaults (see :func:`data_feeds.market_rules.load_rules`)."""
+    d = config.data
+    return market_rules(d.symbol, d.exchange, store_dir=d.store_dir, path=d.market_rules)
+
+
+def run_notices(rules: TradingRules, market: MarketData) -> list[str]:
+    """What the user must know about the inputs of a run, one line each (CLI, report banner, metrics.json):
+    default market rules, settlements without a mark price at their instant."""
+    out = []
+    if rules.rules is not None and rules.rules.is_default:
+        out.append(f"NO MARKET RULES for {market.exchange} {market.symbol}: ran on conservative defaults "
+                   f"({rules.rules.describe()}); pass --market-rules FILE or download the market")
+    unpriced = unpriced_settlements(market)
+    if len(unpriced):
+        out.append(f"{len(unpriced)} funding settlement(s) inside bars had no mark price at their instant "
+                   f"({unpriced[0]:%Y-%m-%d %H:%M} .. {unpriced[-1]:%Y-%m-%d %H:%M}); priced at their bar's open")
+    return out
+
+
+def _record_rules(result: BacktestResult, rules: TradingRules, broker, span: MarketData) -> None:
+    """Put the market rules used, the run's notices and the wiped-out time into ``result.data_span``."""
+    if rules.rules is not None:
+        r = rules.rules
+        # links stay in the rules file: the report page is self-contained (no URL in it)
+        result.data_span["market_rules"] = {"summary": re.sub(r"\s*https?://\S+", "", r.describe()),
+                                            "fetched": r.fetched, "is_default": r.is_default}
+    notices = run_notices(rules, span)
+    if broker.wiped_out_at is not None:
+        when = _bt_times([broker.wiped_out_at], span.candles.index)[0]
+        result.data_span["wiped_out_at"] = when.isoformat()
+        notices.append(f"account wiped out at {when:%Y-%m-%d %H:%M} UTC: equity could no longer open the market's "
+                       f"minimum position; no trading after it, and risk ratios of this run are not meaningful")
+    result.data_span["notices"] = notices
 
 
 def _bt_times(values, index: pd.DatetimeIndex) -> pd.DatetimeIndex:

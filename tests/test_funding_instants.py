@@ -44,7 +44,7 @@ def _flip_market():
 def test_a_1d_bar_with_three_settlements_and_a_flip_at_the_open_pays_each_on_the_position_held_then():
     market, config, sizes = _flip_market(), BrokerConfig(**BASE), [10_000.0, -8_000.0, -8_000.0]
     run = run_cerebro(market, config, sizes=sizes)
-    ref = run_reference(feed_arrays(market), np.asarray(sizes), config, market_rules(XRP).margin_table)
+    ref = run_reference(feed_arrays(market), np.asarray(sizes), config, rules=market_rules(XRP))
     # broker: one funding entry per (bar, at-open / inside-bar) settlement group, dated by its bar
     log = run.strategy.broker.getcommissioninfo(run.strategy.data).funding_log
     bar_of = {d: i for i, d in enumerate(feed_arrays(market)["datetime"])}
