@@ -109,6 +109,9 @@ def run_notices(rules: TradingRules, market: MarketData) -> list[str]:
     if rules.rules is not None and rules.rules.is_default:
         out.append(f"NO MARKET RULES for {market.exchange} {market.symbol}: ran on conservative defaults "
                    f"({rules.rules.describe()}); pass --market-rules FILE or download the market")
+    elif rules.rules is not None and "conservative defaults" in rules.rules.tiers_note:
+        out.append(f"NO LEVERAGE TIERS for {market.exchange} {market.symbol} ({rules.rules.tiers_note}): "
+                   f"maintenance margin and leverage limits use conservative default tiers")
     unpriced = unpriced_settlements(market)
     if len(unpriced):
         out.append(f"{len(unpriced)} funding settlement(s) inside bars had no mark price at their instant "

@@ -254,12 +254,27 @@ def load_rules(exchange: str, symbol: str, *, store_dir: str | os.PathLike | Non
     """The market's rules: ``path`` (a user's file), else the store, else the shipped snapshot, else
     :func:`default_rules` (see the module docstring)."""
     if path is not None:
-        return read_rules_file(path, symbol, exchange)
+        return with_tiers(read_rules_file(path, symbol, exchange))
     from data_feeds.store import default_store_dir  # the store module stays free of this one
 
     root = Path(store_dir) if store_dir is not None else default_store_dir()
     for candidate in (rules_path(root, exchange, symbol), sample_rules_path(exchange, symbol)):
         if candidate.exists():
-            return read_rules_file(candidate, symbol, exchange)
+            return with_tiers(read_rules_file(candidate, symbol, exchange))
     return default_rules(exchange, symbol)
+
+
+def with_tiers(rules: MarketRules) -> MarketRules:
+    """``rules`` as they are when they have leverage tiers; else with the shipped snapshot's tiers for the market,
+    else the conservative default tiers, and ``tiers_note`` saying so (Binance without API keys)."""
+    if rules.tiers:
+        return rules
+    snapshot = sample_rules_path(rules.exchange, rules.symbol)
+    if snapshot.exists():
+        snap = read_rules_file(snapshot, rules.symbol, rules.exchange)
+        if snap.tiers:
+            return replace(rules, tiers=snap.tiers, tiers_note=f"{rules.tiers_note}; tiers from the shipped snapshot "
+                                                                f"({snap.fetched})".lstrip("; "))
+    return replace(rules, tiers=default_rules(rules.exchange, rules.symbol).tiers,
+                   tiers_note=f"{rules.tiers_note}; tiers: conservative defaults".lstrip("; "))
 

@@ -84,11 +84,12 @@ class Run:
 
 
 def run_cerebro(market: MarketData, config: BrokerConfig, strategy=ReplayStrategy, *, symbol: str | None = None,
-                broker: bt.brokers.BackBroker | None = None, **params) -> Run:
-    """Run ``strategy`` with ``params`` on ``market`` through :func:`make_broker` (or a given ``broker``)."""
+                broker: bt.brokers.BackBroker | None = None, rules=None, **params) -> Run:
+    """Run ``strategy`` with ``params`` on ``market`` through :func:`make_broker` (or a given ``broker``);
+    ``rules`` (TradingRules) or ``symbol`` pick the market rules, else the market's own symbol does."""
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True, quicknotify=True)
     cerebro.adddata(FuturesData(market=market))
-    made, comminfo = make_broker(config, symbol=symbol)
+    made, comminfo = make_broker(config, symbol=symbol, rules=rules)
     if broker is not None:
         broker.setcash(config.cash)
         broker.addcommissioninfo(comminfo)
