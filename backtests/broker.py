@@ -52,7 +52,7 @@ from __future__ import annotations
 import backtrader as bt
 
 from backtests.margin import TradingRules, below_minimum, funding_kept, is_liquidated, leverage_allowed, \
-    liquidation_exit, market_rules, minimum_cost
+    liquidation_exit, liquidation_fee_rate, market_rules, minimum_cost
 from backtests.config import BrokerConfig  # noqa: F401  (re-exported: it configures this broker)
 from backtests.slippage import fill_price
 
@@ -264,14 +264,16 @@ class FuturesBroker(bt.brokers.BackBroker):
         adverse = low[0] if size > 0 else high[0]
         if not is_liquidated(size, entry, margin, adverse, table):
             return False
-        price, fee = liquidation_exit(size, entry, margin, data.open[0], table, self.p.config.liquidation_fee)
+        cfg = self.p.config
+        price, fee = liquidation_exit(size, entry, margin, data.open[0], table,
+                                      liquidation_fee_rate(cfg.liquidation_fee, rules), cfg.liquidation_model)
         cls = bt.order.SellOrder if size > 0 else bt.order.BuyOrder
         order = cls(owner=None, data=data, size=abs(size), price=price, exectype=bt.Order.Market)
         order.addinfo(kind="liquidation")
         self._ocoize(order, None)
         order.submit(self)
         order.accept(self)
-        comminfo.rate = fee / (abs(size) * price)
+        comminfo.rate = fee / (abs(size) * price) if price else 0.0
         self._fill = ("liquidation", "liquidation", price)
         try:
             self._execute(order, ago=0, price=price)

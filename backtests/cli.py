@@ -64,7 +64,10 @@ def _add_broker_flags(p: argparse.ArgumentParser) -> None:
                    help="slippage model: none, fixed (--slippage-bps), range or volume (default fixed)")
     g.add_argument("--slippage-bps", type=float, help="basis points against each market fill (default 1)")
     g.add_argument("--slippage-coef", type=float, help="coefficient of the range/volume slippage models (default 0.1)")
-    g.add_argument("--liquidation-fee", type=float, help="fraction of notional at liquidation (default 0.0125)")
+    g.add_argument("--liquidation-fee", type=float,
+                   help="fraction of notional at liquidation (default: the market's rate, else 0.0125)")
+    g.add_argument("--liquidation-model", choices=("binance", "flat"),
+                   help="binance (default): Binance's liquidation protocol; flat: fee at the liquidation price")
     g.add_argument("--no-liquidation", action="store_true", help="never liquidate (to study a strategy's raw PnL)")
     g.add_argument("--no-funding", action="store_true", help="ignore funding payments")
 
@@ -72,7 +75,8 @@ def _add_broker_flags(p: argparse.ArgumentParser) -> None:
 def broker_overrides(args: argparse.Namespace) -> dict:
     """The BrokerConfig fields set by the broker flags given on the command line (see ``_add_broker_flags``)."""
     broker = {k: getattr(args, k) for k in ("cash", "leverage", "taker_fee", "maker_fee", "slippage_bps",
-                                            "slippage_coef", "liquidation_fee") if getattr(args, k, None) is not None}
+                                            "slippage_coef", "liquidation_fee", "liquidation_model")
+              if getattr(args, k, None) is not None}
     if getattr(args, "slippage_model", None) is not None:
         broker["slippage"] = args.slippage_model
     if getattr(args, "no_funding", False):

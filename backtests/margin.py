@@ -217,16 +217,25 @@ def liquidation_fee(size: float, price: float, rate: float, table: MarginTable) 
 
 
 def liquidation_exit(size: float, entry: float, margin: float, open_price: float, table: MarginTable,
-                     fee_rate: float) -> tuple[float, float]:
+                     fee_rate: float, model: str = "flat") -> tuple[float, float]:
     """(price, fee) of a liquidation found in a bar that opened at ``open_price``.
 
-    Normally the position closes at :func:`liquidation_price` and pays :func:`liquidation_fee`. When the bar
-    already opened beyond that price (a gap, or funding taken from the margin at the open moved it), it closes
-    at the open instead, but never beyond the bankruptcy price, where the isolated margin is gone: an isolated
-    position loses at most its margin, the exchange's insurance fund takes the rest. The fee is what is left
-    of the margin at the exit, at most the normal fee.
-    Long 1 at 100 with margin 5 (BTC table), bar opens at 94: liquidation price 95.38, so it closes at the
-    bankruptcy price 95 (loss 5, fee 0); opening at 95.2 it closes there (loss 4.8, fee 0.2).
+    The position is taken over at :func:`liquidation_price`, or at the open when the bar already opened beyond it
+    (a gap, or funding taken from the margin at the open moved it), never beyond the bankruptcy price
+    ``entry - margin / size``, where the isolated margin is gone: an isolated position loses at most its margin,
+    the exchange's insurance fund takes the rest. What is left of the margin there, ``left``, decides the rest:
+
+    - ``model="binance"`` (Binance's liquidation protocols, FAQ 360033525271): the liquidation ("insurance
+      clearance") fee is ``fee_rate x notional``. If ``left`` covers it the position is margin-compliant: it
+      closes at that price, pays the fee and the trader keeps ``left - fee``. Otherwise it is margin-deficient:
+      it is closed at the bankruptcy price and the remaining collateral (``left``) goes to the insurance fund;
+      the trader keeps nothing and pays no further fee.
+    - ``model="flat"``: it closes at that price and pays ``fee_rate x notional`` capped at the maintenance margin
+      and at ``left`` (the same loss as "binance", booked as a fee at the liquidation price).
+
+    Long 1 at 100 with margin 5 (BTC table), no gap: liquidation price 95.3815, left 0.3815 (its maintenance
+    margin) < 1.25 % x 95.38 = 1.19: "binance" closes at the bankruptcy price 95 with no fee; "flat" at 95.3815
+    with a fee of 0.3815. Either way 5 is lost. Opening at 94: 95 and no fee in both.
     """
     liq = liquidation_price(size, entry, margin, table)
     gapped = open_price < liq if size > 0 else open_price > liq
@@ -234,7 +243,20 @@ def liquidation_exit(size: float, entry: float, margin: float, open_price: float
     bankrupt = entry - max(margin, 0.0) / size
     price = max(price, bankrupt) if size > 0 else min(price, bankrupt)
     left = max(margin + size * (price - entry), 0.0)
+    if model == "binance":
+        fee = fee_rate * abs(size) * price
+        return (price, fee) if left >= fee else (bankrupt, 0.0)
     return price, min(liquidation_fee(size, price, fee_rate, table), left)
+
+
+def liquidation_fee_rate(config_rate: float | None, rules: "TradingRules | None") -> float:
+    """The liquidation fee rate a run uses: the config's if set, else the market's (Binance ``liquidationFee``),
+    else 0.0125 (Binance's 1.25 % on BTCUSDT, ETHUSDT and XRPUSDT)."""
+    if config_rate is not None:
+        return config_rate
+    if rules is not None and rules.liquidation_fee is not None:
+        return rules.liquidation_fee
+    return 0.0125
 
 
 def funding_kept(held: float, size_before: float, size_after: float) -> float:

@@ -30,7 +30,7 @@ import numpy as np
 from backtests.attribution import Attribution
 from backtests.config import BrokerConfig
 from backtests.margin import DEFAULT_TABLE, MarginTable, TradingRules, below_minimum, funding_kept, is_liquidated, \
-    leverage_allowed, liquidation_exit, minimum_cost
+    leverage_allowed, liquidation_exit, liquidation_fee_rate, minimum_cost
 from backtests.slippage import fill_price
 
 
@@ -162,13 +162,14 @@ def apply_fill(acct: Account, size: float, price: float, reference: float, fee_r
 
 def check_liquidation(acct: Account, mark_low: float, mark_high: float, leverage: float,
                       table: MarginTable = DEFAULT_TABLE, fee_rate: float = 0.0125,
-                      open_price: float | None = None) -> tuple[Account, Fill | None]:
+                      open_price: float | None = None, model: str = "flat") -> tuple[Account, Fill | None]:
     """Liquidate the position if its isolated margin balance at the bar's adverse mark extreme is below
     maintenance. The isolated margin is the initial margin less the funding the position has paid from it.
 
-    It closes as :func:`~backtests.margin.liquidation_exit` says for a bar opening at ``open_price`` (None: no
-    gap, the liquidation price). Long 1 at 100, 20x (margin 5), mark low 95 on the BTC table: closed at 95.3815
-    for -4.6185 and a fee of 0.3815, losing the margin of 5.
+    It closes as :func:`~backtests.margin.liquidation_exit` says (``model`` "binance" or "flat") for a bar opening
+    at ``open_price`` (None: no gap, the liquidation price). Long 1 at 100, 20x (margin 5), mark low 95 on the BTC
+    table, "flat": closed at 95.3815 for -4.6185 and a fee of 0.3815; "binance": at the bankruptcy price 95 for
+    -5 and no fee (0.3815 left < the 1.25 % fee). Either way the margin of 5 is lost.
     """
     size = acct.size
     if size == 0.0:
@@ -178,7 +179,7 @@ def check_liquidation(acct: Account, mark_low: float, mark_high: float, leverage
     if not is_liquidated(size, acct.entry, margin, adverse, table):
         return acct, None
     price, fee = liquidation_exit(size, acct.entry, margin, acct.entry if open_price is None else open_price,
-                                  table, fee_rate)
+                                  table, fee_rate, model)
     pnl = size * (price - acct.entry)
     new = acct._replace(wallet=acct.wallet + pnl - fee, size=0.0, entry=0.0, mark=price, held_funding=0.0,
                         liq_realised=acct.liq_realised + pnl, liq_fees=acct.liq_fees + fee)
@@ -237,6 +238,7 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
     if rules is not None:
         table = rules.margin_table
     wiped: int | None = None
+    liq_rate = liquidation_fee_rate(config.liquidation_fee, rules)
     acct = Account(wallet=config.cash)
     eq, pos, paid_per_bar = np.empty(n), np.empty(n), np.zeros(n)
     fills: list[dict] = []
@@ -263,7 +265,8 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
             acct, paid = apply_funding(acct, inside[i], 1.0)
             paid_per_bar[i] += paid
         if config.liquidation:
-            acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, config.liquidation_fee, o[i])
+            acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, liq_rate, o[i],
+                                           config.liquidation_model)
             if fill is not None:
                 fills.append(_fill_row(i, fill, "liquidation", fill.price))
         acct = mark_to_market(acct, c[i])
