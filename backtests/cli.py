@@ -48,6 +48,8 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--end", help="last day, YYYY-MM-DD, inclusive (UTC)")
     g.add_argument("--data", dest="path", help="your own candles file (CSV or Parquet: timestamp,open,high,low,close,volume)")
     g.add_argument("--funding-data", dest="funding_path", help="your own funding file (timestamp,funding_rate)")
+    g.add_argument("--mark-data", dest="mark_path",
+                   help="your own mark-price candles (timestamp,open,high,low,close), the timeframe or finer")
     g.add_argument("--market-rules", dest="market_rules",
                    help="JSON/TOML file of the market's rules: qty_step, min_qty, min_notional, leverage tiers... "
                         "(default: stored with the data by `lstmbt download`, or the shipped snapshot)")
@@ -92,7 +94,8 @@ def build_config(args: argparse.Namespace):
 
     config = load_config(args.config) if getattr(args, "config", None) else BacktestConfig()
     data = {k: getattr(args, k) for k in ("exchange", "symbol", "timeframe", "start", "end", "path", "funding_path",
-                                          "store_dir", "market_rules") if getattr(args, k, None) is not None}
+                                          "store_dir", "market_rules", "mark_path")
+            if getattr(args, k, None) is not None}
     broker = broker_overrides(args)
     top = {k: getattr(args, k) for k in ("strategy", "name", "seed", "fraction") if getattr(args, k, None) is not None}
     if getattr(args, "baselines", None) is not None:

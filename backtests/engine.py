@@ -18,6 +18,7 @@ from backtests.recorder import Recorder
 from backtests.result import FILL_COLUMNS, REJECT_COLUMNS, BacktestResult
 from backtests.trades import trades_from_fills
 from data_feeds import DataError, MarketData, load_market, parse_span
+from data_feeds.coverage import describe, funding_gaps, mark_gaps
 from data_feeds.feed import FuturesData, unpriced_settlements
 from data_feeds.hashing import frame_sha256
 from data_feeds.timeframes import timeframe_delta
@@ -38,7 +39,7 @@ def load_run_data(config: BacktestConfig, history_bars: int = 0) -> tuple[Market
     t0, t1 = parse_span(d.start, d.end)
     first = t0 - history_bars * timeframe_delta(d.timeframe)
     market = load_market(d.exchange, d.symbol, d.timeframe, first, d.end, data_path=d.path,
-                         funding_path=d.funding_path, store_dir=d.store_dir)
+                         funding_path=d.funding_path, mark_path=d.mark_path, store_dir=d.store_dir)
     span = market.candles.index[market.candles.index >= t0]
     if len(span) < 3:
         raise DataError(f"only {len(span)} bar(s) of {d.symbol} {d.timeframe} in {d.start} .. {d.end}; need at least 3")
@@ -112,6 +113,14 @@ def run_notices(rules: TradingRules, market: MarketData) -> list[str]:
     elif rules.rules is not None and "conservative defaults" in rules.rules.tiers_note:
         out.append(f"NO LEVERAGE TIERS for {market.exchange} {market.symbol} ({rules.rules.tiers_note}): "
                    f"maintenance margin and leverage limits use conservative default tiers")
+    gaps = funding_gaps(market)
+    if gaps:
+        out.append(f"NO FUNDING DATA for {market.symbol} in {describe(gaps)}: no funding booked there "
+                   f"(pass --funding-data or download funding)")
+    gaps = mark_gaps(market)
+    if gaps:
+        out.append(f"NO MARK PRICES for {market.symbol} in {describe(gaps)}: liquidation checks and funding use "
+                   f"last prices there (pass --mark-data or download mark candles)")
     unpriced = unpriced_settlements(market)
     if len(unpriced):
         out.append(f"{len(unpriced)} funding settlement(s) inside bars had no mark price at their instant "
@@ -172,9 +181,20 @@ def _collect(config: BacktestConfig, name: str, span: MarketData, strat, comminf
     return BacktestResult(
         name=name, strategy=name, exchange=config.data.exchange, symbol=config.data.symbol,
         timeframe=config.data.timeframe, initial_cash=config.broker.cash, equity=equity, position=position,
-        target=target, prices=span.candles, fills=fills, trades=trades, funding=funding, fees=fees,
+        target=target, prices=_prices(span), fills=fills, trades=trades, funding=funding, fees=fees,
         rejected=rejected, config=_result_config(config), data_span=data_span, predictions=predictions,
         attribution=rec.attribution.as_dict())
+
+
+def _prices(span: MarketData) -> pd.DataFrame:
+    """The span's candles, plus ``mark_close`` (the mark-price close, the last close where no mark candle exists)
+    when the market has mark prices: the report's equity at the mark price is built from it."""
+    if span.mark is None:
+        return span.candles
+    out = span.candles.copy()
+    mark = span.mark["close"].reindex(out.index)
+    out["mark_close"] = mark.where(mark.notna(), out["close"]).astype("float64")
+    return out
 
 
 def _result_config(config: BacktestConfig) -> dict:
