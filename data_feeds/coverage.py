@@ -28,7 +28,8 @@ def funding_gaps(market: MarketData) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
         return []
     start, end = c.index[0], c.index[-1] + timeframe_delta(market.timeframe)
     funding = market.funding
-    times = funding.index[(funding.index >= start) & (funding.index < end)] if funding is not None else []
+    times = funding.index[(funding.index >= start) & (funding.index < end)] if funding is not None and len(funding) \
+        else []
     if len(times) == 0:
         return [(start, end)]
     step = funding_interval(funding)
