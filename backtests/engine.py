@@ -109,7 +109,8 @@ def run_notices(rules: TradingRules, market: MarketData) -> list[str]:
     out = []
     if rules.rules is not None and rules.rules.is_default:
         out.append(f"NO MARKET RULES for {market.exchange} {market.symbol}: ran on conservative defaults "
-                   f"({rules.rules.describe()}); pass --market-rules FILE or download the market")
+                   f"({rules.rules.describe(source=False).split(': ', 1)[1]}); pass --market-rules FILE or "
+                   f"download the market")
     elif rules.rules is not None and "conservative defaults" in rules.rules.tiers_note:
         out.append(f"NO LEVERAGE TIERS for {market.exchange} {market.symbol} ({rules.rules.tiers_note}): "
                    f"maintenance margin and leverage limits use conservative default tiers")

@@ -85,13 +85,13 @@ class MarketRules:
         out["tiers"] = [{**t, "cap": None if math.isinf(t["cap"]) else t["cap"]} for t in out["tiers"]]
         return out
 
-    def describe(self) -> str:
-        """One line: where the rules come from and what they say, e.g. for the CLI and the report."""
+    def describe(self, source: bool = True) -> str:
+        """One line: what the rules say and (``source``) where they come from, e.g. for the CLI and the report."""
         tiers = (f"{len(self.tiers)} leverage tiers (max {self.tiers[0].max_leverage:g}x)" if self.tiers
                  else "no leverage tiers")
-        return (f"{self.exchange} {self.symbol}: qty step {self.qty_step:g}, min qty {self.min_qty:g}, "
-                f"min notional {self.min_notional:g} USDT, {tiers}; {self.source}"
-                + (f", {self.fetched}" if self.fetched else ""))
+        text = (f"{self.exchange} {self.symbol}: qty step {self.qty_step:g}, min qty {self.min_qty:g}, "
+                f"min notional {self.min_notional:g} USDT, {tiers}")
+        return text + (f"; {self.source}" + (f", {self.fetched}" if self.fetched else "") if source else "")
 
 
 def complete_amounts(tiers: tuple[LeverageTier, ...], symbol: str = "") -> tuple[LeverageTier, ...]:
