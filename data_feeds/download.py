@@ -187,8 +187,8 @@ def store_market_rules(exchange: ccxt.Exchange, exchange_id: str, symbol: str, s
 
     From ``load_markets()`` (already loaded) and, where the exchange serves them without keys
     (``has['fetchMarketLeverageTiers'] is True``, e.g. Bybit), its leverage tiers. Binance's tier endpoint is
-    private: with API keys set its ``fetch_leverage_tiers`` is used, without them the tiers are noted as
-    unavailable and runs fall back to the shipped snapshot's or the default tiers.
+    private (signed requests only): the tiers are noted as unavailable and runs fall back to the shipped
+    snapshot's or the default tiers (or a ``--market-rules`` file).
     """
     retrier = retrier or Retrier()
     market = exchange.markets[symbol]
@@ -196,10 +196,8 @@ def store_market_rules(exchange: ccxt.Exchange, exchange_id: str, symbol: str, s
     try:
         if exchange.has.get("fetchMarketLeverageTiers") is True:
             tiers = retrier.call(lambda: exchange.fetch_market_leverage_tiers(symbol), exchange)
-        elif exchange.has.get("fetchLeverageTiers") and exchange.apiKey:
-            tiers = retrier.call(lambda: exchange.fetch_leverage_tiers([symbol]), exchange).get(symbol)
-        else:
-            note = f"leverage tiers unavailable: {exchange_id} serves them only with API keys"
+        else:  # a private endpoint (Binance): not called, so API keys never reach a request lstmbt logs
+            note = f"leverage tiers unavailable: {exchange_id} serves them only to signed (API key) requests"
     except (GiveUp, ccxt.BaseError) as exc:
         note = f"leverage tiers unavailable: {describe_error(exc) if not isinstance(exc, GiveUp) else exc}"
     fetched = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")

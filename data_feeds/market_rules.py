@@ -6,7 +6,7 @@ Where rules come from, first found wins (:func:`load_rules`):
 2. the store: ``lstmbt download`` writes ``<store>/<exchange>/<SYMBOL>/market.json`` next to the Parquet files,
    from ccxt ``load_markets()`` (steps, minimums, contract size, fees, Binance's ``liquidationFee``) and, where
    the exchange serves them publicly, ``fetch_market_leverage_tiers`` (Bybit's ``/v5/market/risk-limit``;
-   Binance's bracket endpoint needs API keys, so without keys its tiers are recorded as unavailable);
+   Binance's bracket endpoint needs signed requests, so its tiers are recorded as unavailable);
 3. the shipped sample's dated snapshot (``data_feeds/sample/<exchange>_<SYMBOL>_market.json``, BTC and ETH);
 4. :func:`default_rules`: stated conservative defaults, flagged ``is_default`` so that the CLI, the report and
    metrics.json say so loudly.

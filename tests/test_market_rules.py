@@ -44,7 +44,7 @@ def test_download_stores_each_markets_rules_next_to_its_data(tmp_path):
     binance = load_rules("binanceusdm", BTC, store_dir=tmp_path / "s")
     # Binance's tiers need keys: what load_markets gives is stored, the tiers come from the shipped snapshot
     assert (binance.min_notional, binance.liquidation_fee) == (100.0, 0.0125)
-    assert "API keys" in binance.tiers_note and "shipped snapshot" in binance.tiers_note
+    assert "API key" in binance.tiers_note and "shipped snapshot" in binance.tiers_note
     assert binance.tiers[0].max_leverage == 125
 
 
