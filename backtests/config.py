@@ -53,7 +53,8 @@ class BrokerConfig:
     follows Binance's liquidation protocol: a position still margin-compliant after the fee pays it and keeps the
     rest; a margin-deficient one is closed at its bankruptcy price and its remaining collateral goes to the
     insurance fund (:func:`backtests.margin.liquidation_exit`); ``"flat"`` closes at the liquidation price with
-    the flat fee capped at the maintenance margin left (the model of lstmbt <= 0.x, same loss, other fill price). ``funding=False`` / ``liquidation=False`` switch those off (e.g. to isolate a strategy's
+    the flat fee capped at the maintenance margin left (the earlier model: same loss, other fill price).
+    ``funding=False`` / ``liquidation=False`` switch those off (e.g. to isolate a strategy's
     price PnL).
     """
 

@@ -222,8 +222,9 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
     ``arrays`` holds open, high, low, close, volume, funding_rate, mark_high, mark_low, mark_close and
     funding_inside per bar (as :func:`data_feeds.feed.feed_arrays` builds them): the rate settled at the bar's
     open is paid before its fills at the previous mark close; ``funding_inside`` (sum of rate x mark price of
-    the settlements strictly inside the bar) after them, before the liquidation check. The order for ``targets[i] - position`` is sent at bar i's
-    close and fills at bar i+1's open as a market order; a refused one is sent again at the next close.
+    the settlements strictly inside the bar) after them, before the liquidation check. The order for
+    ``targets[i] - position`` is sent at bar i's close and fills at bar i+1's open as a market order; a refused
+    one is sent again at the next close.
     ``rules`` (a market's :class:`~backtests.margin.TradingRules`) replaces ``table`` and adds the minimum order
     checks and the wiped-out stop: once flat with less cash than the minimum order costs at a close, every later
     order is refused ("account wiped out"; ``ReferenceResult.wiped_out_at`` is that bar's index).
