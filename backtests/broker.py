@@ -28,11 +28,16 @@ Backtrader's conventions, each pinned by a test in ``tests/test_broker_conventio
 
 Order of events within a bar (:class:`FuturesBroker`):
 
-1. funding settled at the bar's open on the position held through it; as on Binance in isolated mode it comes
-   out of the position's margin (the account value pays it either way), which moves the liquidation price;
+1. funding settled exactly at the bar's open on the position held through it (before the open's fills), at the
+   mark close of the bar before; as on Binance in isolated mode it comes out of the position's margin (the
+   account value pays it either way), which moves the liquidation price;
 2. orders due at the open fill: market orders at the open moved by the slippage model, paying the taker fee;
    limit orders at their limit (or the better open), paying the maker fee if they rested (not marketable
    against the close they were placed at) and the taker fee otherwise;
+2b. funding settled strictly inside the bar (bars longer than the funding interval: 08:00 and 16:00 inside a 1d
+   bar) on the position held after the open's fills, at the mark price of each instant (the feed's
+   ``funding_inside`` line), also out of the isolated margin; a bar's settlements are booked before its
+   liquidation check (the bar's price path inside it is unknown);
 3. liquidation check over the bar's adverse mark extreme (mark low for a long, mark high for a short; the
    last-price candle where no mark prices exist): below maintenance, the position is closed at the
    liquidation price with the liquidation fee, or at the open when the bar gapped past it, never losing more
@@ -46,7 +51,8 @@ from __future__ import annotations
 
 import backtrader as bt
 
-from backtests.margin import funding_kept, is_liquidated, leverage_allowed, liquidation_exit, market_rules
+from backtests.margin import TradingRules, below_minimum, funding_kept, is_liquidated, leverage_allowed, \
+    liquidation_exit, liquidation_fee_rate, market_rules, minimum_cost
 from backtests.config import BrokerConfig  # noqa: F401  (re-exported: it configures this broker)
 from backtests.slippage import fill_price
 
@@ -105,11 +111,12 @@ class FuturesBroker(bt.brokers.BackBroker):
 
     params = (
         ("config", BrokerConfig()),
-        ("margin_table", None),  # None: the tiers of the traded market (the feed's ``market.symbol``)
+        ("rules", None),  # TradingRules; None: the traded market's (the feed's ``market.exchange/symbol``)
     )
 
     def init(self):
         super().init()
+        self.wiped_out_at: float | None = None  # bt date of the bar whose close could no longer pay the minimum order
         self.fill_log: list[dict] = []
         self._fill = ("market", "taker", None)  # kind, liquidity, reference price of the execution in progress
         self._per_data: dict = {}  # data -> (comminfo, margin table, adverse-low line, adverse-high line)
@@ -146,8 +153,13 @@ class FuturesBroker(bt.brokers.BackBroker):
     def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
         if ago is None or price is None:  # pseudo-execution (submission check) or no price: nothing to record
             return super()._execute(order, ago, price, cash, position, dtcoc)
-        if self._breaks_leverage_limit(order, price):
-            order.addinfo(reason="leverage above the tier's limit")
+        held = self.positions[order.data].size
+        refused = ("account wiped out" if self.wiped_out_at is not None and order.info.get("kind") != "liquidation"
+                   else below_minimum(held, order.executed.remsize, price, self._about(order.data)[1]))
+        if not refused and self._breaks_leverage_limit(order, price):
+            refused = "leverage above the tier's limit"
+        if refused:
+            order.addinfo(reason=refused)
             order.reject(self)
             self.notify(order)
             self._ococheck(order)
@@ -179,53 +191,89 @@ class FuturesBroker(bt.brokers.BackBroker):
             entry = price
         else:
             entry = (held.price * held.size + size * price) / new
-        return not leverage_allowed(abs(new) * entry, self.p.config.leverage, self._about(order.data)[1])
+        return not leverage_allowed(abs(new) * entry, self.p.config.leverage, self._about(order.data)[1].margin_table)
 
     def _about(self, data) -> tuple:
-        """(comminfo, margin table, adverse-low line, adverse-high line) of ``data``, looked up once.
+        """(comminfo, :class:`TradingRules`, adverse-low line, adverse-high line) of ``data``, looked up once.
 
         The lines are the mark-price candle's where the feed has them, else the last-price candle's.
         """
         cached = self._per_data.get(data)
         if cached is None:
-            table = self.p.margin_table
-            if table is None:
+            rules = self.p.rules
+            if rules is None:
                 market = getattr(data.p, "market", None)
-                table = market_rules(getattr(market, "symbol", None)).margin_table
+                rules = market_rules(getattr(market, "symbol", None), getattr(market, "exchange", "binanceusdm"))
             lines = data.lines
-            cached = self._per_data[data] = (self.getcommissioninfo(data), table,
+            cached = self._per_data[data] = (self.getcommissioninfo(data), rules,
                                              getattr(lines, "mark_low", lines.low),
                                              getattr(lines, "mark_high", lines.high))
         return cached
+
+    def _check_wiped_out(self) -> None:
+        """Flat, with less cash than the market's minimum order costs (margin + taker fee at this close): the
+        account is wiped out and every later order is refused (``wiped_out_at``)."""
+        cerebro = getattr(self, "cerebro", None)
+        if self.wiped_out_at is not None or cerebro is None:
+            return
+        for data in cerebro.datas:
+            if self.positions[data].size:
+                return
+            rules = self._about(data)[1]
+            cfg = self.p.config
+            if self.cash < minimum_cost(rules, data.close[0], cfg.leverage, cfg.taker_fee):
+                self.wiped_out_at = data.datetime[0]
+                return
 
     # ------------------------------------------------------------------ liquidation
 
     def next(self):
         super().next()
+        changed = self._settle_inside_bar() if self.p.config.funding else False
         if self.p.config.liquidation:
-            liquidated = False
             for data, pos in list(self.positions.items()):
                 if pos.size:
-                    liquidated |= self._liquidate_if_due(data, pos)
-            if liquidated:
-                self._get_value()
+                    changed |= self._liquidate_if_due(data, pos)
+        if changed:
+            self._get_value()
+        self._check_wiped_out()
+
+    def _settle_inside_bar(self) -> bool:
+        """Funding settled strictly inside this bar (after its open's fills) on the position held then:
+        ``size x sum(rate x mark price at each instant)`` (the feed's ``funding_inside`` line)."""
+        paid_any = False
+        for data, pos in self.positions.items():
+            inside = getattr(data.lines, "funding_inside", None)
+            if not pos.size or inside is None or inside[0] == 0.0:
+                continue
+            comminfo = self.getcommissioninfo(data)
+            paid = pos.size * inside[0]
+            comminfo.funding_log.append((data.datetime[0], paid))
+            comminfo.held_funding += paid
+            self.d_credit[data] += paid
+            self.cash -= paid
+            paid_any = True
+        return paid_any
 
     def _liquidate_if_due(self, data, pos) -> bool:
         """Close ``pos`` at its liquidation price if the bar's adverse mark extreme breaches maintenance."""
-        comminfo, table, low, high = self._about(data)
+        comminfo, rules, low, high = self._about(data)
+        table = rules.margin_table
         size, entry = pos.size, pos.price
         margin = abs(size) * comminfo.get_margin(entry) - comminfo.held_funding  # funding comes out of it
         adverse = low[0] if size > 0 else high[0]
         if not is_liquidated(size, entry, margin, adverse, table):
             return False
-        price, fee = liquidation_exit(size, entry, margin, data.open[0], table, self.p.config.liquidation_fee)
+        cfg = self.p.config
+        price, fee = liquidation_exit(size, entry, margin, data.open[0], table,
+                                      liquidation_fee_rate(cfg.liquidation_fee, rules), cfg.liquidation_model)
         cls = bt.order.SellOrder if size > 0 else bt.order.BuyOrder
         order = cls(owner=None, data=data, size=abs(size), price=price, exectype=bt.Order.Market)
         order.addinfo(kind="liquidation")
         self._ocoize(order, None)
         order.submit(self)
         order.accept(self)
-        comminfo.rate = fee / (abs(size) * price)
+        comminfo.rate = fee / (abs(size) * price) if price else 0.0
         self._fill = ("liquidation", "liquidation", price)
         try:
             self._execute(order, ago=0, price=price)
@@ -235,14 +283,17 @@ class FuturesBroker(bt.brokers.BackBroker):
         return True
 
 
-def make_broker(config: BrokerConfig, symbol: str | None = None) -> tuple[FuturesBroker, FuturesCommInfo]:
+def make_broker(config: BrokerConfig, symbol: str | None = None, rules: TradingRules | None = None
+                ) -> tuple[FuturesBroker, FuturesCommInfo]:
     """A Backtrader broker set up for linear perpetuals: cash, fees, margin, slippage, funding, liquidation.
 
-    ``symbol`` (ccxt form, "BTC/USDT:USDT") picks the maintenance-margin tiers (:func:`market_rules`); without
-    it they follow each :class:`~data_feeds.feed.FuturesData` feed's own market symbol.
+    ``rules`` (a market's :class:`~backtests.margin.TradingRules`: tiers, minimums) or ``symbol`` (ccxt form,
+    "BTC/USDT:USDT", looked up with :func:`market_rules`); with neither they follow each
+    :class:`~data_feeds.feed.FuturesData` feed's own market.
     """
-    table = market_rules(symbol).margin_table if symbol is not None else None
-    broker = FuturesBroker(config=config, margin_table=table,
+    if rules is None and symbol is not None:
+        rules = market_rules(symbol)
+    broker = FuturesBroker(config=config, rules=rules,
                            int2pnl=False, shortcash=False, checksubmit=False)
     broker.setcash(config.cash)
     comminfo = FuturesCommInfo(commission=config.taker_fee, automargin=1.0 / config.leverage, funding=config.funding)

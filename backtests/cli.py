@@ -49,6 +49,11 @@ def _add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--end", help="last day, YYYY-MM-DD, inclusive (UTC)")
     g.add_argument("--data", dest="path", help="your own candles file (CSV or Parquet: timestamp,open,high,low,close,volume)")
     g.add_argument("--funding-data", dest="funding_path", help="your own funding file (timestamp,funding_rate)")
+    g.add_argument("--mark-data", dest="mark_path",
+                   help="your own mark-price candles (timestamp,open,high,low,close), the timeframe or finer")
+    g.add_argument("--market-rules", dest="market_rules",
+                   help="JSON/TOML file of the market's rules: qty_step, min_qty, min_notional, leverage tiers... "
+                        "(default: stored with the data by `lstmbt download`, or the shipped snapshot)")
     g.add_argument("--data-dir", dest="store_dir", help="local data store folder (default: $LSTMBT_DATA_DIR or user cache)")
 
 
@@ -62,7 +67,10 @@ def _add_broker_flags(p: argparse.ArgumentParser) -> None:
                    help="slippage model: none, fixed (--slippage-bps), range or volume (default fixed)")
     g.add_argument("--slippage-bps", type=float, help="basis points against each market fill (default 1)")
     g.add_argument("--slippage-coef", type=float, help="coefficient of the range/volume slippage models (default 0.1)")
-    g.add_argument("--liquidation-fee", type=float, help="fraction of notional at liquidation (default 0.0125)")
+    g.add_argument("--liquidation-fee", type=float,
+                   help="fraction of notional at liquidation (default: the market's rate, else 0.0125)")
+    g.add_argument("--liquidation-model", choices=("binance", "flat"),
+                   help="binance (default): Binance's liquidation protocol; flat: fee at the liquidation price")
     g.add_argument("--no-liquidation", action="store_true", help="never liquidate (to study a strategy's raw PnL)")
     g.add_argument("--no-funding", action="store_true", help="ignore funding payments")
 
@@ -70,7 +78,8 @@ def _add_broker_flags(p: argparse.ArgumentParser) -> None:
 def broker_overrides(args: argparse.Namespace) -> dict:
     """The BrokerConfig fields set by the broker flags given on the command line (see ``_add_broker_flags``)."""
     broker = {k: getattr(args, k) for k in ("cash", "leverage", "taker_fee", "maker_fee", "slippage_bps",
-                                            "slippage_coef", "liquidation_fee") if getattr(args, k, None) is not None}
+                                            "slippage_coef", "liquidation_fee", "liquidation_model")
+              if getattr(args, k, None) is not None}
     if getattr(args, "slippage_model", None) is not None:
         broker["slippage"] = args.slippage_model
     if getattr(args, "no_funding", False):
@@ -86,7 +95,8 @@ def build_config(args: argparse.Namespace):
 
     config = load_config(args.config) if getattr(args, "config", None) else BacktestConfig()
     data = {k: getattr(args, k) for k in ("exchange", "symbol", "timeframe", "start", "end", "path", "funding_path",
-                                          "store_dir") if getattr(args, k, None) is not None}
+                                          "store_dir", "market_rules", "mark_path")
+            if getattr(args, k, None) is not None}
     broker = broker_overrides(args)
     top = {k: getattr(args, k) for k in ("strategy", "name", "seed", "fraction") if getattr(args, k, None) is not None}
     if getattr(args, "baselines", None) is not None:

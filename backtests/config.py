@@ -32,6 +32,9 @@ from typing import Any
 from backtests.slippage import check_model
 
 
+LIQUIDATION_MODELS = ("binance", "flat")
+
+
 class ConfigError(ValueError):
     """A config file or flag that cannot be used."""
 
@@ -44,8 +47,14 @@ class BrokerConfig:
     (Binance USDT-M base tier: taker 0.05 %, maker 0.02 %). ``slippage="fixed"`` with ``slippage_bps=1`` moves
     each market fill 1 basis point (0.01 %) against the order, capped by the bar's high/low; ``"range"`` and
     ``"volume"`` use ``slippage_coef`` (see :mod:`backtests.slippage`); ``"none"`` fills at the open.
-    ``liquidation_fee=0.0125``: 1.25 % of the notional at the liquidation price, capped at the position's
-    remaining margin. ``funding=False`` / ``liquidation=False`` switch those off (e.g. to isolate a strategy's
+    ``liquidation_fee``: the liquidation ("insurance clearance") fee rate, 0.0125 = 1.25 % of the liquidated
+    notional; None (default) takes the market's own rate from its rules (Binance ``liquidationFee``: 1.25 % on
+    BTCUSDT, ETHUSDT, XRPUSDT in 2024), 0.0125 where unknown. ``liquidation_model``: ``"binance"`` (default)
+    follows Binance's liquidation protocol: a position still margin-compliant after the fee pays it and keeps the
+    rest; a margin-deficient one is closed at its bankruptcy price and its remaining collateral goes to the
+    insurance fund (:func:`backtests.margin.liquidation_exit`); ``"flat"`` closes at the liquidation price with
+    the flat fee capped at the maintenance margin left (the earlier model: same loss, other fill price).
+    ``funding=False`` / ``liquidation=False`` switch those off (e.g. to isolate a strategy's
     price PnL).
     """
 
@@ -58,7 +67,8 @@ class BrokerConfig:
     slippage: str = "fixed"
     slippage_coef: float = 0.1
     liquidation: bool = True
-    liquidation_fee: float = 0.0125
+    liquidation_fee: float | None = None
+    liquidation_model: str = "binance"
 
     def __post_init__(self):
         if not self.cash > 0:
@@ -66,7 +76,12 @@ class BrokerConfig:
         if not 1 <= self.leverage <= 125:
             raise ValueError(f"leverage must be between 1 and 125, got {self.leverage}")
         limits = {"taker_fee": 1, "maker_fee": 1, "liquidation_fee": 1, "slippage_bps": 10_000, "slippage_coef": 100}
+        if self.liquidation_model not in LIQUIDATION_MODELS:
+            raise ValueError(f"liquidation_model must be one of {', '.join(LIQUIDATION_MODELS)}, "
+                             f"got {self.liquidation_model!r}")
         for name, limit in limits.items():
+            if name == "liquidation_fee" and self.liquidation_fee is None:
+                continue
             if not 0 <= getattr(self, name) < limit:
                 raise ValueError(f"{name} out of range [0, {limit}): {getattr(self, name)}")
         check_model(self.slippage)
@@ -78,6 +93,9 @@ class DataConfig:
 
     ``path``: a user's own CSV/Parquet candles file instead of the store/shipped sample.
     ``store_dir``: the local store folder (default: ``$LSTMBT_DATA_DIR`` or the user cache folder).
+    ``market_rules``: a JSON/TOML file of the market's rules (steps, minimums, leverage tiers; see
+    :mod:`data_feeds.market_rules`) instead of the ones stored with the data or shipped.
+    ``mark_path``: a user's own mark-price candles file (timestamp,open,high,low,close), next to ``funding_path``.
     """
 
     exchange: str = "binanceusdm"
@@ -88,6 +106,8 @@ class DataConfig:
     path: str | None = None
     funding_path: str | None = None
     store_dir: str | None = None
+    market_rules: str | None = None
+    mark_path: str | None = None
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Callable
@@ -12,12 +13,13 @@ import pandas as pd
 
 from backtests.broker import make_broker
 from backtests.config import BacktestConfig, BrokerConfig
-from backtests.margin import market_rules
+from backtests.margin import TradingRules, market_rules
 from backtests.recorder import Recorder
 from backtests.result import FILL_COLUMNS, REJECT_COLUMNS, BacktestResult
 from backtests.trades import trades_from_fills
 from data_feeds import DataError, MarketData, load_market, parse_span
-from data_feeds.feed import FuturesData
+from data_feeds.coverage import describe, funding_gaps, mark_gaps
+from data_feeds.feed import FuturesData, unpriced_settlements
 from data_feeds.hashing import frame_sha256
 from data_feeds.timeframes import timeframe_delta
 from strategies.contract import Prepared, as_prepared
@@ -39,7 +41,7 @@ def load_run_data(config: BacktestConfig, history_bars: int = 0) -> tuple[Market
     t0, t1 = parse_span(d.start, d.end)
     first = t0 - history_bars * timeframe_delta(d.timeframe)
     market = load_market(d.exchange, d.symbol, d.timeframe, first, d.end, data_path=d.path,
-                         funding_path=d.funding_path, store_dir=d.store_dir)
+                         funding_path=d.funding_path, mark_path=d.mark_path, store_dir=d.store_dir)
     span = market.candles.index[market.candles.index >= t0]
     if len(span) < 3:
         raise DataError(f"only {len(span)} bar(s) of {d.symbol} {d.timeframe} in {d.start} .. {d.end}; need at least 3")
@@ -95,9 +97,9 @@ def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | 
 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True, quicknotify=True)
     cerebro.adddata(FuturesData(market=span))
-    broker, comminfo = make_broker(config.broker)
+    rules = run_rules(config)
+    broker, comminfo = make_broker(config.broker, rules=rules)
     cerebro.broker = broker
-    rules = market_rules(config.data.symbol)
     cerebro.addstrategy(cls, fraction=config.fraction, leverage=config.broker.leverage, cost_rate=opening_cost(config.broker),
                         qty_step=rules.qty_step,
                         min_qty=rules.min_qty, **params)
@@ -115,7 +117,57 @@ def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | 
         progress(f"  {name}: {n_bars:,} bars in {elapsed:.2f} s ({n_bars / max(elapsed, 1e-9):,.0f} bars/s)")
     result = _collect(run_config, name, span, strat, comminfo, prepared)
     result.source = strategy_source(cls, run_config.strategy)
+    _record_rules(result, rules, broker, span)
     return result
+
+
+def run_rules(config: BacktestConfig) -> TradingRules:
+    """The traded market's rules: ``--market-rules FILE``, else stored with the data, else shipped, else the
+    flagged conservative defaults (see :func:`data_feeds.market_rules.load_rules`)."""
+    d = config.data
+    return market_rules(d.symbol, d.exchange, store_dir=d.store_dir, path=d.market_rules)
+
+
+def run_notices(rules: TradingRules, market: MarketData) -> list[str]:
+    """What the user must know about the inputs of a run, one line each (CLI, report banner, metrics.json):
+    default market rules, settlements without a mark price at their instant."""
+    out = []
+    if rules.rules is not None and rules.rules.is_default:
+        out.append(f"NO MARKET RULES for {market.exchange} {market.symbol}: ran on conservative defaults "
+                   f"({rules.rules.describe(source=False).split(': ', 1)[1]}); pass --market-rules FILE or "
+                   f"download the market")
+    elif rules.rules is not None and "conservative defaults" in rules.rules.tiers_note:
+        out.append(f"NO LEVERAGE TIERS for {market.exchange} {market.symbol} ({rules.rules.tiers_note}): "
+                   f"maintenance margin and leverage limits use conservative default tiers")
+    gaps = funding_gaps(market)
+    if gaps:
+        out.append(f"NO FUNDING DATA for {market.symbol} in {describe(gaps)}: no funding booked there "
+                   f"(pass --funding-data or download funding)")
+    gaps = mark_gaps(market)
+    if gaps:
+        out.append(f"NO MARK PRICES for {market.symbol} in {describe(gaps)}: liquidation checks and funding use "
+                   f"last prices there (pass --mark-data or download mark candles)")
+    unpriced = unpriced_settlements(market)
+    if len(unpriced):
+        out.append(f"{len(unpriced)} funding settlement(s) inside bars had no mark price at their instant "
+                   f"({unpriced[0]:%Y-%m-%d %H:%M} .. {unpriced[-1]:%Y-%m-%d %H:%M}); priced at their bar's open")
+    return out
+
+
+def _record_rules(result: BacktestResult, rules: TradingRules, broker, span: MarketData) -> None:
+    """Put the market rules used, the run's notices and the wiped-out time into ``result.data_span``."""
+    if rules.rules is not None:
+        r = rules.rules
+        # links stay in the rules file: the report page is self-contained (no URL in it)
+        result.data_span["market_rules"] = {"summary": re.sub(r"\s*https?://\S+", "", r.describe()),
+                                            "fetched": r.fetched, "is_default": r.is_default}
+    notices = run_notices(rules, span)
+    if broker.wiped_out_at is not None:
+        when = _bt_times([broker.wiped_out_at], span.candles.index)[0]
+        result.data_span["wiped_out_at"] = when.isoformat()
+        notices.append(f"account wiped out at {when:%Y-%m-%d %H:%M} UTC: equity could no longer open the market's "
+                       f"minimum position; no trading after it, and risk ratios of this run are not meaningful")
+    result.data_span["notices"] = notices
 
 
 def _bt_times(values, index: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -156,11 +208,22 @@ def _collect(config: BacktestConfig, name: str, span: MarketData, strat, comminf
     return BacktestResult(
         name=name, strategy=name, exchange=config.data.exchange, symbol=config.data.symbol,
         timeframe=config.data.timeframe, initial_cash=config.broker.cash, equity=equity, position=position,
-        target=target, prices=span.candles, fills=fills, trades=trades, funding=funding, fees=fees,
+        target=target, prices=_prices(span), fills=fills, trades=trades, funding=funding, fees=fees,
         rejected=rejected, config=_result_config(config), data_span=data_span, predictions=predictions,
         attribution=rec.attribution.as_dict(),
         models=[m.as_dict() if hasattr(m, "as_dict") else dict(m) for m in prepared.models],
         fold_boundaries=[pd.Timestamp(t) for t in prepared.fold_boundaries])
+
+
+def _prices(span: MarketData) -> pd.DataFrame:
+    """The span's candles, plus ``mark_close`` (the mark-price close, the last close where no mark candle exists)
+    when the market has mark prices: the report's equity at the mark price is built from it."""
+    if span.mark is None:
+        return span.candles
+    out = span.candles.copy()
+    mark = span.mark["close"].reindex(out.index)
+    out["mark_close"] = mark.where(mark.notna(), out["close"]).astype("float64")
+    return out
 
 
 def _result_config(config: BacktestConfig) -> dict:

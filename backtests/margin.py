@@ -3,9 +3,9 @@
 Pure functions over floats, shared by the Backtrader broker and the reference accountant.
 
 - **Maintenance margin** comes from a tier ("bracket") table by position notional, as Binance publishes it:
-  ``MM = notional x rate(tier) - amount(tier)``. The maintenance amount is not stored: it follows from the
-  table (``amount_k = amount_{k-1} + floor_k x (rate_k - rate_{k-1})``), which makes MM continuous in the
-  notional. BTC table: 40,000 USDT notional needs 0.4 % = 160 USDT; 100,000 USDT needs
+  ``MM = notional x rate(tier) - amount(tier)``. The maintenance amount (Binance's ``cum``) comes with the
+  market's rules, or follows from the table (``amount_k = amount_{k-1} + floor_k x (rate_k - rate_{k-1})``),
+  which makes MM continuous in the notional. BTC table: 40,000 USDT notional needs 0.4 % = 160 USDT; 100,000 USDT needs
   100,000 x 0.5 % - 50 = 450 USDT.
 - **Margin balance** of an isolated position = its margin (``|size| x entry / leverage``, set at entry) + its
   unrealised PnL at the price looked at. Fees and funding are settled in the wallet, not in the position's margin.
@@ -14,19 +14,24 @@ Pure functions over floats, shared by the Backtrader broker and the reference ac
   with 20x leverage (margin 5) on the BTC table: ``P = (100 - 5) / (1 - 0.004) = 95.3815``.
 - **Liquidation fee**: ``rate x notional`` at the liquidation price, capped at what is left of the position's
   margin there (its maintenance margin): an isolated position never costs more than its margin.
-- **Leverage limit per tier**: a position may not be held at more than ``1 / (2 x rate)`` of its tier (Binance's
-  rule: 125x below 50,000 USDT of BTC, 20x from 1,000,000); an order that would break it is rejected whole.
+- **Leverage limit per tier**: a position may not be held above its tier's published max leverage (BTC 2021:
+  125x below 50,000 USDT, 20x from 1,000,000); an order that would break it is rejected whole.
 """
 
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from data_feeds.market_rules import MarketRules, default_rules, load_rules
 
 
 @dataclass(frozen=True)
 class MarginTable:
-    """Maintenance-margin tiers: ``floors[k]`` is the lowest notional (USDT) of tier k, ``rates[k]`` its rate.
+    """Maintenance-margin tiers: ``floors[k]`` is the lowest notional (USDT) of tier k, ``rates[k]`` its rate,
+    ``amounts[k]`` its maintenance amount (Binance's ``cum``) and ``max_leverages[k]`` the highest leverage a
+    position of that tier may use. Amounts left out follow from continuity; leverages left out default to
+    ``1 / (2 x rate)`` (Binance's initial margin = 2 x maintenance convention of 2021).
 
     >>> table = MarginTable(floors=(0, 50_000), rates=(0.004, 0.005))
     >>> table.maintenance(100_000)          # 100,000 x 0.5 % - 50
@@ -35,7 +40,8 @@ class MarginTable:
 
     floors: tuple[float, ...]
     rates: tuple[float, ...]
-    amounts: tuple[float, ...] = field(init=False)
+    amounts: tuple[float, ...] = ()
+    max_leverages: tuple[float, ...] = ()
 
     def __post_init__(self):
         if len(self.floors) != len(self.rates) or not self.floors or self.floors[0] != 0:
@@ -44,10 +50,15 @@ class MarginTable:
             raise ValueError(f"tier floors must increase: {self.floors}")
         if any(not 0 < r < 1 for r in self.rates) or any(b < a for a, b in zip(self.rates, self.rates[1:])):
             raise ValueError(f"maintenance rates must be in (0, 1) and not decrease: {self.rates}")
-        amounts = [0.0]
-        for k in range(1, len(self.rates)):
-            amounts.append(amounts[-1] + self.floors[k] * (self.rates[k] - self.rates[k - 1]))
-        object.__setattr__(self, "amounts", tuple(amounts))
+        if not self.amounts:
+            amounts = [0.0]
+            for k in range(1, len(self.rates)):
+                amounts.append(amounts[-1] + self.floors[k] * (self.rates[k] - self.rates[k - 1]))
+            object.__setattr__(self, "amounts", tuple(amounts))
+        if not self.max_leverages:
+            object.__setattr__(self, "max_leverages", tuple(1.0 / (2.0 * r) for r in self.rates))
+        if len(self.amounts) != len(self.rates) or len(self.max_leverages) != len(self.rates):
+            raise ValueError("a margin table needs one maintenance amount and one max leverage per tier")
 
     def tier(self, notional: float) -> int:
         """Index of the tier holding ``notional`` (a notional on a floor belongs to the tier it starts)."""
@@ -59,26 +70,41 @@ class MarginTable:
         return abs(notional) * self.rates[k] - self.amounts[k]
 
 
-# Binance USDT-M BTCUSDT tiers as announced on 2021-03-18 (Binance adjusts them from time to time; for a
-# current copy use ccxt's ``fetch_leverage_tiers``).
+def table_from_rules(rules: MarketRules) -> MarginTable:
+    """The margin table of a market's leverage tiers (rates, Binance ``cum`` amounts, max leverages)."""
+    tiers = rules.tiers or default_rules(rules.exchange, rules.symbol).tiers
+    return MarginTable(floors=tuple(t.floor for t in tiers), rates=tuple(t.maintenance_rate for t in tiers),
+                       amounts=tuple(t.maintenance_amount for t in tiers),
+                       max_leverages=tuple(t.max_leverage for t in tiers))
+
+
+# Binance USDT-M BTCUSDT tiers as announced on 2021-03-18 (the shipped snapshot
+# data_feeds/sample/binanceusdm_BTC-USDT-USDT_market.json carries the same table with its source).
 BTC_TABLE = MarginTable(
     floors=(0, 50_000, 250_000, 1_000_000, 10_000_000, 20_000_000, 50_000_000, 100_000_000, 200_000_000,
             300_000_000),
-    rates=(0.004, 0.005, 0.01, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25, 0.50))
-# An approximation of Binance's ETHUSDT tiers of the same period; check it against the exchange before trusting
-# results that live near liquidation.
+    rates=(0.004, 0.005, 0.01, 0.025, 0.05, 0.10, 0.125, 0.15, 0.25, 0.50),
+    amounts=(0, 50, 1_300, 16_300, 266_300, 1_266_300, 2_516_300, 5_016_300, 25_016_300, 100_016_300),
+    max_leverages=(125, 100, 50, 20, 10, 5, 4, 3, 2, 1))
+# Binance's ETHUSDT tiers of March 2021 (see the ETH snapshot for the source).
 ETH_TABLE = MarginTable(
     floors=(0, 10_000, 100_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000, 20_000_000),
-    rates=(0.005, 0.0065, 0.01, 0.02, 0.05, 0.10, 0.125, 0.15, 0.25))
-# Any other market: Binance's tiers for its 50x alt-coin perpetuals (2021-03-18), a conservative default.
+    rates=(0.005, 0.0065, 0.01, 0.02, 0.05, 0.10, 0.125, 0.15, 0.25),
+    amounts=(0, 15, 365, 5_365, 35_365, 135_365, 260_365, 510_365, 2_510_365),
+    max_leverages=(100, 75, 50, 25, 10, 5, 4, 3, 2))
+# Any other market without rules: Binance's tiers for its 50x alt-coin perpetuals (2021-03-18), the
+# conservative default of :func:`data_feeds.market_rules.default_rules`.
 DEFAULT_TABLE = MarginTable(
     floors=(0, 5_000, 25_000, 100_000, 250_000, 1_000_000),
-    rates=(0.01, 0.025, 0.05, 0.10, 0.125, 0.50))
+    rates=(0.01, 0.025, 0.05, 0.10, 0.125, 0.50),
+    max_leverages=(50, 20, 10, 5, 2, 1))
 
 
 @dataclass(frozen=True)
-class MarketRules:
-    """What the exchange imposes on one market: quantity step and minimum (contracts) and margin tiers.
+class TradingRules:
+    """The broker's view of a market's :class:`~data_feeds.market_rules.MarketRules`: quantity step, minimum
+    quantity and notional (an order below them is refused), the margin table, the liquidation fee rate (None:
+    the broker config's) and the record itself (``rules.is_default``: no rules were known).
 
     ``qty_step=0.001``: sizes are multiples of 0.001 BTC; 0.0 means "not known, no rounding".
     """
@@ -86,23 +112,51 @@ class MarketRules:
     qty_step: float = 0.0
     min_qty: float = 0.0
     margin_table: MarginTable = DEFAULT_TABLE
+    min_notional: float = 0.0
+    liquidation_fee: float | None = None
+    rules: MarketRules | None = None
 
 
-MARKETS: dict[str, MarketRules] = {
-    "BTC/USDT:USDT": MarketRules(qty_step=0.001, min_qty=0.001, margin_table=BTC_TABLE),
-    "ETH/USDT:USDT": MarketRules(qty_step=0.001, min_qty=0.001, margin_table=ETH_TABLE),
-}
+def trading_rules(rules: MarketRules) -> TradingRules:
+    """:class:`TradingRules` from a market's rules record."""
+    return TradingRules(qty_step=rules.qty_step, min_qty=rules.min_qty, margin_table=table_from_rules(rules),
+                        min_notional=rules.min_notional, liquidation_fee=rules.liquidation_fee, rules=rules)
 
 
-def market_rules(symbol: str | None) -> MarketRules:
-    """Rules of a Binance USDT-M market by ccxt symbol; unknown symbols get no rounding and the default tiers."""
-    return MARKETS.get(symbol or "", MarketRules())
+def market_rules(symbol: str | None, exchange: str = "binanceusdm", *, store_dir=None, path=None) -> TradingRules:
+    """Rules of a market by ccxt symbol (see :func:`data_feeds.market_rules.load_rules`: a user's file, the store,
+    the shipped snapshot, else flagged conservative defaults)."""
+    return trading_rules(load_rules(exchange, symbol or "UNKNOWN/USDT:USDT", store_dir=store_dir, path=path))
+
+
+def below_minimum(held: float, size: float, price: float, rules: TradingRules) -> str:
+    """Why an order of ``size`` at ``price`` on a position of ``held`` is under the market's minimums ("" if not).
+
+    As on Binance, the minimum quantity and minimum order value (``MIN_NOTIONAL``) apply to orders that open or
+    add to a position (a flip included, by its whole size); an order that only reduces or closes is exempt
+    (Binance's reduce-only / close-position orders). BTC: 0.001 BTC and 100 USDT.
+    """
+    new = held + size
+    if size == 0.0 or new == 0.0 or (held != 0.0 and (new > 0) == (held > 0) and abs(new) < abs(held)):
+        return ""
+    if abs(size) < rules.min_qty * (1 - 1e-9):
+        return f"size {abs(size):.6g} below the market's minimum quantity {rules.min_qty:g}"
+    if abs(size) * price < rules.min_notional * (1 - 1e-9):
+        return f"order value {abs(size) * price:.6g} USDT below the market's minimum {rules.min_notional:g} USDT"
+    return ""
+
+
+def minimum_cost(rules: TradingRules, price: float, leverage: float, fee_rate: float) -> float:
+    """Cash the smallest allowed new position needs at ``price``: its initial margin plus the taker fee
+    (BTC at 60,000 with 1x: 100 USDT of notional, 100 + 0.05 = 100.05 USDT); 0 when the market has no minimum."""
+    notional = max(rules.min_notional, rules.min_qty * price)
+    return notional * (1.0 / leverage + fee_rate)
 
 
 def max_leverage(notional: float, table: MarginTable) -> float:
-    """Highest leverage allowed for a position of ``notional`` USDT: ``1 / (2 x maintenance rate)`` of its tier,
-    Binance's rule (BTC: 125x below 50,000 USDT, 100x to 250,000, 50x to 1,000,000, ...)."""
-    return 1.0 / (2.0 * table.rates[table.tier(notional)])
+    """Highest leverage allowed for a position of ``notional`` USDT: its tier's max leverage as the exchange
+    publishes it (BTC: 125x below 50,000 USDT, 100x to 250,000, 50x to 1,000,000, ...)."""
+    return table.max_leverages[table.tier(notional)]
 
 
 def leverage_allowed(notional: float, leverage: float, table: MarginTable) -> bool:
@@ -111,7 +165,7 @@ def leverage_allowed(notional: float, leverage: float, table: MarginTable) -> bo
     It also guarantees that a new position starts above maintenance, so its liquidation price lies on the
     adverse side of its entry.
     """
-    return 2.0 * table.rates[table.tier(notional)] * leverage <= 1.0 + 1e-9
+    return leverage <= max_leverage(notional, table) * (1.0 + 1e-9)
 
 
 def margin_balance(size: float, entry: float, margin: float, price: float) -> float:
@@ -163,16 +217,25 @@ def liquidation_fee(size: float, price: float, rate: float, table: MarginTable) 
 
 
 def liquidation_exit(size: float, entry: float, margin: float, open_price: float, table: MarginTable,
-                     fee_rate: float) -> tuple[float, float]:
+                     fee_rate: float, model: str = "flat") -> tuple[float, float]:
     """(price, fee) of a liquidation found in a bar that opened at ``open_price``.
 
-    Normally the position closes at :func:`liquidation_price` and pays :func:`liquidation_fee`. When the bar
-    already opened beyond that price (a gap, or funding taken from the margin at the open moved it), it closes
-    at the open instead, but never beyond the bankruptcy price, where the isolated margin is gone: an isolated
-    position loses at most its margin, the exchange's insurance fund takes the rest. The fee is what is left
-    of the margin at the exit, at most the normal fee.
-    Long 1 at 100 with margin 5 (BTC table), bar opens at 94: liquidation price 95.38, so it closes at the
-    bankruptcy price 95 (loss 5, fee 0); opening at 95.2 it closes there (loss 4.8, fee 0.2).
+    The position is taken over at :func:`liquidation_price`, or at the open when the bar already opened beyond it
+    (a gap, or funding taken from the margin at the open moved it), never beyond the bankruptcy price
+    ``entry - margin / size``, where the isolated margin is gone: an isolated position loses at most its margin,
+    the exchange's insurance fund takes the rest. What is left of the margin there, ``left``, decides the rest:
+
+    - ``model="binance"`` (Binance's liquidation protocols, FAQ 360033525271): the liquidation ("insurance
+      clearance") fee is ``fee_rate x notional``. If ``left`` covers it the position is margin-compliant: it
+      closes at that price, pays the fee and the trader keeps ``left - fee``. Otherwise it is margin-deficient:
+      it is closed at the bankruptcy price and the remaining collateral (``left``) goes to the insurance fund;
+      the trader keeps nothing and pays no further fee.
+    - ``model="flat"``: it closes at that price and pays ``fee_rate x notional`` capped at the maintenance margin
+      and at ``left`` (the same loss as "binance", booked as a fee at the liquidation price).
+
+    Long 1 at 100 with margin 5 (BTC table), no gap: liquidation price 95.3815, left 0.3815 (its maintenance
+    margin) < 1.25 % x 95.38 = 1.19: "binance" closes at the bankruptcy price 95 with no fee; "flat" at 95.3815
+    with a fee of 0.3815. Either way 5 is lost. Opening at 94: 95 and no fee in both.
     """
     liq = liquidation_price(size, entry, margin, table)
     gapped = open_price < liq if size > 0 else open_price > liq
@@ -180,7 +243,20 @@ def liquidation_exit(size: float, entry: float, margin: float, open_price: float
     bankrupt = entry - max(margin, 0.0) / size
     price = max(price, bankrupt) if size > 0 else min(price, bankrupt)
     left = max(margin + size * (price - entry), 0.0)
+    if model == "binance":
+        fee = fee_rate * abs(size) * price
+        return (price, fee) if left >= fee else (bankrupt, 0.0)
     return price, min(liquidation_fee(size, price, fee_rate, table), left)
+
+
+def liquidation_fee_rate(config_rate: float | None, rules: "TradingRules | None") -> float:
+    """The liquidation fee rate a run uses: the config's if set, else the market's (Binance ``liquidationFee``),
+    else 0.0125 (Binance's 1.25 % on BTCUSDT, ETHUSDT and XRPUSDT)."""
+    if config_rate is not None:
+        return config_rate
+    if rules is not None and rules.liquidation_fee is not None:
+        return rules.liquidation_fee
+    return 0.0125
 
 
 def funding_kept(held: float, size_before: float, size_after: float) -> float:

@@ -13,7 +13,8 @@ The account is an :class:`Account` (a NamedTuple); each kernel takes one and ret
 - :func:`mark_to_market` at the close.
 
 :func:`run_reference` strings them together bar by bar in the broker's order (funding at the open, fills at the
-open, liquidation over the bar, mark to market at the close) for a series of target positions in contracts.
+open, funding settled inside the bar, liquidation over the bar, mark to market at the close) for a series of
+target positions in contracts.
 
 Worked number: 10,000 USDT, leverage 5, buy 4 at 10,000 with taker 0.05 %: fee 20, initial margin 8,000, free cash
 1,980; a close at 10,100 makes equity 10,000 - 20 + 400 = 10,380.
@@ -28,8 +29,8 @@ import numpy as np
 
 from backtests.attribution import Attribution
 from backtests.config import BrokerConfig
-from backtests.margin import DEFAULT_TABLE, MarginTable, funding_kept, is_liquidated, leverage_allowed, \
-    liquidation_exit
+from backtests.margin import DEFAULT_TABLE, MarginTable, TradingRules, below_minimum, funding_kept, is_liquidated, \
+    leverage_allowed, liquidation_exit, liquidation_fee_rate, minimum_cost
 from backtests.slippage import fill_price
 
 
@@ -103,14 +104,21 @@ def _split(size: float, delta: float) -> tuple[float, float]:
 
 
 def apply_fill(acct: Account, size: float, price: float, reference: float, fee_rate: float, leverage: float,
-               liquidity: str = "taker", table: MarginTable = DEFAULT_TABLE) -> tuple[Account, Fill | None, str]:
+               liquidity: str = "taker", table: MarginTable = DEFAULT_TABLE,
+               rules: TradingRules | None = None) -> tuple[Account, Fill | None, str]:
     """Execute ``size`` (signed) at ``price``; ``reference`` is the price before slippage.
 
     Returns the new account, the fill (None when nothing executed) and a status: ``"filled"``; ``"margin"``
     when the opening part was refused for want of free cash (a flip then only closes); ``"leverage"`` when the
-    resulting position would exceed its tier's leverage limit (nothing executes).
+    resulting position would exceed its tier's leverage limit (nothing executes); the reason itself when the
+    order opens below the market's minimum quantity or order value (``rules``; nothing executes).
     Long 2 at 100, sell 3 at 110 with fee rate 0.0005: realises +20, pays 0.11 + 0.055, ends short 1 at 110.
     """
+    if rules is not None:
+        table = rules.margin_table
+        refused = below_minimum(acct.size, size, price, rules)
+        if refused:
+            return acct, None, refused
     opened, closed = _split(acct.size, size)
     if opened:
         held = acct.size + closed
@@ -154,13 +162,14 @@ def apply_fill(acct: Account, size: float, price: float, reference: float, fee_r
 
 def check_liquidation(acct: Account, mark_low: float, mark_high: float, leverage: float,
                       table: MarginTable = DEFAULT_TABLE, fee_rate: float = 0.0125,
-                      open_price: float | None = None) -> tuple[Account, Fill | None]:
+                      open_price: float | None = None, model: str = "flat") -> tuple[Account, Fill | None]:
     """Liquidate the position if its isolated margin balance at the bar's adverse mark extreme is below
     maintenance. The isolated margin is the initial margin less the funding the position has paid from it.
 
-    It closes as :func:`~backtests.margin.liquidation_exit` says for a bar opening at ``open_price`` (None: no
-    gap, the liquidation price). Long 1 at 100, 20x (margin 5), mark low 95 on the BTC table: closed at 95.3815
-    for -4.6185 and a fee of 0.3815, losing the margin of 5.
+    It closes as :func:`~backtests.margin.liquidation_exit` says (``model`` "binance" or "flat") for a bar opening
+    at ``open_price`` (None: no gap, the liquidation price). Long 1 at 100, 20x (margin 5), mark low 95 on the BTC
+    table, "flat": closed at 95.3815 for -4.6185 and a fee of 0.3815; "binance": at the bankruptcy price 95 for
+    -5 and no fee (0.3815 left < the 1.25 % fee). Either way the margin of 5 is lost.
     """
     size = acct.size
     if size == 0.0:
@@ -170,7 +179,7 @@ def check_liquidation(acct: Account, mark_low: float, mark_high: float, leverage
     if not is_liquidated(size, acct.entry, margin, adverse, table):
         return acct, None
     price, fee = liquidation_exit(size, acct.entry, margin, acct.entry if open_price is None else open_price,
-                                  table, fee_rate)
+                                  table, fee_rate, model)
     pnl = size * (price - acct.entry)
     new = acct._replace(wallet=acct.wallet + pnl - fee, size=0.0, entry=0.0, mark=price, held_funding=0.0,
                         liq_realised=acct.liq_realised + pnl, liq_fees=acct.liq_fees + fee)
@@ -203,22 +212,34 @@ class ReferenceResult:
     rejected: list[dict]
     account: Account
     attribution: Attribution
+    wiped_out_at: int | None = None
 
 
 def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config: BrokerConfig,
-                  table: MarginTable = DEFAULT_TABLE) -> ReferenceResult:
+                  table: MarginTable = DEFAULT_TABLE, *, rules: TradingRules | None = None) -> ReferenceResult:
     """Account for ``targets`` (signed contracts wanted after each bar's close) over the bars in ``arrays``.
 
-    ``arrays`` holds open, high, low, close, volume, funding_rate, mark_high, mark_low, mark_close per bar (as
-    :func:`data_feeds.feed.feed_arrays` builds them). The order for ``targets[i] - position`` is sent at bar i's
-    close and fills at bar i+1's open as a market order; a refused one is sent again at the next close.
+    ``arrays`` holds open, high, low, close, volume, funding_rate, mark_high, mark_low, mark_close and
+    funding_inside per bar (as :func:`data_feeds.feed.feed_arrays` builds them): the rate settled at the bar's
+    open is paid before its fills at the previous mark close; ``funding_inside`` (sum of rate x mark price of
+    the settlements strictly inside the bar) after them, before the liquidation check. The order for
+    ``targets[i] - position`` is sent at bar i's close and fills at bar i+1's open as a market order; a refused
+    one is sent again at the next close.
+    ``rules`` (a market's :class:`~backtests.margin.TradingRules`) replaces ``table`` and adds the minimum order
+    checks and the wiped-out stop: once flat with less cash than the minimum order costs at a close, every later
+    order is refused ("account wiped out"; ``ReferenceResult.wiped_out_at`` is that bar's index).
     """
     o, h, lo, c, vol = (np.asarray(arrays[k], dtype="float64").tolist()
                         for k in ("open", "high", "low", "close", "volume"))
     rate, m_high, m_low, m_close = (np.asarray(arrays[k], dtype="float64").tolist()
                                     for k in ("funding_rate", "mark_high", "mark_low", "mark_close"))
+    inside = np.asarray(arrays.get("funding_inside", np.zeros(len(rate))), dtype="float64").tolist()
     want = np.asarray(targets, dtype="float64").tolist()
     n, lev = len(c), config.leverage
+    if rules is not None:
+        table = rules.margin_table
+    wiped: int | None = None
+    liq_rate = liquidation_fee_rate(config.liquidation_fee, rules)
     acct = Account(wallet=config.cash)
     eq, pos, paid_per_bar = np.empty(n), np.empty(n), np.zeros(n)
     fills: list[dict] = []
@@ -231,19 +252,31 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
             if delta != 0.0:
                 price = fill_price(config.slippage, delta, o[i], h[i], lo[i], vol[i], bps=config.slippage_bps,
                                    coef=config.slippage_coef)
-                acct, fill, status = apply_fill(acct, delta, price, o[i], config.taker_fee, lev, "taker", table)
+                if wiped is not None:
+                    fill, status = None, "account wiped out"
+                else:
+                    acct, fill, status = apply_fill(acct, delta, price, o[i], config.taker_fee, lev, "taker", table,
+                                                    rules)
                 if fill is not None:
                     fills.append(_fill_row(i, fill, "market", o[i]))
                 if status != "filled":
-                    rejected.append({"bar": i, "size": delta, "price": c[i - 1], "reason": _REASONS[status]})
+                    rejected.append({"bar": i, "size": delta, "price": c[i - 1],
+                                     "reason": _REASONS.get(status, status)})
+        if config.funding and inside[i] != 0.0 and acct.size != 0.0:
+            acct, paid = apply_funding(acct, inside[i], 1.0)
+            paid_per_bar[i] += paid
         if config.liquidation:
-            acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, config.liquidation_fee, o[i])
+            acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, liq_rate, o[i],
+                                           config.liquidation_model)
             if fill is not None:
                 fills.append(_fill_row(i, fill, "liquidation", fill.price))
         acct = mark_to_market(acct, c[i])
         eq[i], pos[i] = equity(acct, c[i]), acct.size
+        if (rules is not None and wiped is None and acct.size == 0.0
+                and acct.wallet < minimum_cost(rules, c[i], lev, config.taker_fee)):
+            wiped = i
     last = c[-1] if n else 0.0
-    return ReferenceResult(eq, pos, paid_per_bar, fills, rejected, acct, attribution(acct, last))
+    return ReferenceResult(eq, pos, paid_per_bar, fills, rejected, acct, attribution(acct, last), wiped)
 
 
 _REASONS = {"margin": "not enough margin", "leverage": "leverage above the tier's limit"}

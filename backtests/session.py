@@ -34,7 +34,13 @@ def run_with_baselines(config: BacktestConfig, progress: Progress | None = None,
     results = [run_backtest(config, strategy=name, progress=progress, market=market,
                             plot_path=plot_path if i == 0 else None) for i, name in enumerate(names)]
     if progress:
+        seen = set()
         for result in results:
+            for notice in result.data_span.get("notices", []):
+                line = notice if notice.startswith("NO MARKET RULES") else f"{result.name}: {notice}"
+                if line not in seen:
+                    seen.add(line)
+                    progress(f"WARNING: {line}")
             if len(result.rejected):
                 first = result.rejected.iloc[0]
                 progress(f"warning: {result.name}: {len(result.rejected)} order(s) refused, first at {first.time} "

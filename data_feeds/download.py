@@ -35,12 +35,14 @@ from pathlib import Path
 from typing import Mapping
 
 import ccxt
+from ccxt.base.decimal_to_precision import TICK_SIZE
 import numpy as np
 import pandas as pd
 
 from data_feeds.errors import DataError
 from data_feeds.exchange import (check_market, fetch_page, has_mark_candles, is_finite, make_exchange, page_limit)
 from data_feeds.loader import parse_span
+from data_feeds.market_rules import rules_from_ccxt, rules_path, write_rules
 from data_feeds.progress import Progress
 from data_feeds.retry import GiveUp, PageFault, Retrier, RetryPolicy, describe_error
 from data_feeds.store import KINDS, Store
@@ -119,10 +121,12 @@ class DownloadReport:
     start: pd.Timestamp
     end: pd.Timestamp
     kinds: list[KindReport] = field(default_factory=list)
+    rules_line: str = ""
 
     def lines(self) -> list[str]:
         span = f"{_ts(self.start)} .. {_ts(self.end)} (end exclusive)"
-        return [f"{self.exchange} {self.symbol} {self.timeframe} {span}"] + ["  " + k.line() for k in self.kinds]
+        return ([f"{self.exchange} {self.symbol} {self.timeframe} {span}"] + ["  " + k.line() for k in self.kinds]
+                + (["  " + self.rules_line] if self.rules_line else []))
 
 
 def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds: tuple[str, ...] = KINDS,
@@ -157,6 +161,7 @@ def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds
         raise DownloadError(f"{exchange_id}: cannot load markets: {exc}; nothing was downloaded") from exc
     check_market(exchange, symbol, timeframe)
     report = DownloadReport(exchange_id, symbol, timeframe, t0, t1)
+    report.rules_line = store_market_rules(exchange, exchange_id, symbol, store, retrier)
     for kind in kinds:
         if kind == "mark" and not has_mark_candles(exchange):
             report.kinds.append(KindReport(kind, store.path(exchange_id, symbol, timeframe, kind),
@@ -174,6 +179,34 @@ def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds
             tail = f"; {', '.join(done)} complete" if done else ""
             raise DownloadError(f"{exc}{tail}") from exc.__cause__
     return report
+
+
+def store_market_rules(exchange: ccxt.Exchange, exchange_id: str, symbol: str, store: Store,
+                       retrier: Retrier | None = None) -> str:
+    """Write the market's rules next to its data (``market.json``, atomic) and say what was stored, one line.
+
+    From ``load_markets()`` (already loaded) and, where the exchange serves them without keys
+    (``has['fetchMarketLeverageTiers'] is True``, e.g. Bybit), its leverage tiers. Binance's tier endpoint is
+    private (signed requests only): the tiers are noted as unavailable and runs fall back to the shipped
+    snapshot's or the default tiers (or a ``--market-rules`` file).
+    """
+    retrier = retrier or Retrier()
+    market = exchange.markets[symbol]
+    tiers, note = None, ""
+    try:
+        if exchange.has.get("fetchMarketLeverageTiers") is True:
+            tiers = retrier.call(lambda: exchange.fetch_market_leverage_tiers(symbol), exchange)
+        else:  # a private endpoint (Binance): not called, so API keys never reach a request lstmbt logs
+            note = f"leverage tiers unavailable: {exchange_id} serves them only to signed (API key) requests"
+    except (GiveUp, ccxt.BaseError) as exc:
+        note = f"leverage tiers unavailable: {describe_error(exc) if not isinstance(exc, GiveUp) else exc}"
+    fetched = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
+    rules = rules_from_ccxt(exchange_id, market, tiers, fetched=fetched, tiers_note=note,
+                            tick_size_mode=exchange.precisionMode == TICK_SIZE)
+    path = write_rules(rules, rules_path(store.root, exchange_id, symbol))
+    tiers_text = f"{len(rules.tiers)} leverage tiers" if rules.tiers else note
+    return (f"market rules: qty step {rules.qty_step:g}, min qty {rules.min_qty:g}, min notional "
+            f"{rules.min_notional:g}, {tiers_text} -> {path}")
 
 
 class _KindDownload:

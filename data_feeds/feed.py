@@ -7,8 +7,12 @@ feeds and replay need (the broker then prices fills from the bar itself, as it d
 
 Extra lines, per bar labelled by its open time t:
 
-- ``funding_rate``: sum of the funding rates settled in ``[t, t + bar)``, 0 where none; at 1h and
-  shorter bars a settlement falls on exactly one bar's open.
+- ``funding_rate``: the rate settled exactly at the bar's open ``t``, 0 where none. It is paid on the position
+  held through ``t`` (before the open's fills) at the mark close of the bar before (the mark price at ``t``).
+- ``funding_inside``: ``sum(rate x mark price)`` over the settlements strictly inside ``(t, t + bar)`` (on bars
+  longer than the funding interval: a 1d bar holds 08:00 and 16:00 of an 8h market, five of a 4h one). They are
+  paid on the position held after the open's fills, at the mark price of each instant
+  (:func:`settlement_prices`).
 - ``mark_high``, ``mark_low``, ``mark_close``: the mark-price candle, or the last-price candle where
   no mark prices are known (used for liquidation checks and funding notional).
 """
@@ -33,14 +37,70 @@ def to_bt_dates(index: pd.DatetimeIndex) -> np.ndarray:
 
 def funding_per_bar(candle_index: pd.DatetimeIndex, funding: pd.DataFrame, timeframe: str) -> np.ndarray:
     """Funding rate settled during each bar ``[t, t + bar)``, summed; 0.0 for bars without a settlement."""
-    out = np.zeros(len(candle_index))
-    if funding is None or funding.empty or len(candle_index) == 0:
-        return out
+    at_open, inside, _ = split_settlements(candle_index, funding, timeframe)
+    return at_open + inside
+
+
+def split_settlements(candle_index: pd.DatetimeIndex, funding: pd.DataFrame, timeframe: str,
+                      prices: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per bar: (rate settled at its open, sum of rates settled strictly inside it, sum of ``rate x price`` of
+    those inside ones); ``prices`` holds one price per funding row (NaN counts as 0 in the last array).
+
+    A 1d bar opening 00:00 on an 8h market: the 00:00 rate in the first array, 08:00 + 16:00 in the second.
+    Settlements in a missing bar (a gap in the candles) belong to no bar and are dropped.
+    """
+    n = len(candle_index)
+    at_open, inside, value = np.zeros(n), np.zeros(n), np.zeros(n)
+    if funding is None or funding.empty or n == 0:
+        return at_open, inside, value
     step = timeframe_delta(timeframe)
     pos = candle_index.searchsorted(funding.index, side="right") - 1
-    inside = (pos >= 0) & (funding.index < candle_index[np.clip(pos, 0, None)] + step)
-    np.add.at(out, pos[inside], funding["funding_rate"].to_numpy(dtype="float64")[inside])
+    starts = candle_index[np.clip(pos, 0, None)]
+    held = (pos >= 0) & (funding.index < starts + step)
+    on_open = held & (funding.index == starts)
+    within = held & ~on_open
+    rates = funding["funding_rate"].to_numpy(dtype="float64")
+    np.add.at(at_open, pos[on_open], rates[on_open])
+    np.add.at(inside, pos[within], rates[within])
+    if prices is not None:
+        priced = np.nan_to_num(rates * np.asarray(prices, dtype="float64"), nan=0.0)
+        np.add.at(value, pos[within], priced[within])
+    return at_open, inside, value
+
+
+def settlement_prices(market: MarketData) -> np.ndarray:
+    """The mark price at each funding settlement instant of ``market.funding``, NaN where unknown.
+
+    In order: the funding row's own ``mark_price`` column (the loader fills it from the finest mark candles it
+    has: the close of the mark candle ending at the instant), else the close of the market's mark (or, without
+    mark data, last-price) candle ending exactly at the instant. A settlement inside a long bar without finer
+    data stays NaN; :func:`feed_arrays` then prices it at the bar's open and :func:`unpriced_settlements` names it.
+    """
+    funding = market.funding
+    if funding is None or funding.empty:
+        return np.zeros(0)
+    out = np.full(len(funding), np.nan)
+    if "mark_price" in funding.columns:
+        out = funding["mark_price"].to_numpy(dtype="float64").copy()
+    c = market.candles
+    source = market.mark if market.mark is not None else c
+    ends = source.index + timeframe_delta(market.timeframe)
+    where = ends.get_indexer(funding.index)
+    hit = (where >= 0) & ~np.isfinite(out)
+    out[hit] = source["close"].to_numpy(dtype="float64")[where[hit]]
     return out
+
+
+def unpriced_settlements(market: MarketData) -> pd.DatetimeIndex:
+    """Settlements strictly inside a bar whose mark price at the instant is unknown (priced at the bar's open)."""
+    funding = market.funding
+    if funding is None or funding.empty or market.candles.empty:
+        return pd.DatetimeIndex([], tz="UTC")
+    idx = market.candles.index
+    pos = idx.searchsorted(funding.index, side="right") - 1
+    starts = idx[np.clip(pos, 0, None)]
+    within = (pos >= 0) & (funding.index < starts + timeframe_delta(market.timeframe)) & (funding.index != starts)
+    return funding.index[within & ~np.isfinite(settlement_prices(market))]
 
 
 def feed_arrays(market: MarketData) -> dict[str, np.ndarray]:
@@ -48,7 +108,12 @@ def feed_arrays(market: MarketData) -> dict[str, np.ndarray]:
     c = market.candles
     arrays = {col: c[col].to_numpy(dtype="float64") for col in ("open", "high", "low", "close", "volume")}
     arrays["datetime"] = to_bt_dates(c.index)
-    arrays["funding_rate"] = funding_per_bar(c.index, market.funding, market.timeframe)
+    prices = settlement_prices(market)
+    if len(prices):  # a settlement inside a bar with no price at its instant: the bar's open (named in a warning)
+        pos = np.clip(c.index.searchsorted(market.funding.index, side="right") - 1, 0, None)
+        prices = np.where(np.isfinite(prices), prices, arrays["open"][pos] if len(c) else np.nan)
+    arrays["funding_rate"], _, arrays["funding_inside"] = split_settlements(c.index, market.funding,
+                                                                           market.timeframe, prices)
     mark = market.mark.reindex(c.index) if market.mark is not None else None
     for col in ("high", "low", "close"):
         values = arrays[col].copy()
@@ -66,10 +131,10 @@ class FuturesData(bt.feed.DataBase):
     >>> cerebro.adddata(data)                      # doctest: +SKIP
     """
 
-    lines = ("funding_rate", "mark_high", "mark_low", "mark_close")
+    lines = ("funding_rate", "mark_high", "mark_low", "mark_close", "funding_inside")
     params = (("market", None),)
     _COLUMNS = ("datetime", "open", "high", "low", "close", "volume", "funding_rate", "mark_high", "mark_low",
-                "mark_close")
+                "mark_close", "funding_inside")
 
     def __init__(self):
         market = self.p.market

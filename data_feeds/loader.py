@@ -211,13 +211,15 @@ def _trim(df: pd.DataFrame, t0: pd.Timestamp, t1: pd.Timestamp, what: str) -> pd
 
 
 def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_path: str | os.PathLike | None = None,
-                funding_path: str | os.PathLike | None = None,
+                funding_path: str | os.PathLike | None = None, mark_path: str | os.PathLike | None = None,
                 store_dir: str | os.PathLike | None = None) -> MarketData:
     """Candles, funding and mark prices for one symbol over ``[start, end]``.
 
     With ``data_path`` the candles come from the user's file (CSV or Parquet with timestamp, open, high, low,
     close, volume); funding then comes from ``funding_path`` if given, else the store/sample for the symbol if
-    any, else none (zero funding). Mark prices are optional: None when not available.
+    any, else none (zero funding, named in the run's notices). Mark prices come from ``mark_path`` (a user's
+    mark candles, of the run's timeframe or finer: finer ones are resampled and also price the funding
+    settlements inside long bars), else the store/sample; None when not available.
     """
     t0, t1 = parse_span(start, end)
     if data_path is not None:
@@ -241,12 +243,74 @@ def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_
                                index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
     mark = None if data_path is not None else _optional(
         lambda: load(exchange, symbol, timeframe, start, end, kind="mark", store_dir=store_dir))
+    user_mark = None
+    if mark_path is not None:
+        user_mark = read_user_mark(mark_path)
+        mark = _mark_for_timeframe(user_mark, timeframe, str(mark_path))
+        mark = mark[(mark.index >= t0) & (mark.index < t1)]
     # keep the last settlement before the span too: its rate is known at the first bar (a feature may use it);
     # the feed books only settlements inside the span's bars
     before = funding.index[funding.index < t0]
     first = before[-1] if len(before) else t0
     funding = funding[(funding.index >= first) & (funding.index < t1)]
+    if data_path is None or user_mark is not None:
+        funding = with_settlement_marks(funding, exchange, symbol, timeframe, store_dir, mark=user_mark,
+                                        stored=data_path is None)
     return MarketData(exchange, symbol, timeframe, candles, funding, mark, source, find_gaps(candles.index, timeframe))
+
+
+def read_user_mark(path: str | os.PathLike) -> pd.DataFrame:
+    """A user's mark-price candles (timestamp, open, high, low, close; volume optional, 0 when absent), checked."""
+    raw = read_user_file(path, ("open", "high", "low", "close", "volume"))
+    if "volume" not in raw.columns:
+        raw["volume"] = 0.0
+    check_candles(raw, str(path))
+    return raw
+
+
+def _mark_for_timeframe(mark: pd.DataFrame, timeframe: str, what: str) -> pd.DataFrame:
+    """Mark candles of ``timeframe``: as given, or resampled from finer ones; coarser ones are refused."""
+    if len(mark) < 2:
+        return mark
+    step = pd.Series(mark.index[1:] - mark.index[:-1]).mode().iloc[0]
+    want = timeframe_delta(timeframe)
+    if step == want:
+        return mark
+    if step < want and want % step == pd.Timedelta(0):
+        return resample_candles(mark, timeframe)
+    raise DataError(f"{what}: mark candles are {step} apart; need {timeframe} or a finer step that divides it")
+
+
+def with_settlement_marks(funding: pd.DataFrame, exchange: str, symbol: str, timeframe: str,
+                          store_dir=None, mark: pd.DataFrame | None = None, stored: bool = True) -> pd.DataFrame:
+    """``funding`` with a ``mark_price`` column: the mark price at each settlement instant, NaN where unknown.
+
+    Needed only on bars longer than 1h, where settlements fall inside bars: the close of the mark candle that
+    ends at the instant, from ``mark`` (a user's mark file) or the finest stored or shipped mark candles of 1h or
+    less (the 08:00 settlement inside a 1d bar: the close of the 07:00-08:00 mark candle, the same price a 1h
+    run uses at the 08:00 bar's open). Shorter bars already have a mark candle ending at every settlement.
+    """
+    if funding.empty or timeframe_seconds(timeframe) <= 3600 or "mark_price" in funding.columns:
+        return funding
+    sources = [] if mark is None else [mark]
+    store = Store(store_dir)
+    for tf in ("1h", "15m", "5m", "1m") if stored else ():
+        try:
+            frame = store.read(exchange, symbol, tf, "mark")
+            frame = frame if frame is not None else _sampled(exchange, symbol, tf, "mark")
+        except DataError:
+            frame = None
+        if frame is not None and len(frame) > 1:
+            sources.append(frame)
+    out = funding.copy()
+    prices = pd.Series(float("nan"), index=funding.index)
+    for frame in sources:
+        step = pd.Series(frame.index[1:] - frame.index[:-1]).mode().iloc[0]
+        ends = pd.Series(frame["close"].to_numpy(dtype="float64"), index=frame.index + step)
+        ends = ends[~ends.index.duplicated()]
+        prices = prices.fillna(ends.reindex(funding.index))
+    out["mark_price"] = prices.to_numpy(dtype="float64")
+    return out
 
 
 def _optional(fn):

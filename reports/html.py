@@ -162,6 +162,9 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
                    + frame_table_html(trades, 50)) if len(trades) else "<p>No trades.</p>"
     config_text = json.dumps(jsonable(config), sort_keys=True, indent=2)
     notes_html = "".join(f"<p>{escape(n)}</p>" for n in notes)
+    # what the user must not miss (default market rules, missing funding/mark data, a wiped-out account)
+    banner = "".join(f'<p class="banner" style="background:#fdecea;border-left:4px solid #c0392b;padding:.5em .8em;'
+                     f'font-weight:600">{escape(str(n))}</p>' for n in (data_span or {}).get("notices", []))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -173,6 +176,7 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
 <body>
 <main>
 <header><h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p></header>
+{banner}
 <section><h2>Performance</h2>{metrics_table_html(metrics)}{notes_html}</section>
 <section><h2>Charts</h2>{figures}</section>
 {_attribution_html(attribution)}

@@ -253,9 +253,13 @@ def _exposure(position: pd.Series | None) -> float:
 def result_metrics(result: "BacktestResult") -> pd.Series:
     """:func:`compute_metrics` of a backtest result: its equity, trades, position, fees, funding and closes."""
     close = result.prices["close"] if result.prices is not None and "close" in result.prices else None
-    return compute_metrics(result.equity, result.trades, result.timeframe, position=result.position,
-                           fees=result.fees_paid, funding=result.funding_paid, initial_cash=result.initial_cash,
-                           close=close, fills=result.fills)
+    m = compute_metrics(result.equity, result.trades, result.timeframe, position=result.position,
+                        fees=result.fees_paid, funding=result.funding_paid, initial_cash=result.initial_cash,
+                        close=close, fills=result.fills)
+    wiped = (result.data_span or {}).get("wiped_out_at")
+    if wiped:  # the account could no longer trade: its risk ratios (Sharpe, Sortino, Calmar...) are not meaningful
+        m["Wiped out at"] = wiped
+    return m
 
 
 def equity_metrics(equity: pd.Series, timeframe: str, initial_cash: float | None = None) -> pd.Series:

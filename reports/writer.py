@@ -56,8 +56,21 @@ def _csv(df: pd.DataFrame) -> str:
 
 
 def equity_frame(result: "BacktestResult", buy_hold: pd.Series | None) -> pd.DataFrame:
-    """Per-bar frame for ``equity.csv``: time, equity, position, target, buy_hold (USDT), aligned on equity."""
+    """Per-bar frame for ``equity.csv``: time, equity, position, target, buy_hold (USDT), aligned on equity.
+
+    ``equity`` values the open position at the bar's last-price close; where the market has mark prices an
+    ``equity_at_mark`` column values it at the mark close, as exchanges show unrealised PnL (the same wallet:
+    ``equity + position x (mark close - close)``)."""
     index = result.equity.index
+    frame = _equity_columns(result, buy_hold, index)
+    prices = result.prices
+    if prices is not None and "mark_close" in prices:
+        gap = (prices["mark_close"] - prices["close"]).reindex(index).to_numpy(dtype="float64")
+        frame.insert(2, "equity_at_mark", frame["equity"].to_numpy() + frame["position"].to_numpy() * gap)
+    return frame
+
+
+def _equity_columns(result: "BacktestResult", buy_hold: pd.Series | None, index: pd.Index) -> pd.DataFrame:
     return pd.DataFrame({
         "time": _iso(index),
         "equity": result.equity.to_numpy(dtype="float64"),

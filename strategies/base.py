@@ -111,6 +111,8 @@ class TargetPositionStrategy(bt.Strategy):
             self._trade_to(target)
 
     def _trade_to(self, target: float) -> None:
+        if getattr(self.broker, "wiped_out_at", None) is not None:
+            return  # the account can no longer open the market's minimum position: the run stops trading
         price = self.data.close[0]
         p = self.p
         size, refused = position_size(target, self.broker.getvalue(), price, fraction=p.fraction, leverage=p.leverage,

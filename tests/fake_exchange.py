@@ -268,7 +268,9 @@ def _binance_exchange_info(fake, params, fault):
         "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": base, "quoteAsset": "USDT",
         "marginAsset": "USDT", "pricePrecision": 2, "quantityPrecision": 3, "underlyingType": "COIN",
         "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "4529764", "tickSize": "0.10"},
-                    {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"}],
+                    {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
+                    {"filterType": "MIN_NOTIONAL", "notional": "100"}],
+        "liquidationFee": "0.012500", "marketTakeBound": "0.05",
     } for sid, (base, _) in SYMBOLS.items()]
     return 200, {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "exchangeFilters": [],
                  "assets": [], "symbols": symbols}
@@ -352,6 +354,24 @@ def _bybit_instruments(fake, params, fault):
     return _bybit({"category": "linear", "list": items, "nextPageCursor": ""})
 
 
+# Bybit's public risk-limit tiers (v5 /market/risk-limit), the shape of its 2024 BTCUSDT answer
+BYBIT_RISK_LIMITS = [  # (riskLimitValue, maintenanceMargin, initialMargin, maxLeverage, mmDeduction)
+    ("2000000", "0.005", "0.01", "100.00", ""),
+    ("2600000", "0.0056", "0.0116", "86.20", "1200"),
+    ("3200000", "0.0062", "0.0132", "75.75", "2760"),
+]
+
+
+def _bybit_risk_limit(fake, params, fault):
+    sid = params.get("symbol")
+    if params.get("category") != "linear" or (sid is not None and sid not in SYMBOLS):
+        return _bybit_error("params error: symbol invalid")
+    rows = [{"id": i + 1, "symbol": s, "riskLimitValue": cap, "maintenanceMargin": mm, "initialMargin": im,
+             "isLowestRisk": int(i == 0), "maxLeverage": lev, "mmDeduction": cum}
+            for s in ([sid] if sid else list(SYMBOLS)) for i, (cap, mm, im, lev, cum) in enumerate(BYBIT_RISK_LIMITS)]
+    return _bybit({"category": "linear", "list": rows, "nextPageCursor": ""})
+
+
 def _bybit_klines(fake, params, fault, mark=False):
     sid = params.get("symbol")
     if params.get("category") != "linear" or sid not in SYMBOLS:
@@ -395,6 +415,7 @@ ROUTES = {
     "/v5/market/kline": _bybit_klines,
     "/v5/market/mark-price-kline": lambda fake, p, f: _bybit_klines(fake, p, f, mark=True),
     "/v5/market/funding/history": _bybit_funding,
+    "/v5/market/risk-limit": _bybit_risk_limit,
 }
 
 

@@ -13,20 +13,28 @@ from backtests.broker import BrokerConfig, FuturesBroker, make_broker
 from backtests.recorder import Recorder
 from data_feeds.feed import FuturesData
 from data_feeds.loader import MarketData
+from data_feeds.timeframes import timeframe_delta
 from strategies.base import TargetPositionStrategy
 
 
 def make_market(bars, *, funding: dict[int, float] | None = None, mark=None, volume=1_000.0,
-                timeframe: str = "1h", start: str = "2024-01-01", symbol: str = "BTC/USDT:USDT") -> MarketData:
+                timeframe: str = "1h", start: str = "2024-01-01", symbol: str = "BTC/USDT:USDT",
+                settlements: list[tuple] | None = None) -> MarketData:
     """A :class:`MarketData` from rows of (open, high, low, close); ``funding`` maps a bar index to the rate
-    settled at that bar's open; ``mark`` is rows of (open, high, low, close) mark prices or None."""
+    settled at that bar's open; ``mark`` is rows of (open, high, low, close) mark prices or None.
+    ``settlements`` (instead of ``funding``): rows of (time, rate, mark price at that instant or None)."""
     bars = np.asarray(bars, dtype="float64")
-    index = pd.date_range(start, periods=len(bars), freq=pd.Timedelta(timeframe), tz="UTC", name="timestamp")
+    index = pd.date_range(start, periods=len(bars), freq=timeframe_delta(timeframe), tz="UTC", name="timestamp")
     candles = pd.DataFrame(bars, index=index, columns=["open", "high", "low", "close"])
     candles["volume"] = np.broadcast_to(np.asarray(volume, dtype="float64"), len(bars))
     funding = funding or {}
     fund_index = pd.DatetimeIndex([index[i] for i in sorted(funding)], name="timestamp")
     fund = pd.DataFrame({"funding_rate": [funding[i] for i in sorted(funding)]}, index=fund_index, dtype="float64")
+    if settlements is not None:
+        fund = pd.DataFrame({"funding_rate": [r for _, r, _ in settlements],
+                             "mark_price": [float("nan") if m is None else m for _, _, m in settlements]},
+                            index=pd.DatetimeIndex(pd.to_datetime([t for t, _, _ in settlements], utc=True),
+                                                   name="timestamp"), dtype="float64")
     mark_frame = None
     if mark is not None:
         mark_frame = pd.DataFrame(np.asarray(mark, dtype="float64"), index=index,
@@ -76,11 +84,12 @@ class Run:
 
 
 def run_cerebro(market: MarketData, config: BrokerConfig, strategy=ReplayStrategy, *, symbol: str | None = None,
-                broker: bt.brokers.BackBroker | None = None, **params) -> Run:
-    """Run ``strategy`` with ``params`` on ``market`` through :func:`make_broker` (or a given ``broker``)."""
+                broker: bt.brokers.BackBroker | None = None, rules=None, **params) -> Run:
+    """Run ``strategy`` with ``params`` on ``market`` through :func:`make_broker` (or a given ``broker``);
+    ``rules`` (TradingRules) or ``symbol`` pick the market rules, else the market's own symbol does."""
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True, quicknotify=True)
     cerebro.adddata(FuturesData(market=market))
-    made, comminfo = make_broker(config, symbol=symbol)
+    made, comminfo = make_broker(config, symbol=symbol, rules=rules)
     if broker is not None:
         broker.setcash(config.cash)
         broker.addcommissioninfo(comminfo)

@@ -60,7 +60,7 @@ def runs(draw):
 def _both(market, config, sizes, symbol):
     # the broker finds the margin tiers from the feed's market symbol; the reference is told them
     bt_run = run_cerebro(market, config, sizes=list(sizes))
-    ref = run_reference(feed_arrays(market), sizes, config, market_rules(symbol).margin_table)
+    ref = run_reference(feed_arrays(market), sizes, config, rules=market_rules(symbol))
     return bt_run, ref
 
 

@@ -14,7 +14,9 @@ NO_COSTS = dict(taker_fee=0.0, maker_fee=0.0, slippage="none")
 
 
 def test_fractional_sizes_are_not_truncated_to_integers():
-    run = run_cerebro(make_market([FLAT, FLAT, FLAT]), BrokerConfig(**NO_COSTS), sizes=[0.123, 0.123, 0.123])
+    # 0.123 x 100 = 12.3 USDT: above the default 5 USDT minimum order value of a market without rules
+    market = make_market([FLAT, FLAT, FLAT], symbol="XRP/USDT:USDT")
+    run = run_cerebro(market, BrokerConfig(**NO_COSTS), sizes=[0.123, 0.123, 0.123])
     assert run.fills["size"].tolist() == [0.123]
     assert run.position[-1] == 0.123
 

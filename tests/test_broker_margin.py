@@ -82,19 +82,23 @@ def test_liquidation_fee_is_capped_at_the_remaining_maintenance_margin():
 
 @pytest.mark.parametrize("notional, expected", [(10_000, 125), (100_000, 100), (500_000, 50), (5e6, 20),
                                                 (4e8, 1)])
-def test_max_leverage_is_binances_one_over_twice_the_maintenance_rate(notional, expected):
+def test_max_leverage_is_the_tiers_published_max_leverage(notional, expected):
     assert max_leverage(notional, BTC_TABLE) == pytest.approx(expected)
     assert leverage_allowed(notional, expected, BTC_TABLE)
     assert not leverage_allowed(notional, expected * 1.01, BTC_TABLE)
 
 
-def test_shipped_markets_have_binance_quantity_rules_and_others_none():
-    for symbol in ("BTC/USDT:USDT", "ETH/USDT:USDT"):
+def test_shipped_markets_carry_binance_rules_and_others_flagged_defaults(tmp_path, monkeypatch):
+    monkeypatch.setenv("LSTMBT_DATA_DIR", str(tmp_path))  # an empty store: the shipped snapshot answers
+    for symbol, table, notional in (("BTC/USDT:USDT", BTC_TABLE, 100.0), ("ETH/USDT:USDT", ETH_TABLE, 20.0)):
         rules = market_rules(symbol)
-        assert (rules.qty_step, rules.min_qty) == (0.001, 0.001)
-    assert market_rules("BTC/USDT:USDT").margin_table is BTC_TABLE
+        assert (rules.qty_step, rules.min_qty, rules.min_notional, rules.liquidation_fee) == (0.001, 0.001, notional,
+                                                                                              0.0125)
+        assert rules.margin_table == table and not rules.rules.is_default and rules.rules.fetched
     unknown = market_rules("DOGE/USDT:USDT")
-    assert (unknown.qty_step, unknown.min_qty, unknown.margin_table) == (0.0, 0.0, DEFAULT_TABLE)
+    assert (unknown.qty_step, unknown.min_qty, unknown.min_notional, unknown.margin_table) == (0.0, 0.0, 5.0,
+                                                                                               DEFAULT_TABLE)
+    assert unknown.rules.is_default and "conservative defaults" in unknown.rules.source
 
 
 @pytest.mark.parametrize("field, value, message", [

@@ -19,7 +19,10 @@ from backtests.reference import run_reference
 from data_feeds.feed import feed_arrays
 
 FLAT = (100.0, 100.0, 100.0, 100.0)
-BASE = dict(cash=10_000.0, taker_fee=0.0005, maker_fee=0.0002, slippage="none", liquidation_fee=0.0125)
+# the "flat" liquidation model: the Binance protocol's loss booked as a fee at the liquidation price (the Binance
+# model's own fills are in test_liquidation_protocol.py)
+BASE = dict(cash=10_000.0, taker_fee=0.0005, maker_fee=0.0002, slippage="none", liquidation_fee=0.0125,
+            liquidation_model="flat")
 
 LIQ_LONG = 9_500 / 99.6            # (100 x 100 - 500) / (100 x (1 - 0.004)) = 95.3815...
 LIQ_LONG_FEE = 0.004 * 100 * LIQ_LONG  # capped at maintenance: 38.1526...

@@ -88,7 +88,8 @@ def test_markets_are_loaded_for_linear_contracts_only(fake, tmp_path):
     infos = fake.served("instruments-info")
     assert infos and all(r.params["category"] == "linear" for r in infos)
     paths = {r.path for r in fake.requests}
-    assert paths == {"/v5/market/instruments-info", "/v5/market/kline", "/fapi/v1/exchangeInfo", "/fapi/v1/klines"}
+    assert paths == {"/v5/market/instruments-info", "/v5/market/kline", "/fapi/v1/exchangeInfo", "/fapi/v1/klines",
+                     "/v5/market/risk-limit"}   # Bybit's public leverage tiers, stored with the market's rules
 
 
 def test_rerun_fetches_only_what_is_missing_before_and_after_the_stored_span(fake, tmp_path):

@@ -21,7 +21,7 @@ def test_reference_accountant_agrees_with_backtrader_on_a_shipped_strategy(strat
     span = market.slice(t0, t1)
     # the position Backtrader reached at bar i+1's open is what the strategy wanted at bar i's close
     targets = np.append(result.position.to_numpy()[1:], result.position.to_numpy()[-1])
-    ref = run_reference(feed_arrays(span), targets, config.broker, market_rules(SPAN.symbol).margin_table)
+    ref = run_reference(feed_arrays(span), targets, config.broker, rules=market_rules(SPAN.symbol))
     assert result.rejected.empty
     np.testing.assert_allclose(ref.equity, result.equity.to_numpy(), rtol=1e-9)
     assert len(ref.fills) == len(result.fills)
