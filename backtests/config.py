@@ -30,10 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from backtests.slippage import check_model
-
-
-class ConfigError(ValueError):
-    """A config file or flag that cannot be used."""
+from backtests.validation import (ConfigError, check_fields, check_model_size, check_name, check_symbol_field)
 
 
 @dataclass(frozen=True)
@@ -61,6 +58,7 @@ class BrokerConfig:
     liquidation_fee: float = 0.0125
 
     def __post_init__(self):
+        check_fields(self)
         if not self.cash > 0:
             raise ValueError(f"cash must be positive, got {self.cash}")
         if not 1 <= self.leverage <= 125:
@@ -89,6 +87,15 @@ class DataConfig:
     funding_path: str | None = None
     store_dir: str | None = None
 
+    def __post_init__(self):
+        from data_feeds.store import check_path_name
+        from data_feeds.timeframes import timeframe_seconds
+
+        check_fields(self)
+        check_symbol_field(self.symbol)
+        check_path_name(self.exchange, "exchange id")
+        timeframe_seconds(self.timeframe)
+
 
 @dataclass(frozen=True)
 class BacktestConfig:
@@ -112,6 +119,11 @@ class BacktestConfig:
     cache_dir: str | None = None
 
     def __post_init__(self):
+        check_fields(self)
+        check_name(self.name)
+        if not self.strategy:
+            raise ConfigError("strategy must name a strategy, e.g. \"lstm\" or \"sma_cross\"")
+        check_model_size(self.model)
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
 
@@ -142,11 +154,17 @@ def _build(cls, values: dict, where: str):
 
 def config_from_dict(values: dict, where: str = "config") -> BacktestConfig:
     """Build a :class:`BacktestConfig` from nested plain data (as read from TOML)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a table of settings, got {type(values).__name__}")
     values = dict(values)
-    data = _build(DataConfig, dict(values.pop("data", {})), f"{where} [data]")
-    broker = _build(BrokerConfig, dict(values.pop("broker", {})), f"{where} [broker]")
-    if "baselines" in values:
-        values["baselines"] = tuple(values["baselines"])
+    tables = {}
+    for key in ("data", "broker"):
+        table = values.pop(key, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {key} must be a [{key}] table, got {table!r:.60}")
+        tables[key] = table
+    data = _build(DataConfig, dict(tables["data"]), f"{where} [data]")
+    broker = _build(BrokerConfig, dict(tables["broker"]), f"{where} [broker]")
     return _build(BacktestConfig, {**values, "data": data, "broker": broker}, where)
 
 
