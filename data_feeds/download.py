@@ -161,6 +161,9 @@ def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds
         retrier.call(exchange.load_markets, exchange)
     except GiveUp as exc:
         raise DownloadError(f"{exchange_id}: cannot load markets: {exc}; nothing was downloaded") from exc
+    except ccxt.BaseError as exc:   # refused outright (HTTP 401/403: authentication, a bad request)
+        raise DownloadError(f"{exchange_id}: cannot load markets: {describe_error(exc)}; nothing was "
+                            f"downloaded") from exc
     check_market(exchange, symbol, timeframe)
     report = DownloadReport(exchange_id, symbol, timeframe, t0, t1)
     for kind in kinds:
