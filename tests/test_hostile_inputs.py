@@ -350,3 +350,33 @@ def test_implausible_values_run_with_a_warning(work, capsys):
     assert any("taker_fee" in w for w in warnings), out
     assert any("funding rate" in w for w in warnings), out
     assert any("moves more than 10x" in w for w in warnings), out
+
+
+# ---------------------------------------------------------------- caches: verified on read, recomputed when bad
+
+def test_poisoned_prediction_cache_and_tampered_checkpoint_are_recomputed_and_said(work, capsys):
+    (work / "tiny.toml").write_text('strategy = "lstm"\nbaselines = []\n[data]\nstart = "2023-03-01"\n'
+                                    'end = "2023-03-10"\n[model]\nwindow = 8\nhidden = 4\ntrain_bars = 600\n'
+                                    'val_bars = 200\nepochs = 1\n')
+    argv = ["backtest", "--config", "tiny.toml", "--cache-dir", "models", "--out", "out", "--force"]
+    code, first, err = run(argv, capsys)
+    assert code == 0, err
+    metrics = (work / "out" / "metrics.json").read_bytes()
+    [entry] = list((work / "models" / "predictions").glob("*.npy"))
+    probs = np.load(entry)
+    np.save(entry, np.roll(probs, 1, axis=1))              # well-formed, wrong: the attack in the issue
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert f"warning: prediction cache entry {Path('models') / 'predictions' / entry.name}" in out, out
+    assert (work / "out" / "metrics.json").read_bytes() == metrics
+    code, out, err = run(argv, capsys)
+    assert code == 0 and "warning: prediction cache" not in out     # recomputed entry trusted again
+
+    [meta] = list((work / "models").glob("*/meta.json"))
+    doc = json.loads(meta.read_text())
+    doc["scaler"]["mean"] = [m + 1.0 for m in doc["scaler"]["mean"]]     # a plausible, silent change
+    meta.write_text(json.dumps(doc))
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert "warning: cached model refused" in out and "does not match its checksum" in out, out
+    assert (work / "out" / "metrics.json").read_bytes() == metrics
