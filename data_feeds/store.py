@@ -127,7 +127,15 @@ def read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"corrupt store file {path}: {exc.__class__.__name__}; move it away and download again") from exc
     if "timestamp" not in df.columns:
         raise DataError(f"corrupt store file {path}: no timestamp column")
-    df.index = pd.DatetimeIndex(pd.to_datetime(df.pop("timestamp"), utc=True), name="timestamp")
+    ts = df.pop("timestamp")
+    try:   # the store writes UTC datetimes; a user's file may hold epoch milliseconds (as CSV files do) or text
+        if pd.api.types.is_numeric_dtype(ts) and not pd.api.types.is_bool_dtype(ts):
+            index = pd.to_datetime(ts.astype("int64"), unit="ms", utc=True)
+        else:
+            index = pd.to_datetime(ts, utc=True, format="ISO8601")
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{path}: unreadable timestamps ({exc.__class__.__name__})") from None
+    df.index = pd.DatetimeIndex(index, name="timestamp")
     return df
 
 
