@@ -116,8 +116,8 @@ STAGING = ".building"
 def _clean_stale(parent: Path) -> None:
     """Remove ``.<name>.<pid>.<random>.building`` folders whose process no longer runs."""
     for path in parent.glob(f".*{STAGING}*"):
-        parts = path.name.split(".")
-        pid = next((int(p) for p in parts if p.isdigit()), None)
+        parts = path.name.split(".")           # "", name..., pid, random, "building"
+        pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
         if pid is None or pid == os.getpid() or _alive(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)

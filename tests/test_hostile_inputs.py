@@ -61,7 +61,8 @@ TOML_CASES = {
     "leverage = true": ("[broker]\nleverage = true\n", "leverage must be a number"),
     "funding = no": ('[broker]\nfunding = "no"\n', "funding must be true or false"),
     "start = 20240101": ("[data]\nstart = 20240101\n", "start must be a date"),
-    "hidden = 1e9": ('strategy = "lstm"\n[model]\nhidden = 1000000000\n', "training would need about"),
+    "hidden = 1e9": ('strategy = "lstm"\n[model]\nhidden = 1e9\n', "training would need about"),
+    "hidden = 10**9": ('strategy = "lstm"\n[model]\nhidden = 1000000000\n', "training would need about"),
     "seed = 1.5": ("seed = 1.5\n", "seed must be a whole number"),
     "name = 300 chars": (f'name = "{"n" * 300}"\n', "name is 300 characters long"),
 }
@@ -380,3 +381,20 @@ def test_poisoned_prediction_cache_and_tampered_checkpoint_are_recomputed_and_sa
     assert code == 0, err
     assert "warning: cached model refused" in out and "does not match its checksum" in out, out
     assert (work / "out" / "metrics.json").read_bytes() == metrics
+
+
+def test_staging_folders_of_dead_runs_are_cleaned_and_live_ones_kept(work, capsys):
+    import os
+
+    from backtests.session import staged_folder
+
+    runs = work / "runs"
+    runs.mkdir()
+    dead = runs / ".20260101-x.999999999.abc123.building"      # no such pid
+    live = runs / f".20260101-y.{os.getppid()}.def456.building"     # a process that is alive
+    dead.mkdir()
+    live.mkdir()
+    with staged_folder(runs / "new") as tmp:
+        (tmp / "report.html").write_text("ok")
+    assert not dead.exists() and live.exists()
+    assert (runs / "new" / "report.html").exists()
