@@ -132,6 +132,9 @@ def test_download_refuses_a_text_timeout_a_file_as_data_dir_and_reports_http_401
     (work / "FILE").write_text("x")
     code, _, err = run([*base, "--data-dir", "FILE"], capsys)
     one_line_exit_2(code, err, "is a file, not a folder")
+    long = ["download", "--symbol", "A" * 5000 + "/USDT:USDT", "--timeframe", "1h", *SHORT, "--data-dir", "store"]
+    code, _, err = run(long, capsys)
+    one_line_exit_2(code, err, "malformed symbol", "at most 40 characters")
 
     class Refuse(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802
