@@ -122,7 +122,10 @@ class Store:
 def read_parquet(path: Path) -> pd.DataFrame:
     """Read a store file; a corrupt file raises DataError naming it (the file is left untouched)."""
     try:
-        df = pq.read_table(path, page_checksum_verification=True).to_pandas()
+        # one read of the whole file: pyarrow opens a path more than once (footer, then pages), which could mix
+        # two versions of a file a concurrent writer replaced in between; the bytes of one open are one version
+        blob = path.read_bytes()
+        df = pq.read_table(pa.BufferReader(blob), page_checksum_verification=True).to_pandas()
     except (OSError, pa.ArrowException) as exc:
         raise DataError(f"corrupt store file {path}: {exc.__class__.__name__}; move it away and download again") from exc
     if "timestamp" not in df.columns:
