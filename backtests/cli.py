@@ -7,6 +7,8 @@ prints it as one line on stderr and exits with status 2. Tracebacks are for bugs
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 
 from backtests.slippage import SLIPPAGE_MODELS
@@ -116,13 +118,16 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from reports import format_metrics_table
     from strategies.registry import get_strategy
 
+    from backtests.session import check_out_folder, default_run_dir
+
     config = build_config(args)
     for name in (config.strategy, *config.baselines):
         get_strategy(name)
+    check_out_folder(args.out or default_run_dir(config), force=args.force)
     _progress(f"lstmbt backtest: {config.strategy} vs {', '.join(config.baselines) or 'no baselines'} on "
               f"{config.data.symbol} {config.data.timeframe} {config.data.start} .. {config.data.end}")
     folder, main, baselines = run_and_report(config, args.out, progress=_progress,
-                                             plot_backtrader=args.plot_backtrader)
+                                             plot_backtrader=args.plot_backtrader, force=args.force)
     print()
     print(format_metrics_table([main, *baselines]))
     print(f"\nreport: {folder / 'report.html'}")
@@ -196,7 +201,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="run name used in the output folder")
     p.add_argument("--seed", type=int, help="random seed (default 42)")
     p.add_argument("--fraction", type=float, help="share of equity per position, 0-1 (default 0.99)")
-    p.add_argument("--out", help="report folder (default runs/<UTC time>-<name>)")
+    p.add_argument("--out", help="report folder (default runs/<UTC time>-<name>); must be empty unless --force")
+    p.add_argument("--force", action="store_true", help="replace a non-empty --out folder once the new run is complete")
     p.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     p.add_argument("--plot-backtrader", action="store_true", help="also save Backtrader's own plot as backtrader.png")
     p.add_argument("--model-kind", help="the model strategy's [model] kind: lstm, gru, transformer, logreg or "
@@ -247,12 +253,72 @@ def _add_download_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exchange-config", help="TOML/JSON file of ccxt constructor options (urls, timeout, proxies...)")
 
 
+class _PipeSafeStdout:
+    """sys.stdout that survives a closed pipe (``lstmbt backtest ... | head -2``): once the reader is gone, further
+    output is dropped and the run goes on to write its folder, instead of dying of BrokenPipeError."""
+
+    def __init__(self, stream):
+        self._stream, self.broken = stream, False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return self._stream.write(text)
+            except (BrokenPipeError, ValueError):
+                self._drop()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ValueError):
+                self._drop()
+
+    def _drop(self) -> None:
+        self.broken = True
+        try:   # point the real descriptor at /dev/null so the interpreter's final flush stays quiet too
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+class _WarningLines(logging.Handler):
+    """Warnings of lstmbt's loggers (``lstmbt.*``: a corrupt cache entry recomputed...) as ``warning: ...`` lines on
+    the current stdout, with the run's other progress lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"warning: {record.getMessage()}", file=sys.stdout, flush=True)
+        except Exception:   # never let a warning line break a run
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    saved = sys.stdout
+    if not isinstance(sys.stdout, _PipeSafeStdout):
+        sys.stdout = _PipeSafeStdout(sys.stdout)
+    logger = logging.getLogger("lstmbt")
+    handler = _WarningLines(logging.WARNING)
+    logger.addHandler(handler)
+    try:
+        return _run(args)
+    finally:
+        logger.removeHandler(handler)
+        sys.stdout = saved
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -268,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError)
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 """Exceptions that are bad input: one line on stderr and exit status 2."""
 
 

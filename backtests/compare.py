@@ -137,6 +137,9 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
     bootstrap = table.get("bootstrap", 1000)
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 100:
         raise ConfigError(f"bootstrap must be a whole number of resamples >= 100, got {bootstrap!r}")
+    for key in ("out", "scheduler", "rolling"):
+        if table.get(key) is not None and not isinstance(table[key], str):
+            raise ConfigError(f"{where}: {key} must be text, got {table[key]!r:.60}")
     spec = CompareSpec(config=config, strategies=strategies, ranges=tuple(ranges), symbols=symbols, workers=workers,
                        scheduler=table.get("scheduler") or None, cell_reports=bool(table.get("cell_reports", True)),
                        confidence=float(confidence), bootstrap=bootstrap, out=table.get("out"))
@@ -320,21 +323,26 @@ def run_comparison(spec: CompareSpec, executor: Executor | None = None, *, progr
 def default_out_dir(spec: CompareSpec) -> Path:
     """``<out_dir>/<UTC time>-compare`` (or ``-<name>`` when the spec names itself), e.g.
     ``runs/20260101-120000-compare``."""
+    from backtests.session import slug
+
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     name = spec.config.name if spec.config.name not in ("backtest", "") else "compare"
-    return Path(spec.config.out_dir) / f"{stamp}-{name}"
+    return Path(spec.config.out_dir) / f"{stamp}-{slug(name)}"
 
 
 def run_and_write(spec: CompareSpec, out: str | Path | None = None, *, executor: Executor | None = None,
-                  progress: Progress | None = None, show_bar: bool | None = None):
-    """Run the grid and write the comparison folder; returns ``(folder, outcomes, Comparison)``."""
+                  progress: Progress | None = None, show_bar: bool | None = None, force: bool = False):
+    """Run the grid and write the comparison folder; returns ``(folder, outcomes, Comparison)``. The folder must
+    be absent or empty unless ``force``; it is built under a temporary name and renamed when complete."""
+    from backtests.session import check_out_folder, staged_folder
     from reports.comparison import write_comparison
 
+    folder = check_out_folder(Path(out or spec.out or default_out_dir(spec)), force=force)
     outcomes = run_comparison(spec, executor, progress=progress, show_bar=show_bar)
-    folder = Path(out or spec.out or default_out_dir(spec))
     title = f"Comparison: {', '.join(spec.strategies)} on {spec.config.data.timeframe} bars"
-    _, comparison = write_comparison(outcomes, folder, title=title, confidence=spec.confidence,
-                                     n_boot=spec.bootstrap, seed=spec.config.seed)
+    with staged_folder(folder, force=force) as tmp:
+        _, comparison = write_comparison(outcomes, tmp, title=title, confidence=spec.confidence,
+                                         n_boot=spec.bootstrap, seed=spec.config.seed)
     return folder, outcomes, comparison
 
 
@@ -367,7 +375,8 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     r = parser.add_argument_group("running")
     r.add_argument("--workers", type=int, help="local worker processes (default: one per core; 0 = in this process)")
     r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://scheduler-host:8786 (instead of local workers)")
-    r.add_argument("--out", help="output folder (default runs/<UTC time>-compare)")
+    r.add_argument("--out", help="output folder (default runs/<UTC time>-compare); must be empty unless --force")
+    r.add_argument("--force", action="store_true", help="replace a non-empty --out folder once the comparison is done")
     r.add_argument("--no-cell-reports", dest="cell_reports", action="store_false", default=None,
                    help="skip each cell's own report folder (faster)")
     r.add_argument("--confidence", type=float, help="for intervals and the verdict (default 0.95)")
@@ -416,14 +425,18 @@ def compare_command(args: argparse.Namespace) -> int:
     """``lstmbt compare``: 0 when at least one cell ran, 1 when every cell failed (user errors raise ValueError)."""
     from reports.comparison import short_rows
 
+    from backtests.session import check_out_folder
+
     spec = spec_from_args(args)
+    check_out_folder(Path(spec.out or default_out_dir(spec)), force=getattr(args, "force", False))
     cells = spec.cells()
     where = f"Dask at {spec.scheduler}" if spec.scheduler else \
         "this process" if spec.workers == 0 else f"{spec.workers or 'one per core'} local worker(s)"
     print(f"lstmbt compare: {len(spec.strategies)} strategies x {len(spec.ranges)} ranges x {len(spec.symbols)} "
           f"symbols = {len(cells)} cells on {spec.config.data.timeframe} bars, {where}", flush=True)
     started = time.perf_counter()
-    folder, outcomes, comparison = run_and_write(spec, progress=lambda line: print(line, flush=True))
+    folder, outcomes, comparison = run_and_write(spec, progress=lambda line: print(line, flush=True),
+                                                 force=getattr(args, "force", False))
     rows = short_rows(comparison.table)
     for row, outcome in zip(rows, outcomes):
         row["Beats B&H"] = row["Beats B&H"] if outcome.ok else f"error: {outcome.error}"[:80]

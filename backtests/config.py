@@ -30,13 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from backtests.slippage import check_model
+from backtests.validation import (ConfigError, check_fields, check_model_size, check_name, check_symbol_field)
 
 
 LIQUIDATION_MODELS = ("binance", "flat")
-
-
-class ConfigError(ValueError):
-    """A config file or flag that cannot be used."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +68,7 @@ class BrokerConfig:
     liquidation_model: str = "binance"
 
     def __post_init__(self):
+        check_fields(self)
         if not self.cash > 0:
             raise ValueError(f"cash must be positive, got {self.cash}")
         if not 1 <= self.leverage <= 125:
@@ -109,6 +107,15 @@ class DataConfig:
     market_rules: str | None = None
     mark_path: str | None = None
 
+    def __post_init__(self):
+        from data_feeds.store import check_path_name
+        from data_feeds.timeframes import timeframe_seconds
+
+        check_fields(self)
+        check_symbol_field(self.symbol)
+        check_path_name(self.exchange, "exchange id")
+        timeframe_seconds(self.timeframe)
+
 
 @dataclass(frozen=True)
 class BacktestConfig:
@@ -132,6 +139,11 @@ class BacktestConfig:
     cache_dir: str | None = None
 
     def __post_init__(self):
+        check_fields(self)
+        check_name(self.name)
+        if not self.strategy:
+            raise ConfigError("strategy must name a strategy, e.g. \"lstm\" or \"sma_cross\"")
+        check_model_size(self.model)
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
         # a strategy file (my_rsi.py:Rsi) is kept as an absolute path: workers and --rerun find the same file
@@ -168,11 +180,17 @@ def _build(cls, values: dict, where: str):
 
 def config_from_dict(values: dict, where: str = "config") -> BacktestConfig:
     """Build a :class:`BacktestConfig` from nested plain data (as read from TOML)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a table of settings, got {type(values).__name__}")
     values = dict(values)
-    data = _build(DataConfig, dict(values.pop("data", {})), f"{where} [data]")
-    broker = _build(BrokerConfig, dict(values.pop("broker", {})), f"{where} [broker]")
-    if "baselines" in values:
-        values["baselines"] = tuple(values["baselines"])
+    tables = {}
+    for key in ("data", "broker"):
+        table = values.pop(key, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: {key} must be a [{key}] table, got {table!r:.60}")
+        tables[key] = table
+    data = _build(DataConfig, dict(tables["data"]), f"{where} [data]")
+    broker = _build(BrokerConfig, dict(tables["broker"]), f"{where} [broker]")
     return _build(BacktestConfig, {**values, "data": data, "broker": broker}, where)
 
 

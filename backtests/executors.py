@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -102,7 +105,8 @@ class ProcessExecutor(_Closing):
     def map_unordered(self, fn, items):
         if not items:
             return
-        pool = ProcessPoolExecutor(max_workers=min(self._workers, len(items)), mp_context=_context(self._preload))
+        pool = ProcessPoolExecutor(max_workers=min(self._workers, len(items)), mp_context=_context(self._preload),
+                                   initializer=watch_parent, initargs=(os.getpid(),))
         try:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
             for future in as_completed(futures):
@@ -113,6 +117,37 @@ class ProcessExecutor(_Closing):
                 yield futures[future], value
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def watch_parent(pid: int) -> None:
+    """Worker initializer: end this worker as soon as the client process ``pid`` is gone (``kill -9`` included).
+
+    A pool's workers are children of the forkserver, not of the client, so they would otherwise outlive a killed
+    client, and keep the forkserver and the resource tracker alive with them. A daemon thread waits on a pidfd of
+    the client (Linux) or polls it each second, then exits the worker."""
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            fd = None
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while _alive(pid):
+                time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="lstmbt-watch-client", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _context(preload: list[str]):

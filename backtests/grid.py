@@ -84,8 +84,9 @@ class CellOutcome:
 
 
 def slugify(text: str) -> str:
-    """``"BTC/USDT:USDT"`` -> ``"BTC-USDT-USDT"``: letters, digits, ``.``, ``_`` and ``-`` only, never empty."""
-    slug = _SLUG.sub("-", text).strip("-.")
+    """``"BTC/USDT:USDT"`` -> ``"BTC-USDT-USDT"``: letters, digits, ``.``, ``_`` and ``-`` only, never empty, at most
+    60 characters (so a path of three slugs fits any file system)."""
+    slug = _SLUG.sub("-", text).strip("-.")[:60].strip("-.")
     return slug or "x"
 
 

@@ -86,6 +86,8 @@ def read_manifest_file(path: str | os.PathLike) -> dict:
         raise ManifestError(f"no manifest at {p}; reports written before manifests existed cannot be re-run") from None
     except json.JSONDecodeError as exc:
         raise ManifestError(f"{p}: not valid JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ManifestError(f"{p}: not a manifest object")
     if doc.get("manifest_version") != MANIFEST_VERSION or "config" not in doc:
         raise ManifestError(f"{p}: manifest version {doc.get('manifest_version')!r}, expected {MANIFEST_VERSION}")
     return doc
@@ -94,25 +96,32 @@ def read_manifest_file(path: str | os.PathLike) -> dict:
 def config_from_manifest(manifest: dict, cache_dir: str | None = None) -> BacktestConfig:
     """The :class:`BacktestConfig` a manifest recorded (``cache_dir`` for trained models, default the user cache)."""
     config = config_from_dict(manifest["config"], "manifest config")
+    out_dir = Path(config.out_dir)
+    if out_dir.is_absolute() or ".." in out_dir.parts:
+        raise ManifestError(f"manifest config out_dir {config.out_dir!r:.60} points outside the working folder; "
+                            f"pass --out to choose where the rerun goes")
     return config.replace(cache_dir=cache_dir) if cache_dir else config
 
 
 def rerun_from_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike | None = None, *,
-                        cache_dir: str | None = None, progress: Progress | None = None) -> Path:
+                        cache_dir: str | None = None, progress: Progress | None = None, force: bool = False) -> Path:
     """Run the backtest a manifest describes again into ``out`` (default ``runs/<time>-<name>``); returns the folder.
 
     Raises ManifestError when the data of the span is not the recorded data (another SHA-256 or row count): the
     metrics could not match then. Compare ``out/metrics.json`` with the original's bytes to confirm the rerun.
     """
     manifest = read_manifest_file(manifest_path)
-    config = config_from_manifest(manifest, cache_dir)
+    config = config_from_manifest(manifest, cache_dir) if out is None else \
+        config_from_dict(manifest["config"], "manifest config").replace(**({"cache_dir": cache_dir} if cache_dir else {}))
     from backtests.session import run_and_report
 
     if progress:
         for line in source_changes(manifest):
             progress(f"warning: {line}")
-    folder, main, _ = run_and_report(config, out, progress)
+    folder, main, _ = run_and_report(config, out, progress, force=force)
     recorded = manifest.get("data", {})
+    if not isinstance(recorded, dict):
+        recorded = {}
     for key in ("sha256", "rows"):
         if key in recorded and recorded[key] != main.data_span.get(key):
             raise ManifestError(f"the data differs from the manifest's ({key} {main.data_span.get(key)} vs "

@@ -25,6 +25,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from backtests.result import BacktestResult
 from data_feeds.files import atomic_path, atomic_write
@@ -43,7 +44,7 @@ class RunFolderError(ValueError):
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     with atomic_path(path) as tmp:
-        frame.to_parquet(tmp, engine="pyarrow")
+        frame.to_parquet(tmp, engine="pyarrow", write_page_checksum=True)
 
 
 def _freq(index: pd.Index) -> str | None:
@@ -84,7 +85,10 @@ def save_run(result: BacktestResult, folder: str | os.PathLike) -> Path:
 def _read_parquet(path: Path, freq: str | None) -> pd.DataFrame:
     if not path.exists():
         raise RunFolderError(f"{path} is missing; the run folder is incomplete (re-run the backtest)")
-    frame = pd.read_parquet(path, engine="pyarrow")
+    try:
+        frame = pd.read_parquet(path, engine="pyarrow", page_checksum_verification=True)
+    except (OSError, pa.ArrowException) as exc:
+        raise RunFolderError(f"{path} is corrupt ({exc.__class__.__name__}); re-run the backtest") from None
     if freq and isinstance(frame.index, pd.DatetimeIndex):
         frame.index = pd.DatetimeIndex(frame.index, freq=freq)
     return frame
@@ -97,25 +101,54 @@ def load_run(folder: str | os.PathLike) -> BacktestResult:
         meta = json.loads((src / "result.json").read_text())
     except FileNotFoundError:
         raise RunFolderError(f"{src} holds no saved run (no result.json)") from None
-    if meta.get("format") != FORMAT_VERSION:
-        raise RunFolderError(f"{src}: run format {meta.get('format')!r}, this lstmbt reads {FORMAT_VERSION}")
-    freqs = meta["freqs"]
-    series = {k: _read_parquet(src / f"{k}.parquet", freqs.get(k))["value"].rename(meta["series_names"][k])
-              for k in SERIES}
-    frames = {k: _read_parquet(src / f"{k}.parquet", freqs.get(k)) if k in meta["frames"] else None
-              for k in FRAMES}
-    plain = {k: meta[k] for k in PLAIN if k in meta}
-    extras = plain.get("extras") or {}
-    if "models" not in meta:                # a folder written before the typed fields: they lived in extras
-        plain["models"] = list(extras.get("checkpoints", []))
-        plain["fold_boundaries"] = list(extras.get("fold_boundaries", []))
-    plain["fold_boundaries"] = [pd.Timestamp(t) for t in plain.get("fold_boundaries", [])]
-    return BacktestResult(**{k: meta[k] for k in SCALARS}, **series, **frames, **plain)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFolderError(f"{src / 'result.json'} is unreadable ({exc.__class__.__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        shown = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise RunFolderError(f"{src}: run format {shown!r}, this lstmbt reads {FORMAT_VERSION}")
+    try:
+        freqs = meta["freqs"]
+        series = {k: _read_parquet(src / f"{k}.parquet", freqs.get(k))["value"].rename(meta["series_names"][k])
+                  for k in SERIES}
+        frames = {k: _read_parquet(src / f"{k}.parquet", freqs.get(k)) if k in meta["frames"] else None
+                  for k in FRAMES}
+        plain = {k: meta[k] for k in PLAIN if k in meta}
+        extras = plain.get("extras") or {}
+        if "models" not in meta:                # a folder written before the typed fields: they lived in extras
+            plain["models"] = list(extras.get("checkpoints", []))
+            plain["fold_boundaries"] = list(extras.get("fold_boundaries", []))
+        plain["fold_boundaries"] = [pd.Timestamp(t) for t in plain.get("fold_boundaries", [])]
+        result = BacktestResult(**{k: meta[k] for k in SCALARS}, **series, **frames, **plain)
+        _check_result(result)
+    except RunFolderError:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise RunFolderError(f"{src / 'result.json'} does not describe a saved run ({exc.__class__.__name__}: "
+                             f"{str(exc)[:80]}); it was modified or damaged, re-run the backtest") from None
+    return result
+
+
+def _check_result(result: BacktestResult) -> None:
+    """The types a report needs, so a hand-edited result.json is one line, not a traceback in the report writer."""
+    for key in ("name", "strategy", "exchange", "symbol", "timeframe"):
+        if not isinstance(getattr(result, key), str):
+            raise RunFolderError(f"result.json: {key} must be text, got {getattr(result, key)!r:.60}")
+    cash = result.initial_cash
+    if isinstance(cash, bool) or not isinstance(cash, (int, float)) or not cash > 0 or cash == float("inf"):
+        raise RunFolderError(f"result.json: initial_cash must be a positive number, got {cash!r:.60}")
+    for key in ("config", "data_span", "attribution", "extras"):
+        if not isinstance(getattr(result, key), dict):
+            raise RunFolderError(f"result.json: {key} must be an object, got {type(getattr(result, key)).__name__}")
+    for key in SERIES:
+        series = getattr(result, key)
+        if not isinstance(series.index, pd.DatetimeIndex) or not pd.api.types.is_numeric_dtype(series):
+            raise RunFolderError(f"{key}.parquet: not a numeric time series")
 
 
 def _slug(text: str) -> str:
-    """A file-name-safe form of a run name: ``"sma <b>"`` -> ``"sma_b_"``, at most 40 characters."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:40] or "run"
+    """A file-name-safe form of a run name: ``"sma <b>"`` -> ``"sma_b_"``, at most 40 characters (used after an
+    ``<i>-`` prefix, so never ``.`` or ``..`` alone)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text))[:40] or "run"
 
 
 def save_runs(folder: str | os.PathLike, main: BacktestResult, baselines: list[BacktestResult]) -> Path:
@@ -138,14 +171,39 @@ def load_runs(folder: str | os.PathLike) -> tuple[BacktestResult, list[BacktestR
     except FileNotFoundError:
         raise RunFolderError(f"{folder} has no saved run data (data/runs.json); was it written by "
                              f"'lstmbt backtest'? Re-run the backtest to get one") from None
-    results = [load_run(data / e["folder"]) for e in entries]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        raise RunFolderError(f"{data / 'runs.json'} is unreadable or damaged ({exc.__class__.__name__})") from None
+    if not isinstance(entries, list) or not entries:
+        raise RunFolderError(f"{data / 'runs.json'} lists no runs; re-run the backtest")
+    results = [load_run(inside(data, e.get("folder") if isinstance(e, dict) else None, "runs.json"))
+               for e in entries]
     return results[0], results[1:]
+
+
+def inside(root: str | os.PathLike, name, what: str) -> Path:
+    """``root/name`` resolved, refused (RunFolderError) unless it lies inside ``root``: a path read from a run
+    folder (runs.json, a manifest) never sends lstmbt to another folder."""
+    if not isinstance(name, str) or not name:
+        raise RunFolderError(f"{what}: expected a folder name, got {name!r:.60}")
+    base = Path(root).resolve()
+    path = (base / name).resolve()
+    if path == base or base not in path.parents:
+        raise RunFolderError(f"{what}: {name!r:.60} points outside {root}; refusing to read it")
+    return path
 
 
 def read_manifest(folder: str | os.PathLike) -> dict | None:
     """``folder/manifest.json`` as a dict, or None when the folder has none."""
     path = Path(folder) / "manifest.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunFolderError(f"{path} is unreadable ({exc.__class__.__name__})") from None
+    if not isinstance(doc, dict):
+        raise RunFolderError(f"{path} is not a manifest object")
+    return doc
 
 
 def write_run_folder(folder: str | os.PathLike, main: BacktestResult, baselines: list[BacktestResult],
@@ -177,6 +235,7 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerun", action="store_true",
                         help="re-run the backtest from RUN_DIR/manifest.json instead (needs the same data)")
     parser.add_argument("--out", help="with --rerun: folder for the new run (default runs/<UTC time>-<name>)")
+    parser.add_argument("--force", action="store_true", help="with --rerun: replace a non-empty --out folder")
 
 
 def report_command(args: argparse.Namespace) -> int:
@@ -187,7 +246,8 @@ def report_command(args: argparse.Namespace) -> int:
     if args.rerun:
         from backtests.manifest import rerun_from_manifest
 
-        out = rerun_from_manifest(folder / "manifest.json", args.out, progress=lambda line: print(line, flush=True))
+        out = rerun_from_manifest(folder / "manifest.json", args.out, progress=lambda line: print(line, flush=True),
+                                  force=getattr(args, "force", False))
         same = (out / "metrics.json").read_bytes() == (folder / "metrics.json").read_bytes()
         print(f"report: {out / 'report.html'}")
         print("metrics.json: identical to the original" if same else "metrics.json: DIFFERS from the original")

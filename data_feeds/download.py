@@ -25,6 +25,12 @@ How it resumes
     stays contiguous even when interrupted) and after the last one: a span that does not touch the stored
     one is fetched together with the stretch between them, so the stored series never has a hole. A corrupt
     store file stops the download with its path and is left untouched.
+
+Two downloads at once
+    Every merge into the store holds the file's lock, so neither loses the other's rows. Each plans from the
+    store as it found it, so two disjoint spans can leave a hole between them; after its last merge a download
+    fetches again every hole touching its span that none of its own pages covered (a hole left by another
+    writer or an old run), so a gap is reported as an exchange gap only after a fetch of this run confirmed it.
 """
 
 from __future__ import annotations
@@ -159,6 +165,9 @@ def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds
         retrier.call(exchange.load_markets, exchange)
     except GiveUp as exc:
         raise DownloadError(f"{exchange_id}: cannot load markets: {exc}; nothing was downloaded") from exc
+    except ccxt.BaseError as exc:   # refused outright (HTTP 401/403: authentication, a bad request)
+        raise DownloadError(f"{exchange_id}: cannot load markets: {describe_error(exc)}; nothing was "
+                            f"downloaded") from exc
     check_market(exchange, symbol, timeframe)
     report = DownloadReport(exchange_id, symbol, timeframe, t0, t1)
     report.rules_line = store_market_rules(exchange, exchange_id, symbol, store, retrier)
@@ -261,6 +270,7 @@ class _KindDownload:
             for windows, mode, edge in plans:
                 self._fetch_windows(windows, mode, edge)
             self._flush()
+            self._fill_holes(lo, hi)
         except (GiveUp, DownloadError, ccxt.BaseError) as exc:
             self._flush()
             reason = describe_error(exc) if isinstance(exc, ccxt.BaseError) else str(exc)
@@ -301,13 +311,57 @@ class _KindDownload:
                 start = out[-1].end + gap
         return out
 
+    def _holes(self, lo: int, hi: int) -> list[tuple[int, int, int]]:
+        """Holes ``(first, last, edge)`` (ms, inclusive; ``edge``: the stored row before) in the stored series that
+        touch the requested ``[lo, hi]`` and that no window of this run fetched (so nobody confirmed them yet).
+
+        They come from a writer that was not this one (two downloads at once, a killed run) or an old run; a hole
+        is reported as an exchange gap only once this run has fetched it again and the exchange agreed."""
+        stored = self.store.read(*self.ids)
+        if stored is None or len(stored) < 2:
+            return []
+        ms = stored.index.as_unit("ms").asi8
+        step = MAX_FUNDING_INTERVAL_MS if self.funding else self.step
+        nudge = 1 if self.funding else self.step
+        where = np.flatnonzero(np.diff(ms) > step)
+        fetched = sorted((w.start, w.end) for w in self.fetched)
+        out = []
+        for i in where:
+            a, b = int(ms[i]) + nudge, int(ms[i + 1]) - nudge
+            if b < lo - step or a > hi + step:
+                continue
+            covered, cursor = False, a
+            for start, end in fetched:  # is [a, b] inside the union of this run's windows?
+                if start <= cursor <= end:
+                    cursor = end + nudge
+                if cursor > b:
+                    covered = True
+                    break
+            if not covered:
+                out.append((a, b, int(ms[i])))
+        return out
+
+    def _fill_holes(self, lo: int, hi: int, rounds: int = 3) -> None:
+        """Fetch every unconfirmed hole (see :meth:`_holes`) again and merge what the exchange has; repeated in case
+        a concurrent writer opened a new one meanwhile."""
+        for _ in range(rounds):
+            holes = self._holes(lo, hi)
+            if not holes:
+                return
+            for a, b, edge in holes:
+                log.info("%s: refetching %s .. %s, missing from the store", self.what, _ts(a), _ts(b))
+                self._fetch_windows(self._windows(a, b, "forward"), "gap", edge)
+            self._flush()
+
     def _fetch_windows(self, windows: list[Window], mode: str, edge: int | None) -> None:
-        """Fetch ``windows`` in order; ``edge`` is the nearest known timestamp on the side already fetched."""
+        """Fetch ``windows`` in order; ``edge`` is the nearest known timestamp on the side already fetched.
+        ``mode`` "gap": a hole inside stored data, where an empty page is a confirmed exchange gap, not a fault."""
         seen_data = mode == "anchored"
         backward = mode == "backward"
         for window in windows:
             self._current = window
-            rows = self._page(window, empty_is_fault=seen_data and not backward, edge=edge, backward=backward)
+            rows = self._page(window, empty_is_fault=seen_data and not backward and mode != "gap", edge=edge,
+                              backward=backward)
             if rows:
                 edge = rows[0][0] if backward else rows[-1][0]
             self.bar.page(len(rows))

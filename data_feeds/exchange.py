@@ -37,6 +37,10 @@ CONFIG_KEYS = frozenset({
     "urls", "options", "timeout", "rateLimit", "enableRateLimit", "proxies", "httpProxy", "httpsProxy",
     "socksProxy", "proxyUrl", "headers", "hostname", "userAgent", "verify",
 })
+#: The type each option must have (ccxt would fail deep inside a request otherwise: ``timeout = "fast"``).
+CONFIG_TYPES = {"timeout": "number", "rateLimit": "number", "enableRateLimit": bool, "urls": dict, "options": dict,
+                "headers": dict, "proxies": dict, "httpProxy": str, "httpsProxy": str, "socksProxy": str,
+                "proxyUrl": str, "hostname": str, "userAgent": str}
 #: Credentials: accepted only from the environment, never from a config file.
 SECRET_KEYS = frozenset({"apiKey", "secret", "password", "uid", "privateKey", "walletAddress", "token", "login",
                          "twofa"})
@@ -95,6 +99,14 @@ def check_exchange_config(config: Mapping, where: str = "exchange config") -> No
             hint = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
             did = f"; did you mean {hint[0]!r}?" if hint else ""
             raise DataError(f"{where}: unknown ccxt option {key!r}{did} (allowed: {', '.join(sorted(CONFIG_KEYS))})")
+        value, kind = config[key], CONFIG_TYPES.get(key)
+        if kind == "number" and not (is_finite(value) and value > 0):
+            raise DataError(f"{where}: {key} must be a positive number (milliseconds), got {value!r:.60}")
+        if kind is bool and not isinstance(value, bool):
+            raise DataError(f"{where}: {key} must be true or false, got {value!r:.60}")
+        if kind in (str, dict) and not isinstance(value, kind):
+            what = "text" if kind is str else "a table"
+            raise DataError(f"{where}: {key} must be {what}, got {value!r:.60}")
 
 
 def credentials_from_env(exchange_id: str, environ: Mapping[str, str] | None = None) -> dict:

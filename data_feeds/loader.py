@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data_feeds.errors import DataError
+from data_feeds.errors import DataError, MissingData
 from data_feeds.store import Store, read_parquet
 from data_feeds.symbols import check_symbol, symbol_to_filename
 from data_feeds.timeframes import SUPPORTED, timeframe_delta, timeframe_seconds
@@ -108,6 +108,9 @@ def read_user_file(path: str | os.PathLike, columns: tuple[str, ...] = CANDLE_CO
         raise DataError(f"data file not found: {p}")
     if p.suffix == ".parquet":
         df = read_parquet(p)
+        for col in columns:   # text or other non-numeric values become NaN, refused by the checks that follow
+            if col in df.columns and not pd.api.types.is_float_dtype(df[col]):
+                df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     else:
         df = read_csv_frame(p, columns)
     return df
@@ -186,9 +189,14 @@ def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = 
             raw, where = _sampled(exchange, symbol, timeframe, "funding"), "shipped sample"
     else:
         raw, where = _candles_any_timeframe(exchange, symbol, timeframe, kind, store)
+        if raw is not None and where.startswith("store") and not _covers(raw, t0, t1, timeframe):
+            sample, sampled = _candles_any_timeframe(exchange, symbol, timeframe, kind, _NO_STORE)
+            if sample is not None and _covers(sample, t0, t1, timeframe):
+                span = f"{raw.index[0]:%Y-%m-%d %H:%M} .. {raw.index[-1]:%Y-%m-%d %H:%M}" if len(raw) else "nothing"
+                raw, where = sample, f"{sampled}; the store holds only {span} of it"
     if raw is None:
         known = ", ".join(_sample_symbols())
-        raise DataError(
+        raise MissingData(
             f"no {kind} data for {symbol} {timeframe} on {exchange} (shipped: {known} on {SAMPLE_EXCHANGE}); "
             f"fetch it with: lstmbt download --exchange {exchange} --symbol {symbol} --timeframe {timeframe} "
             f"--start {start} --end {end}")
@@ -202,11 +210,29 @@ def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = 
     return out
 
 
+class _EmptyStore:
+    """A store with nothing in it: the shipped sample alone."""
+
+    root = "-"
+
+    def read(self, *args, **kwargs):
+        return None
+
+
+_NO_STORE = _EmptyStore()
+
+
+def _covers(df: pd.DataFrame, t0: pd.Timestamp, t1: pd.Timestamp, timeframe: str) -> bool:
+    """Whether ``df`` has bars from the span's first bar through its last (a partial download does not)."""
+    bar = timeframe_delta(timeframe)
+    return len(df) > 0 and df.index[0] <= t0 + bar and df.index[-1] >= t1 - 2 * bar
+
+
 def _trim(df: pd.DataFrame, t0: pd.Timestamp, t1: pd.Timestamp, what: str) -> pd.DataFrame:
     out = df[(df.index >= t0) & (df.index < t1)]
     if out.empty:
         first, last = (df.index[0], df.index[-1]) if len(df) else ("-", "-")
-        raise DataError(f"{what}: no rows in {t0:%Y-%m-%d %H:%M} .. {t1:%Y-%m-%d %H:%M}; data covers {first} .. {last}")
+        raise MissingData(f"{what}: no rows in {t0:%Y-%m-%d %H:%M} .. {t1:%Y-%m-%d %H:%M}; data covers {first} .. {last}")
     return out
 
 
@@ -314,9 +340,10 @@ def with_settlement_marks(funding: pd.DataFrame, exchange: str, symbol: str, tim
 
 
 def _optional(fn):
+    """``fn()``, or None when its data is missing; a corrupt or invalid file still raises (exit 2 naming it)."""
     try:
         return fn()
-    except DataError:
+    except MissingData:
         return None
 
 

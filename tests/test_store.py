@@ -30,7 +30,7 @@ def test_write_then_read_round_trips_and_leaves_no_temporary_file(tmp_path):
     store = Store(tmp_path)
     df = candles("2024-01-01", 48)
     path = store.write(df, "binanceusdm", "BTC/USDT:USDT", "1h")
-    assert sorted(p.name for p in path.parent.iterdir()) == ["candles-1h.parquet"]
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix != ".lock") == ["candles-1h.parquet"]
     back = store.read("binanceusdm", "BTC/USDT:USDT", "1h")
     pd.testing.assert_frame_equal(back, df, check_index_type=False, check_freq=False)
     assert str(back.index.tz) == "UTC"
@@ -45,7 +45,7 @@ def test_failed_write_keeps_the_old_file_and_removes_its_temporary_file(tmp_path
     with pytest.raises((TypeError, ValueError)):
         store.write(bad, "binanceusdm", "BTC/USDT:USDT", "1h")
     assert path.read_bytes() == before
-    assert sorted(p.name for p in path.parent.iterdir()) == ["candles-1h.parquet"]
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix != ".lock") == ["candles-1h.parquet"]
 
 
 def test_corrupt_file_is_reported_with_its_path_and_never_overwritten(tmp_path):

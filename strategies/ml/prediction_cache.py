@@ -4,12 +4,15 @@ A second backtest or a comparison over the same span then reads the probabilitie
 network again. The key covers everything the numbers depend on: the weights, the candles and funding handed to
 the Predictor, the span start, the window, the inference chunk and thread count (which can move the last bits
 of float32 results). Files are plain ``.npy`` arrays read with ``allow_pickle=False``; an unreadable or
-mismatched file is ignored and recomputed, never trusted.
+mismatched file is ignored and recomputed, never trusted. Next to each ``<key>.npy`` a ``<key>.sha256`` records
+the file's checksum at write; an entry whose bytes do not match it (overwritten, truncated, half-copied) is
+recomputed and a warning says so (logger ``lstmbt.cache``, printed by the CLI).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -17,7 +20,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from data_feeds.files import atomic_path
+from data_feeds.files import atomic_path, atomic_write
+
+log = logging.getLogger("lstmbt.cache")
 
 
 def state_sha256(tensors: dict) -> str:
@@ -53,19 +58,41 @@ def prediction_key(weights: str, candles: pd.DataFrame, funding: pd.DataFrame, s
 
 
 def load_predictions(folder: str | os.PathLike, key: str, rows: int) -> np.ndarray | None:
-    """The cached (rows, 3) probabilities for ``key``, or None when absent, unreadable or of another shape."""
+    """The cached (rows, 3) probabilities for ``key``, or None when absent, unreadable, of another shape or not
+    matching the checksum recorded at write (then a warning names the entry: it will be recomputed)."""
     path = Path(folder) / f"{key}.npy"
     try:
-        probs = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
+        blob = path.read_bytes()
+    except OSError:
         return None
-    return probs if probs.shape == (rows, 3) and probs.dtype == np.float64 else None
+    try:
+        recorded = path.with_suffix(".sha256").read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        recorded = None
+    if recorded != hashlib.sha256(blob).hexdigest():
+        log.warning("prediction cache entry %s does not match its recorded checksum (corrupt or modified); "
+                    "recomputing it", path)
+        return None
+    try:
+        import io
+
+        probs = np.load(io.BytesIO(blob), allow_pickle=False)
+    except (OSError, ValueError, EOFError):
+        log.warning("prediction cache entry %s is unreadable; recomputing it", path)
+        return None
+    if probs.shape != (rows, 3) or probs.dtype != np.float64 or not np.isfinite(probs).all():
+        log.warning("prediction cache entry %s holds %s %s, not (%d, 3) finite float64; recomputing it", path,
+                    probs.shape, probs.dtype, rows)
+        return None
+    return probs
 
 
 def save_predictions(folder: str | os.PathLike, key: str, probs: np.ndarray) -> Path:
-    """Store ``probs`` under ``key`` atomically; returns the file's path."""
+    """Store ``probs`` under ``key`` atomically, with its checksum in ``<key>.sha256``; returns the file's path."""
     path = Path(folder) / f"{key}.npy"
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.save(fh, np.asarray(probs, dtype=np.float64), allow_pickle=False)
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        atomic_write(path.with_suffix(".sha256"), digest + "\n")
     return path
