@@ -110,10 +110,14 @@ class BacktestConfig:
     seed: int = 42
     out_dir: str = "runs"
     cache_dir: str | None = None
+    risk_free: float = 0.0    # annual rate for Sharpe, Sortino and the verdict: 0.04 = 4 %
 
     def __post_init__(self):
         if not 0 < self.fraction <= 1:
             raise ConfigError(f"fraction must be in (0, 1], got {self.fraction}")
+        if isinstance(self.risk_free, bool) or not isinstance(self.risk_free, (int, float)) \
+                or not -0.5 < self.risk_free < 1:
+            raise ConfigError(f"risk_free must be an annual rate between -0.5 and 1 (0.04 = 4 %), got {self.risk_free!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-able data (round-trips through :func:`config_from_dict`)."""

@@ -207,10 +207,10 @@ def test_values_are_formatted_by_their_unit():
     assert format_value("Start", pd.Timestamp("2024-01-01 09:00", tz="Asia/Tokyo")) == "2024-01-01 00:00"
 
 
-def test_jsonable_turns_nan_inf_timestamps_and_numpy_into_plain_json():
-    data = {"a": np.float64("nan"), "b": math.inf, "c": pd.Timestamp("2024-01-01", tz="UTC"), "d": np.int64(3),
+def test_jsonable_keeps_undefined_null_and_infinite_as_inf_strings():
+    data = {"a": np.float64("nan"), "b": math.inf, "b2": -np.inf, "c": pd.Timestamp("2024-01-01", tz="UTC"), "d": np.int64(3),
             "e": [np.float32(0.5), None, pd.NaT], "f": {"g": Path("x")}}
-    assert jsonable(data) == {"a": None, "b": None, "c": "2024-01-01T00:00:00+00:00", "d": 3,
+    assert jsonable(data) == {"a": None, "b": "inf", "b2": "-inf", "c": "2024-01-01T00:00:00+00:00", "d": 3,
                               "e": [0.5, None, None], "f": {"g": "x"}}
 
 
