@@ -207,8 +207,8 @@ class SharpeTest:
 
     - ``sharpe``: the observed per-bar statistic (a Sharpe ratio, or a difference of two);
     - ``low`` / ``high``: its ``confidence`` percentile interval from ``n_boot`` paired circular block resamples;
-    - ``p_value``: one-sided, for "the true value is above 0" (small = confident it is above); 1.0 for a
-      difference of identical series;
+    - ``p_value``: two-sided, of "the true value is 0", matching the percentile interval (small = the interval
+      lies clear of 0; read the side from ``sharpe``); 1.0 for a difference of identical series;
     - ``n``, ``block``, ``n_boot``, ``confidence``, ``seed``: how it was made.
     """
 
@@ -236,13 +236,14 @@ def paired_sharpe_test(returns, reference=None, *, confidence: float = 0.95, n_b
     The statistic is ``d = SR(returns) - SR(reference)``. Each of ``n_boot`` resamples draws the *same* circular
     blocks of bars from both series (so their correlation and the autocorrelation within blocks survive; Ledoit
     and Wolf 2008 use the same paired resampling, studentised) and recomputes ``d*``. The interval is the
-    percentile interval of ``d*``; the one-sided p-value of H0 "true d <= 0" is the basic-bootstrap one, which
-    centres the resampled statistics on the observed one::
+    percentile interval of ``d*``, and the p-value is the two-sided one that goes with it (the smallest
+    ``1 - confidence`` whose percentile interval still excludes 0)::
 
-        p = (1 + #{d* - d >= d}) / (1 + n_boot)
+        p = min(1, 2 * (1 + min(#{d* <= 0}, #{d* >= 0})) / (1 + n_boot))
 
-    Identical series give d* = d = 0 in every resample, so p = 1 (no evidence of a difference); a strategy whose
-    returns are the reference's plus a steady edge gets a small p. Resamples with no spread in a series are
+    so "the difference is positive and p <= 0.05" is exactly "the 95 % interval lies above 0". Identical series
+    give d* = 0 in every resample, so p = 1 (no evidence of a difference); a strategy whose returns are the
+    reference's plus a steady edge gets a small p. Resamples with no spread in a series are
     dropped. ``block`` defaults to :func:`default_block_length` (n^(1/3) bars). Deterministic for a ``seed``.
     Everything is NaN with fewer than 3 aligned finite bars or when a Sharpe ratio is undefined (no spread).
     """
@@ -278,9 +279,9 @@ def paired_sharpe_test(returns, reference=None, *, confidence: float = 0.95, n_b
         return _nan_test(n, block, n_boot, confidence, seed)
     tail = (1.0 - confidence) / 2.0 * 100.0
     low, high = np.percentile(stats, [tail, 100.0 - tail])
-    # tolerance: identical series give d* - d of a few ulps either side of 0
-    tol = 1e-12 * max(1.0, abs(observed))
-    p = (1 + int(np.sum(stats - observed >= observed - tol))) / (1 + stats.size)
+    tol = 1e-12 * max(1.0, abs(observed))         # identical series give d* of a few ulps either side of 0
+    tail_count = min(int(np.sum(stats <= tol)), int(np.sum(stats >= -tol)))
+    p = 2.0 * (1 + tail_count) / (1 + stats.size)
     return SharpeTest(float(observed), float(low), float(high), float(min(p, 1.0)), n, block, n_boot, confidence,
                       seed)
 

@@ -7,12 +7,14 @@ bar returns on the same bars and reports, in annualised Sharpe units:
 - the strategy's Sharpe ratio with its block-bootstrap interval, and its PSR against zero;
 - buy-and-hold's Sharpe ratio with its interval;
 - the paired test against buy-and-hold (:func:`reports.statistics.paired_sharpe_test`): the difference of the two
-  Sharpe ratios, its interval and a one-sided p-value, both Sharpe ratios treated as estimates;
+  Sharpe ratios, its interval and its two-sided p-value, both Sharpe ratios treated as estimates;
 - the test against flat (a Sharpe ratio of 0 exactly, since flat never moves): the bootstrap p-value of the
-  strategy's Sharpe ratio being above 0;
+  strategy's Sharpe ratio being 0;
 - one sentence a trader can read, e.g. "did not beat buy-and-hold with confidence (Sharpe 1.30 vs 0.55, p = 0.21)".
 
-"With confidence" means the p-value is at most ``1 - confidence`` (0.05 by default). ``risk_free`` (an annual rate,
+"With confidence" means the difference is positive and its p-value at most ``1 - confidence`` (0.05 by default),
+which is the same as its ``confidence`` bootstrap interval lying above 0: the sentence never contradicts the
+interval printed next to it. ``risk_free`` (an annual rate,
 0.04 = 4 %) is taken out of both return series first, compounded per bar over a 24/7 year.
 """
 
@@ -33,7 +35,8 @@ CONFIDENT, LUCK, NO, NA = "yes, with confidence", "only by luck", "no", "n/a"
 
 @dataclass(frozen=True)
 class Verdict:
-    """See the module docstring; Sharpe figures annualised, p-values one-sided, NaN where undefined."""
+    """See the module docstring; Sharpe figures annualised, p-values two-sided (with the interval), NaN where
+    undefined."""
 
     sharpe: float
     sharpe_low: float

@@ -28,7 +28,16 @@ def test_planted_edge_over_the_reference_gets_a_small_p():
     t = paired_sharpe_test(edge, bh, n_boot=300, seed=3)
     assert t.sharpe == pytest.approx(sharpe_ratio(edge) - sharpe_ratio(bh))
     assert t.low > 0 and t.p_value < 0.01
-    assert paired_sharpe_test(bh, edge, n_boot=300, seed=3).p_value > 0.99     # and the other way round
+    back = paired_sharpe_test(bh, edge, n_boot=300, seed=3)         # the other way round: the same p, below 0
+    assert back.sharpe < 0 and back.high < 0 and back.p_value < 0.01
+
+
+def test_p_value_agrees_with_the_interval():
+    # p <= 1 - confidence exactly when the percentile interval excludes 0, for every draw
+    for k in range(12):
+        a, b = _market(600, 300 + k) + 0.0004 * (k % 4), _market(600, 400 + k)
+        t = paired_sharpe_test(a, b, n_boot=200, seed=k, confidence=0.9)
+        assert (t.p_value <= 0.1 + 1e-12) == (t.low > 0 or t.high < 0), (k, t)
 
 
 def test_noise_around_the_reference_is_not_significant_at_5_percent_most_of_the_time():
