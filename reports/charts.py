@@ -31,11 +31,11 @@ from data_feeds.files import atomic_path
 from reports.metrics import drawdown, monthly_returns
 
 COLORS = {"long": "#2e9e44", "short": "#d64541", "flat": "#9e9e9e", "strategy": "#1f77b4",
-          "buy_hold": "#8a8a8a", "price": "#262626", "liquidation": "#000000"}
+          "buy_hold": "#6f6f6f", "price": "#262626", "liquidation": "#000000"}
 BASELINE_COLORS = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 """Colours for strategies without a fixed one (see :func:`strategy_color`)."""
 STRATEGY_COLORS = {"lstm": "#1f77b4", "buy_hold": "#6f6f6f", "sma_cross": "#ff7f0e", "flat": "#9467bd",
-                   "momentum": "#8c564b"}
+                   "momentum": "#8c564b", "strategy": "#1f77b4"}
 """The fixed colour of each shipped strategy, the same in every chart of every report and comparison."""
 MAX_FILL_MARKERS = 300
 """Above this many fills, the price chart draws entries only (smaller), exits being where the shading ends."""
@@ -48,7 +48,7 @@ def strategy_color(name: str) -> str:
     key = str(name).split(" ")[0]
     if key in STRATEGY_COLORS:
         return STRATEGY_COLORS[key]
-    if key.startswith("buy") and "hold" in key:
+    if key == "buy" or (key.startswith("buy") and "hold" in key):     # "buy & hold ..." labels too
         return STRATEGY_COLORS["buy_hold"]
     digest = sum((i + 1) * ord(c) for i, c in enumerate(key))
     return BASELINE_COLORS[digest % len(BASELINE_COLORS)]
