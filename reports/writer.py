@@ -2,17 +2,25 @@
 
 Files (each written atomically, ``report.html`` last so its presence means the folder is complete):
 
-- ``report.html``: one self-contained page (charts embedded, inline CSS, no scripts, no external URLs).
-- ``metrics.json``: the metrics of the strategy, buy-and-hold and each baseline; deterministic (sorted keys,
-  NaN/inf as null, ISO timestamps): the same inputs give a byte-identical file.
-- ``equity.csv`` (time, equity, position, target, buy_hold), ``trades.csv``, ``fills.csv``, ``rejected.csv``.
+- ``report.html``: one self-contained page (charts embedded, inline CSS, no scripts, no external URLs), in reading
+  order: the verdict (against the one buy-and-hold and flat, with intervals, p-values and the trials the ledger has
+  seen on this span), the key charts (equity, drawdown, price), the metrics table, the other charts, the walk-forward
+  fold table, the worst drawdowns, attribution, trades (with the model's confidence at each entry), data, config.
+- ``metrics.json``: ``verdict`` (:class:`reports.verdict.Verdict` plus the buy-and-hold's name) and the metrics of the
+  strategy, buy-and-hold and each baseline; deterministic (sorted keys, NaN as null, +/-inf as ``"inf"``/``"-inf"``,
+  ISO timestamps): the same inputs give a byte-identical file. The ledger's trial count is shown in the page only,
+  as it grows with every run on the span.
+- ``equity.csv`` (time, equity, position, target, buy_hold), ``trades.csv`` (plus ``confidence``), ``fills.csv``,
+  ``rejected.csv``.
 - ``manifest.json`` when a manifest is given: what reproduces the run (data checksum, config, seed, checkpoint
   hashes, package versions, command line; see :mod:`backtests.manifest`).
-- charts: ``price.png`` (position shading, entries and exits), ``equity.png`` (against buy-and-hold, log scale
-  when asked or when equity spans over 5x), ``drawdown.png``, ``monthly.png`` (year x month), ``rolling.png``
-  (rolling Sharpe and volatility), ``exposure.png`` (exposure / leverage), ``trades.png`` (trade returns, when
-  there are trades), ``attribution.png`` (PnL by source) and ``predictions.png`` when the result holds model
-  predictions (with the walk-forward fold boundaries from ``result.extras["fold_boundaries"]``).
+- charts: ``equity.png`` (against buy-and-hold, log scale when asked or when equity spans over 5x),
+  ``drawdown.png``, ``price.png`` (position shading, entries and exits), ``monthly.png`` (year x month),
+  ``rolling.png`` (rolling Sharpe and volatility), ``exposure.png`` (exposure / leverage, when a position was held),
+  ``trades.png`` (trade returns, when there are trades), ``attribution.png`` (PnL by source, when equity moved) and
+  ``predictions.png`` when the result holds model predictions (with the walk-forward fold boundaries from
+  ``result.extras["fold_boundaries"]``). Each strategy has one colour in every chart
+  (:func:`reports.charts.strategy_color`).
 """
 
 from __future__ import annotations
