@@ -299,10 +299,11 @@ def range_chart(outcomes: Sequence["CellOutcome"], title: str) -> Figure:
             handles[o.cell.strategy] = top.plot(_x(eq.index), eq.to_numpy(dtype="float64"), color=color, lw=1.2)[0]
             bottom.plot(_x(eq.index), drawdown(eq).to_numpy() * 100, color=color, lw=0.9)
         bh = reference_equity(mine[0].result)
-        for ax, y in ((top, bh), (bottom, drawdown(bh) * 100)):
-            line = ax.plot(_x(y.index), y.to_numpy(dtype="float64"), color="#444444", lw=1.0, ls=(0, (4, 3)),
-                           zorder=4)[0]
-        handles[REFERENCE] = line
+        if not any(is_reference(o.result) for o in mine):    # a 1x buy_hold cell already draws it
+            for ax, y in ((top, bh), (bottom, drawdown(bh) * 100)):
+                line = ax.plot(_x(y.index), y.to_numpy(dtype="float64"), color="#444444", lw=1.0, ls=(0, (4, 3)),
+                               zorder=4)[0]
+            handles[REFERENCE] = line
         curves_all += [bh, *[o.result.equity for o in mine]]
         _format_time_axis(bottom)
         failed = [o.cell.strategy for o in outcomes if o.cell.symbol == symbol and not o.ok]
@@ -340,11 +341,12 @@ def report_files(result: "BacktestResult", baselines: Sequence = ()) -> dict[str
 
 
 _CSS = """body{margin:0;background:#f6f7f9;color:#1d2329;font:15px/1.45 -apple-system,"Segoe UI",Roboto,Arial,sans-serif}
-main{max-width:1200px;margin:0 auto;padding:16px}h1{font-size:1.5rem;overflow-wrap:anywhere}h2{font-size:1.15rem}
+main{max-width:1240px;margin:0 auto;padding:12px}h1{font-size:1.5rem;overflow-wrap:anywhere}h2{font-size:1.15rem}
 section{background:#fff;border-radius:6px;padding:4px 14px 14px;margin:12px 0;box-shadow:0 1px 2px rgba(0,0,0,.06)}
 .wrap{overflow-x:auto}table{border-collapse:collapse;font-variant-numeric:tabular-nums;font-size:.88rem}
-th,td{padding:4px 8px;border-bottom:1px solid #e6e8eb;white-space:nowrap;text-align:right}
-th{background:#f0f3f6}td:nth-child(-n+3),th:nth-child(-n+3),td.text{text-align:left}
+th,td{padding:4px 6px;border-bottom:1px solid #e6e8eb;white-space:nowrap;text-align:right}
+th{background:#f0f3f6;white-space:normal;vertical-align:bottom;min-width:3.5em}
+td:nth-child(-n+3),th:nth-child(-n+3),td.text{text-align:left}
 tr.error td{background:#fdecea}tr.confident td{background:#e9f6ec}td.err{white-space:normal;min-width:18em}
 img{display:block;max-width:100%;height:auto;border:1px solid #eceef1;border-radius:4px;margin:8px 0}
 li{margin:.25em 0}"""
@@ -357,8 +359,10 @@ def _png_tag(png: bytes, alt: str) -> str:
 def comparison_html(c: Comparison, charts: Sequence[tuple[str, bytes]], links: dict[int, str],
                     title: str = "Comparison") -> str:
     """The page: the table (each strategy linked to its cell folder via ``links``, row index -> relative path),
-    the notes on the method and the charts ``(title, png)`` embedded as data URIs."""
-    head = ["strategy", "range", "symbol", *SHORT_COLUMNS, "error"]
+    the notes on the method and the charts ``(title, png)`` embedded as data URIs. The error column appears only
+    when a cell failed, so a grid that ran fits a 1,280 px window."""
+    any_failed = bool((c.table["status"] != "ok").any())
+    head = ["strategy", "range", "symbol", *SHORT_COLUMNS, *(["error"] if any_failed else [])]
     body = []
     for i, (cells, status) in enumerate(zip(short_rows(c.table), c.table["status"])):
         tds = []
