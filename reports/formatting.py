@@ -42,8 +42,8 @@ def format_value(key: str, value: object, missing: str = "-") -> str:
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         if key.endswith("[days]") or key.endswith("[bars]"):
-            return f"{v:,.1f}"
-        return f"{v:,.2f}"
+            return f"{v + 0.0:,.1f}" if abs(v) >= 0.05 else "0.0"
+        return f"{v:,.2f}" if abs(v) >= 0.005 else "0.00"      # never "-0.00"
     return str(value)
 
 

@@ -197,7 +197,7 @@ def perp_metrics(*, position: pd.Series | None, close: pd.Series | None, equity:
     if isinstance(funding, pd.Series):
         f = funding.to_numpy(dtype="float64")
         out["Funding paid (gross) [USDT]"] = float(f[f > 0].sum())
-        out["Funding received [USDT]"] = float(-f[f < 0].sum())
+        out["Funding received [USDT]"] = float(-f[f < 0].sum()) + 0.0       # + 0.0: no -0.0
     else:
         out["Funding paid (gross) [USDT]"] = np.nan
         out["Funding received [USDT]"] = np.nan
