@@ -283,3 +283,11 @@ def test_fold_table_lists_train_validation_test_and_threshold(tmp_path):
     assert list(table.columns[:5]) == ["fold", "train", "validation", "test", "threshold"]
     assert table["validation"].iloc[0] == "2024-01-28 .. 2024-01-29" and table["threshold"].tolist() == [0.45, 0.5]
     assert table["test"].iloc[1] == "2024-02-09 .. 2024-02-19" and table["val accuracy"].iloc[1] == 0.48
+
+
+def test_a_run_that_never_traded_draws_no_empty_panels(tmp_path):
+    write_report(flat_baseline(), tmp_path, baselines=[buy_hold_baseline()])
+    names = {p.name for p in tmp_path.glob("*.png")}
+    assert not names & {"exposure.png", "attribution.png", "trades.png", "predictions.png"}
+    assert {"equity.png", "drawdown.png", "price.png"} <= names
+    assert json.loads((tmp_path / "metrics.json").read_text())["verdict"]["beats_bh"] == "n/a"
