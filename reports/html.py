@@ -175,8 +175,8 @@ def verdict_html(name: str, v, bh_name: str | None, trials: dict | None, dsr: fl
     rows = [
         f'<tr><td class="l">{escape(name)}</td><td>{_num(v.sharpe)}</td><td>[{_num(v.sharpe_low)}, '
         f'{_num(v.sharpe_high)}]</td><td>{_num(v.psr_vs_0, 3)}</td><td>—</td></tr>',
-        f'<tr><td class="l">{escape(bh_name or "buy & hold")}</td><td>{_num(v.bh_sharpe)}</td><td>[{_num(v.bh_sharpe_low)}, '
-        f'{_num(v.bh_sharpe_high)}]</td><td>—</td><td>—</td></tr>',
+        f'<tr><td class="l">{escape(bh_name or "buy & hold")}</td><td>{_num(v.bh_sharpe)}</td>'
+        f'<td>[{_num(v.bh_sharpe_low)}, {_num(v.bh_sharpe_high)}]</td><td>—</td><td>—</td></tr>',
         f'<tr><td class="l">{escape(name)} − buy &amp; hold</td><td>{_num(v.diff)}</td><td>[{_num(v.diff_low)}, '
         f'{_num(v.diff_high)}]</td><td>—</td><td>{_pval(v.p_vs_bh)}</td></tr>',
         f'<tr><td class="l">{escape(name)} vs flat (Sharpe 0)</td><td>{_num(v.sharpe)}</td><td></td><td></td>'
@@ -206,6 +206,12 @@ def _figures(charts: Sequence[Chart]) -> str:
         f'<figure><img alt="{escape(c.title)}" src="data:image/png;base64,{base64.b64encode(c.png).decode("ascii")}">'
         + (f"<figcaption>{escape(c.caption)}</figcaption>" if c.caption else "") + "</figure>"
         for c in charts)
+
+
+_FOLDS_INTRO = ("Each fold's model trains on its train span, stops early and tunes its confidence threshold on its "
+                "validation span, and trades only its test span.")
+_DRAWDOWNS_INTRO = ("The five deepest, from the peak before each to the first bar back at that peak (blank while it is "
+                    "still going on).")
 
 
 def _frame_section(title: str, intro: str, frame: pd.DataFrame | None) -> str:
@@ -249,8 +255,8 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
 {key_html}
 <section><h2>Performance</h2>{metrics_table_html(metrics)}{notes_html}</section>
 {more_html}
-{_frame_section("Walk-forward folds", "Each fold's model trains on its train span, stops early and tunes its confidence threshold on its validation span, and trades only its test span.", folds)}
-{_frame_section("Worst drawdowns", "The five deepest, from the peak before each to the first bar back at that peak (blank while it is still going on).", dd)}
+{_frame_section("Walk-forward folds", _FOLDS_INTRO, folds)}
+{_frame_section("Worst drawdowns", _DRAWDOWNS_INTRO, dd)}
 {_attribution_html(attribution)}
 <section><h2>Trades</h2>{trades_html}</section>
 <section><h2>Data</h2>{_definition_list(data_span)}</section>

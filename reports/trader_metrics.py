@@ -184,7 +184,8 @@ def perp_metrics(*, position: pd.Series | None, close: pd.Series | None, equity:
     - ``"Slippage [USDT]"``: the fills' slippage cost.
     """
     out: dict[str, object] = {}
-    kinds = fills["kind"].astype(str) if fills is not None and len(fills) and "kind" in fills else pd.Series([], dtype=str)
+    has_kind = fills is not None and len(fills) and "kind" in fills
+    kinds = fills["kind"].astype(str) if has_kind else pd.Series([], dtype=str)
     out["Liquidations"] = int((kinds == "liquidation").sum())
     if position is not None and close is not None and len(position):
         lev = leverage_used(position, close, equity)

@@ -180,7 +180,8 @@ def decision_thresholds(result) -> float | pd.Series | None:
     return model.get("min_confidence")
 
 
-def _baseline_metrics(baselines: Sequence, timeframe: str, bh: pd.Series | None) -> list[tuple[str, pd.Series, pd.Series]]:
+def _baseline_metrics(baselines: Sequence, timeframe: str,
+                      bh: pd.Series | None) -> list[tuple[str, pd.Series, pd.Series]]:
     """``(name, equity, metrics)`` per baseline, each measured against buy-and-hold ``bh``."""
     out = []
     for item in baselines:
