@@ -100,7 +100,8 @@ def build_config(args: argparse.Namespace):
                                           "store_dir", "market_rules", "mark_path")
             if getattr(args, k, None) is not None}
     broker = broker_overrides(args)
-    top = {k: getattr(args, k) for k in ("strategy", "name", "seed", "fraction") if getattr(args, k, None) is not None}
+    top = {k: getattr(args, k) for k in ("strategy", "name", "seed", "fraction", "risk_free")
+           if getattr(args, k, None) is not None}
     if getattr(args, "baselines", None) is not None:
         top["baselines"] = tuple(b for b in args.baselines.split(",") if b)
     if getattr(args, "cache_dir", None):
@@ -127,7 +128,11 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     _progress(f"lstmbt backtest: {config.strategy} vs {', '.join(config.baselines) or 'no baselines'} on "
               f"{config.data.symbol} {config.data.timeframe} {config.data.start} .. {config.data.end}")
     folder, main, baselines = run_and_report(config, args.out, progress=_progress,
-                                             plot_backtrader=args.plot_backtrader, force=args.force)
+                                             plot_backtrader=args.plot_backtrader, ledger=args.ledger, force=args.force)
+    from reports.sections import verdict_text
+
+    print()
+    print(verdict_text(folder / "metrics.json", main))
     print()
     print(format_metrics_table([main, *baselines]))
     print(f"\nreport: {folder / 'report.html'}")
@@ -207,6 +212,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot-backtrader", action="store_true", help="also save Backtrader's own plot as backtrader.png")
     p.add_argument("--model-kind", help="the model strategy's [model] kind: lstm, gru, transformer, logreg or "
                                         "path/to/my_model.py:MyModel")
+    p.add_argument("--risk-free", type=float, dest="risk_free",
+                   help="annual risk-free rate for Sharpe, Sortino and the verdict, 0.04 = 4%% (default 0)")
+    p.add_argument("--ledger", help="trial ledger file (default $LSTMBT_LEDGER or ledger.jsonl in the user cache)")
     _add_data_flags(p)
     _add_broker_flags(p)
 

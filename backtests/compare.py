@@ -43,6 +43,7 @@ from data_feeds.symbols import check_symbol
 from data_feeds.timeframes import timeframe_delta
 
 Progress = Callable[[str], None]
+REFERENCE_STRATEGY = "buy_hold"
 COMPARE_KEYS = ("strategies", "symbols", "ranges", "rolling", "workers", "scheduler", "cell_reports", "confidence",
                 "bootstrap", "out")
 
@@ -237,8 +238,10 @@ def _strategy_sources(strategy: str) -> dict | None:
 
 def run_cell(task: CellTask) -> CellOutcome:
     """Run one cell where it lands (a worker process, a Dask worker, or here) and never raise: an exception
-    becomes the outcome's ``error`` (``"DataError: ..."``) with the traceback as ``detail``. With
-    ``cell_reports`` the cell's report folder is rendered here and returned as bytes."""
+    becomes the outcome's ``error`` (``"DataError: ..."``) with the traceback as ``detail``. Next to the cell, the
+    worker runs the cell's one buy-and-hold (``buy_hold`` at 1x on the same bars and broker, fees and funding
+    paid; a 1x ``buy_hold`` cell is its own) and keeps its equity in ``result.extras["buy_hold_1x"]`` for the
+    verdict. With ``cell_reports`` the cell's report folder is rendered here and returned as bytes."""
     from backtests.engine import run_backtest
 
     started = time.perf_counter()
@@ -249,6 +252,11 @@ def run_cell(task: CellTask) -> CellOutcome:
             for path, text in task.sources.items():
                 provide_source(path, text)
         result = run_backtest(task.config, market=task.market)
+        reference = None
+        if not (task.config.strategy == REFERENCE_STRATEGY and task.config.broker.leverage == 1.0):
+            reference = run_backtest(task.config.replace(strategy=REFERENCE_STRATEGY, params={},
+                                                         broker={"leverage": 1.0}), market=task.market)
+            result.extras["buy_hold_1x"] = reference.equity
     except Exception as exc:            # the cell's failure is its result; the grid goes on
         text = str(exc).strip().splitlines()
         error = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
@@ -259,7 +267,7 @@ def run_cell(task: CellTask) -> CellOutcome:
         from reports.comparison import report_files     # matplotlib, only where reports are drawn
 
         try:
-            files = report_files(result)
+            files = report_files(result, baselines=[reference] if reference is not None else [])
         except Exception:               # the backtest stands; the cell folder says why its report is missing
             files = {"report-error.txt": traceback.format_exc().encode()}
     return CellOutcome(task.cell, result=result, files=files, seconds=time.perf_counter() - started)
@@ -330,19 +338,40 @@ def default_out_dir(spec: CompareSpec) -> Path:
     return Path(spec.config.out_dir) / f"{stamp}-{slug(name)}"
 
 
+def record_trials(outcomes: list[CellOutcome], ledger: str | Path | None = None) -> tuple[dict, str]:
+    """Record every cell that ran in the trial ledger (:mod:`backtests.ledger`), then count, per cell, the
+    configurations tried so far on its symbol, timeframe and an overlapping span. Returns ``({outcome index:
+    Trials}, ledger path)``."""
+    from backtests import ledger as trial_ledger
+
+    ran = [o.result for o in outcomes if o.ok]
+    path = trial_ledger.record_results("compare", ran, ledger)
+    entries = trial_ledger.read(path)
+    trials = {}
+    for i, o in enumerate(outcomes):
+        if o.ok:
+            r = o.result
+            trials[i] = trial_ledger.trials_on(r.exchange, r.symbol, r.timeframe, r.equity.index[0],
+                                               r.equity.index[-1], path=path, entries=entries)
+    return trials, str(path)
+
+
 def run_and_write(spec: CompareSpec, out: str | Path | None = None, *, executor: Executor | None = None,
-                  progress: Progress | None = None, show_bar: bool | None = None, force: bool = False):
-    """Run the grid and write the comparison folder; returns ``(folder, outcomes, Comparison)``. The folder must
-    be absent or empty unless ``force``; it is built under a temporary name and renamed when complete."""
+                  progress: Progress | None = None, show_bar: bool | None = None, force: bool = False,
+                  ledger: str | Path | None = None):
+    """Run the grid, record its cells in the trial ledger (``ledger``, default ``$LSTMBT_LEDGER`` or the user
+    cache) and write the comparison folder; returns ``(folder, outcomes, Comparison)``. The folder must be absent
+    or empty unless ``force``; it is built under a temporary name and renamed when complete."""
     from backtests.session import check_out_folder, staged_folder
     from reports.comparison import write_comparison
 
     folder = check_out_folder(Path(out or spec.out or default_out_dir(spec)), force=force)
     outcomes = run_comparison(spec, executor, progress=progress, show_bar=show_bar)
     title = f"Comparison: {', '.join(spec.strategies)} on {spec.config.data.timeframe} bars"
+    trials, path = record_trials(outcomes, ledger)
     with staged_folder(folder, force=force) as tmp:
         _, comparison = write_comparison(outcomes, tmp, title=title, confidence=spec.confidence,
-                                         n_boot=spec.bootstrap, seed=spec.config.seed)
+                                         n_boot=spec.bootstrap, seed=spec.config.seed, trials=trials, ledger=path)
     return folder, outcomes, comparison
 
 
@@ -385,6 +414,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--fraction", type=float, help="share of equity per position, 0-1 (default 0.99)")
     r.add_argument("--name", help="name used in the default output folder")
     r.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
+    r.add_argument("--risk-free", type=float, dest="risk_free",
+                   help="annual risk-free rate for Sharpe, Sortino and the verdict, 0.04 = 4%% (default 0)")
+    r.add_argument("--ledger", help="trial ledger file (default $LSTMBT_LEDGER or ledger.jsonl in the user cache)")
     _add_broker_flags(parser)
 
 
@@ -399,7 +431,8 @@ def spec_from_args(args: argparse.Namespace) -> CompareSpec:
     from backtests.cli import broker_overrides
 
     broker = broker_overrides(args)
-    top = {k: getattr(args, k) for k in ("seed", "fraction", "name", "cache_dir") if getattr(args, k, None) is not None}
+    top = {k: getattr(args, k) for k in ("seed", "fraction", "name", "cache_dir", "risk_free")
+           if getattr(args, k, None) is not None}
     try:
         config = config.replace(data=data, broker=broker, **top)
     except (TypeError, ValueError) as exc:
@@ -436,13 +469,14 @@ def compare_command(args: argparse.Namespace) -> int:
           f"symbols = {len(cells)} cells on {spec.config.data.timeframe} bars, {where}", flush=True)
     started = time.perf_counter()
     folder, outcomes, comparison = run_and_write(spec, progress=lambda line: print(line, flush=True),
-                                                 force=getattr(args, "force", False))
+                                                 force=getattr(args, "force", False),
+                                                 ledger=getattr(args, "ledger", None))
     rows = short_rows(comparison.table)
     for row, outcome in zip(rows, outcomes):
         row["Beats B&H"] = row["Beats B&H"] if outcome.ok else f"error: {outcome.error}"[:80]
     print()
     print(_text_table(rows, ["strategy", "range", "symbol", "Return [%]", "Sharpe", "Sharpe CI", "B&H Sharpe",
-                             "DSR vs B&H", "Beats B&H"]))
+                             "p vs B&H", "Trials", "DSR vs 0", "Beats B&H"]))
     failed = sum(not o.ok for o in outcomes)
     print(f"\n{len(outcomes) - failed} of {len(outcomes)} cells ran ({failed} failed) in "
           f"{time.perf_counter() - started:.1f} s")
@@ -451,5 +485,6 @@ def compare_command(args: argparse.Namespace) -> int:
 
 
 __all__ = ["CellTask", "CompareSpec", "add_compare_arguments", "compare_command", "load_compare_spec",
-           "plan_cells", "resolve_spec", "run_and_write", "run_cell", "run_comparison", "spec_from_args",
+           "plan_cells", "record_trials", "resolve_spec", "run_and_write", "run_cell", "run_comparison",
+           "spec_from_args",
            "worker_modules"]

@@ -137,6 +137,7 @@ class BacktestConfig:
     seed: int = 42
     out_dir: str = "runs"
     cache_dir: str | None = None
+    risk_free: float = 0.0    # annual rate for Sharpe, Sortino and the verdict: 0.04 = 4 %
 
     def __post_init__(self):
         check_fields(self)
@@ -152,6 +153,9 @@ class BacktestConfig:
         object.__setattr__(self, "strategy", canonical_spec(self.strategy))
         if isinstance(self.baselines, (tuple, list)):
             object.__setattr__(self, "baselines", tuple(canonical_spec(b) for b in self.baselines))
+        if isinstance(self.risk_free, bool) or not isinstance(self.risk_free, (int, float)) \
+                or not -0.5 < self.risk_free < 1:
+            raise ConfigError(f"risk_free must be an annual rate between -0.5 and 1 (0.04 = 4 %), got {self.risk_free!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/TOML-able data (round-trips through :func:`config_from_dict`)."""

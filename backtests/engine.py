@@ -106,6 +106,10 @@ def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | 
     n_bars = len(span.candles)
     report = (lambda n: progress(f"  {name}: {n:,}/{n_bars:,} bars")) if progress else None
     cerebro.addanalyzer(Recorder, _name="recorder", progress=report, every=max(n_bars // 4, 1000))
+    if plot_path:      # Backtrader's own plot shows the account value, trades and fills only through observers
+        cerebro.addobserver(bt.observers.Value)
+        cerebro.addobserver(bt.observers.Trades)
+        cerebro.addobserver(bt.observers.BuySell, barplot=True)
     started = time.perf_counter()
     strat = cerebro.run()[0]
     if plot_path:

@@ -22,9 +22,20 @@ from strategies.registry import get_strategy
 Progress = Callable[[str], None]
 
 
+REFERENCE = "buy_hold"
+
+
+def _needs_reference(config: BacktestConfig, names: list[str]) -> bool:
+    """Whether the one buy-and-hold of the report (a 1x ``buy_hold`` run, fees and funding paid) is missing from
+    ``names``: it is there when ``buy_hold`` runs and the broker's leverage is 1."""
+    return REFERENCE not in names or config.broker.leverage != 1.0
+
+
 def run_with_baselines(config: BacktestConfig, progress: Progress | None = None, *,
                        plot_path: str | Path | None = None) -> tuple[BacktestResult, list[BacktestResult]]:
-    """Run ``config.strategy`` and each of ``config.baselines`` on one load of the data, with the same broker.
+    """Run ``config.strategy`` and each of ``config.baselines`` on one load of the data, with the same broker,
+    plus the report's buy-and-hold (``buy_hold`` at 1x, the last baseline) when they do not include it (named
+    ``buy_hold 1x`` when a leveraged ``buy_hold`` runs too).
 
     ``plot_path``: also save Backtrader's own plot of the strategy's run there (PNG).
     """
@@ -42,6 +53,14 @@ def run_with_baselines(config: BacktestConfig, progress: Progress | None = None,
         _warn(progress, line)
     results = [run_backtest(config, strategy=name, progress=progress, market=market,
                             plot_path=plot_path if i == 0 else None) for i, name in enumerate(names)]
+    if plot_path and progress:
+        progress(f"backtrader plot: {plot_path}")
+    if _needs_reference(config, names):
+        reference = run_backtest(config.replace(broker={"leverage": 1.0}), strategy=REFERENCE, progress=progress,
+                                 market=market)
+        if REFERENCE in names:
+            reference.name = f"{REFERENCE} 1x"
+        results.append(reference)
     if progress:
         seen = set()
         for result in results:
@@ -140,14 +159,18 @@ def _alive(pid: int) -> bool:
 
 
 def run_and_report(config: BacktestConfig, out: str | Path | None = None, progress: Progress | None = None, *,
-                   plot_backtrader: bool = False, argv: Sequence[str] | None = None, force: bool = False
-                   ) -> tuple[Path, BacktestResult, list[BacktestResult]]:
+                   plot_backtrader: bool = False, argv: Sequence[str] | None = None, force: bool = False,
+                   ledger: str | Path | None = None) -> tuple[Path, BacktestResult, list[BacktestResult]]:
     """Run the strategy and its baselines, then write the run folder: the saved data (``data/``), the
     reproducibility manifest and the report. Returns (folder, result, baselines); ``out`` defaults to
     ``runs/<UTC time>-<name>``. ``argv`` is the command line the manifest records (default ``sys.argv``).
 
     ``out`` must be absent or empty unless ``force`` (checked before the run); the folder is built under a
-    temporary name and renamed when complete, so a failed run leaves nothing that looks like a run folder."""
+    temporary name and renamed when complete, so a failed run leaves nothing that looks like a run folder.
+    Every run is recorded in the trial ledger (``ledger``, default ``$LSTMBT_LEDGER`` or the user cache; see
+    :mod:`backtests.ledger`), and the strategy's result carries ``extras["trials"]``: the configurations tried on
+    its span so far, for the report's deflated Sharpe ratio."""
+    from backtests import ledger as trial_ledger
     from backtests.manifest import build_manifest
     from backtests.persist import write_run_folder
 
@@ -159,6 +182,9 @@ def run_and_report(config: BacktestConfig, out: str | Path | None = None, progre
     with staged_folder(folder, force=force) as tmp:
         main, baselines = run_with_baselines(config, progress,
                                              plot_path=tmp / "backtrader.png" if plot_backtrader else None)
+        path = trial_ledger.record_results("backtest", [main, *baselines], ledger)
+        trials = trial_ledger.trials_for(main, path)
+        main.extras["trials"] = {"count": trials.count, "sharpes": list(trials.sharpes), "ledger": str(path)}
         write_run_folder(tmp, main, baselines, build_manifest(config, main, baselines, argv))
     if progress:
         progress(f"report: {folder} ({time.perf_counter() - started:.1f} s in all)")

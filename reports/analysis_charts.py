@@ -15,7 +15,8 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter
 
 from data_feeds.timeframes import bars_per_year, timeframe_delta
-from reports.charts import COLORS, _format_time_axis, _legend_on_title_line, _new_figure, _styled, _x
+from reports.charts import (COLORS, STRATEGY_COLORS, _format_time_axis, _legend_on_title_line, _new_figure, _styled,
+                            _x, strategy_color)
 from reports.metrics import bar_returns
 from reports.pnl_sources import SOURCES, period_rule
 
@@ -45,11 +46,12 @@ def rolling_sharpe_volatility(equity: pd.Series, timeframe: str, window: int,
 def rolling_chart(equity: pd.Series, timeframe: str, *, buy_hold: pd.Series | None = None,
                   initial_cash: float | None = None, name: str = "strategy", buy_hold_name: str = "buy & hold",
                   days: int = ROLLING_DAYS, title: str | None = None) -> Figure:
-    """Rolling ``days``-day Sharpe (top) and annualised volatility (bottom), strategy blue, buy-and-hold grey."""
+    """Rolling ``days``-day Sharpe (top) and annualised volatility (bottom), each strategy in its colour
+    (:func:`reports.charts.strategy_color`), buy-and-hold grey."""
     window = rolling_window(timeframe, days)
     fig, (top, bottom) = _new_figure(5.0, 2, height_ratios=[1.0, 1.0])
-    curves = [(buy_hold, buy_hold_name, COLORS["buy_hold"], 0.9, None)] if buy_hold is not None else []
-    curves.append((equity, name, COLORS["strategy"], 1.2, initial_cash))
+    curves = [(buy_hold, buy_hold_name, STRATEGY_COLORS["buy_hold"], 0.9, initial_cash)] if buy_hold is not None else []
+    curves.append((equity, name, strategy_color(name), 1.2, initial_cash))
     for series, label, color, lw, cash in curves:
         stats = rolling_sharpe_volatility(series, timeframe, window, cash)
         x = _x(stats.index)

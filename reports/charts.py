@@ -31,9 +31,27 @@ from data_feeds.files import atomic_path
 from reports.metrics import drawdown, monthly_returns
 
 COLORS = {"long": "#2e9e44", "short": "#d64541", "flat": "#9e9e9e", "strategy": "#1f77b4",
-          "buy_hold": "#8a8a8a", "price": "#262626", "liquidation": "#000000"}
+          "buy_hold": "#6f6f6f", "price": "#262626", "liquidation": "#000000"}
 BASELINE_COLORS = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
-"""Colours for extra baselines, in order; the strategy and buy-and-hold keep theirs."""
+"""Colours for strategies without a fixed one (see :func:`strategy_color`)."""
+STRATEGY_COLORS = {"lstm": "#1f77b4", "buy_hold": "#6f6f6f", "sma_cross": "#ff7f0e", "flat": "#9467bd",
+                   "momentum": "#8c564b", "strategy": "#1f77b4"}
+"""The fixed colour of each shipped strategy, the same in every chart of every report and comparison."""
+MAX_FILL_MARKERS = 300
+"""Above this many fills, the price chart draws entries only (smaller), exits being where the shading ends."""
+
+
+def strategy_color(name: str) -> str:
+    """The colour of a strategy by name: fixed for the shipped ones (``STRATEGY_COLORS``; ``"buy_hold 1x"`` is
+    ``buy_hold``'s), else one of ``BASELINE_COLORS`` chosen by a hash of the name, so a user's strategy keeps its
+    colour from one report to the next whatever else is drawn."""
+    key = str(name).split(" ")[0]
+    if key in STRATEGY_COLORS:
+        return STRATEGY_COLORS[key]
+    if key == "buy" or (key.startswith("buy") and "hold" in key):     # "buy & hold ..." labels too
+        return STRATEGY_COLORS["buy_hold"]
+    digest = sum((i + 1) * ord(c) for i, c in enumerate(key))
+    return BASELINE_COLORS[digest % len(BASELINE_COLORS)]
 PREDICTION_COLUMNS = ("short", "flat", "long")
 """Column order of ``BacktestResult.predictions`` (``strategies.signal.CLASS_NAMES``)."""
 DPI = 110
@@ -185,11 +203,12 @@ def _plot_fills(ax, fills: pd.DataFrame) -> list:
     price = fills["price"].to_numpy(dtype="float64")
     role = fill_roles(fills)
     x = _x(times)
-    area = 60 if len(fills) <= 200 else 34          # bigger markers while they do not crowd the line
+    crowded = len(fills) > MAX_FILL_MARKERS
+    area = 60 if len(fills) <= 200 else 34 if not crowded else 14   # smaller markers as they crowd the line
     handles = []
     styles = (((role == "entry") & (size > 0), "^", COLORS["long"], COLORS["long"], "long entry"),
               ((role == "entry") & (size < 0), "v", COLORS["short"], COLORS["short"], "short entry"),
-              (role == "exit", "o", "white", COLORS["price"], "exit"),
+              ((role == "exit") & (not crowded), "o", "white", COLORS["price"], "exit"),
               (role == "liquidation", "X", COLORS["liquidation"], COLORS["liquidation"], "liquidation"))
     for mask, marker, face, edge, label in styles:
         if mask.any():
@@ -198,6 +217,8 @@ def _plot_fills(ax, fills: pd.DataFrame) -> list:
                        edgecolors=edge if hollow else "white", linewidths=1.1 if hollow else 0.5, zorder=3)
             handles.append(Line2D([], [], marker=marker, markerfacecolor=face, markeredgecolor=edge, ls="",
                                   markersize=7, label=label))
+    if crowded:
+        handles.append(Line2D([], [], ls="", label=f"{len(fills):,} fills: exits not marked"))
     return handles
 
 
@@ -205,16 +226,17 @@ def _plot_fills(ax, fills: pd.DataFrame) -> list:
 def equity_chart(equity: pd.Series, buy_hold: pd.Series | None = None,
                  baselines: Sequence[tuple[str, pd.Series]] = (), *, name: str = "strategy", log: bool = False,
                  buy_hold_name: str = "buy & hold", title: str = "Equity") -> Figure:
-    """Strategy equity (blue) against buy-and-hold (grey) and any extra ``(name, equity)`` baselines, in USDT;
+    """Strategy equity against buy-and-hold (grey, dashed) and any extra ``(name, equity)`` baselines, in USDT, each
+    in its strategy's colour (:func:`strategy_color`);
     ``log=True`` puts equity on a log scale, where equal percentage moves look equal."""
     fig, (ax,) = _new_figure(4.4)
-    for i, (label, series) in enumerate(baselines):
-        ax.plot(_x(series.index), series.to_numpy(dtype="float64"), lw=1.0,
-                color=BASELINE_COLORS[i % len(BASELINE_COLORS)], label=label, zorder=2)
+    for label, series in baselines:
+        ax.plot(_x(series.index), series.to_numpy(dtype="float64"), lw=1.0, color=strategy_color(label),
+                label=label, zorder=2)
     if buy_hold is not None:
-        ax.plot(_x(buy_hold.index), buy_hold.to_numpy(dtype="float64"), lw=1.0, color=COLORS["buy_hold"],
-                label=buy_hold_name, zorder=2)
-    ax.plot(_x(equity.index), equity.to_numpy(dtype="float64"), lw=1.4, color=COLORS["strategy"], label=name,
+        ax.plot(_x(buy_hold.index), buy_hold.to_numpy(dtype="float64"), lw=1.1, color=STRATEGY_COLORS["buy_hold"],
+                ls=(0, (5, 2)), label=buy_hold_name, zorder=2)
+    ax.plot(_x(equity.index), equity.to_numpy(dtype="float64"), lw=1.4, color=strategy_color(name), label=name,
             zorder=3)
     ax.axhline(float(equity.iloc[0]), color="#555555", lw=0.7, ls=(0, (4, 3)), zorder=1)   # the starting capital
     if log:
@@ -233,7 +255,8 @@ def equity_chart(equity: pd.Series, buy_hold: pd.Series | None = None,
 @_styled
 def drawdown_chart(equity: pd.Series, buy_hold: pd.Series | None = None, *, name: str = "strategy",
                    buy_hold_name: str = "buy & hold", title: str = "Drawdown") -> Figure:
-    """Underwater curve: percent below the running equity peak (strategy filled, buy-and-hold as a grey line),
+    """Underwater curve: percent below the running equity peak (strategy filled in its colour, buy-and-hold as a
+    grey dashed line),
     with the deepest point labelled."""
     fig, (ax,) = _new_figure(3.2)
     dd = drawdown(equity) * 100
@@ -241,9 +264,11 @@ def drawdown_chart(equity: pd.Series, buy_hold: pd.Series | None = None, *, name
     y = dd.to_numpy()
     bh = drawdown(buy_hold).to_numpy() * 100 if buy_hold is not None else None
     if buy_hold is not None:
-        ax.plot(_x(buy_hold.index), bh, color=COLORS["buy_hold"], lw=0.9, label=buy_hold_name)
-    ax.fill_between(x, y, 0, color=COLORS["short"], alpha=0.3, lw=0, label=name)
-    ax.plot(x, y, color=COLORS["short"], lw=0.8)
+        ax.plot(_x(buy_hold.index), bh, color=STRATEGY_COLORS["buy_hold"], lw=0.9, ls=(0, (5, 2)),
+                label=buy_hold_name)
+    color = strategy_color(name)
+    ax.fill_between(x, y, 0, color=color, alpha=0.3, lw=0, label=name)
+    ax.plot(x, y, color=color, lw=0.8)
     worst = int(np.argmin(y))
     if y[worst] < 0:
         ax.annotate(f"max {y[worst]:.1f} %", (x[worst], y[worst]), xytext=(0, -4), textcoords="offset points",

@@ -1,7 +1,9 @@
 """Metric values as text (terminal and HTML tables) and as JSON-ready plain data.
 
 Text: ``"Return [%]"`` 12.345 -> ``"12.35"``, ``"Fees paid [USDT]"`` 1234.5 -> ``"1,234.50"``, ``"Trades"`` 42 ->
-``"42"``, NaN -> ``"-"``. JSON: NaN and inf become ``None`` (``null``), timestamps ISO 8601 strings.
+``"42"``, NaN -> ``"-"``. JSON keeps *undefined* and *infinite* apart: NaN (undefined: a Sharpe ratio without
+spread) becomes ``null``, +/-inf (unbounded: a profit factor without a losing trade) the strings ``"inf"`` /
+``"-inf"``; timestamps are ISO 8601 strings.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ def format_value(key: str, value: object, missing: str = "-") -> str:
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
         if key.endswith("[days]") or key.endswith("[bars]"):
-            return f"{v:,.1f}"
-        return f"{v:,.2f}"
+            return f"{v + 0.0:,.1f}" if abs(v) >= 0.05 else "0.0"
+        return f"{v:,.2f}" if abs(v) >= 0.005 else "0.00"      # never "-0.00"
     return str(value)
 
 
@@ -78,10 +80,11 @@ def format_metrics_table(results: Sequence["BacktestResult"] | Sequence[tuple[st
 
 
 def jsonable(value: object) -> object:
-    """Plain JSON data from metrics, configs and spans: NaN/inf -> None, Timestamp -> ISO string, numpy -> Python.
+    """Plain JSON data from metrics, configs and spans: NaN -> None, inf -> ``"inf"`` (``"-inf"``), Timestamp -> ISO
+    string, numpy -> Python.
 
-    ``{"Sharpe": np.float64("nan"), "Start": pd.Timestamp("2024-01-01", tz="UTC")}`` gives
-    ``{"Sharpe": None, "Start": "2024-01-01T00:00:00+00:00"}``.
+    ``{"Sharpe": np.float64("nan"), "Profit factor": np.inf, "Start": pd.Timestamp("2024-01-01", tz="UTC")}``
+    gives ``{"Sharpe": None, "Profit factor": "inf", "Start": "2024-01-01T00:00:00+00:00"}``.
     """
     if isinstance(value, Mapping):
         return {str(k): jsonable(v) for k, v in value.items()}
@@ -98,6 +101,8 @@ def jsonable(value: object) -> object:
         return int(value)
     if isinstance(value, (float, np.floating)):
         v = float(value)
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
         return v if math.isfinite(v) else None
     if isinstance(value, (pd.Timestamp, np.datetime64)):
         ts = pd.Timestamp(value)

@@ -45,11 +45,15 @@ dl{display:grid;grid-template-columns:max-content 1fr;gap:4px 14px;margin:0}
 dt{color:#555}dd{margin:0;overflow-wrap:anywhere;min-width:0}
 code{background:#f3f4f6;padding:1px 4px;border-radius:3px;overflow-wrap:anywhere}
 footer{color:#777;font-size:.8rem;text-align:center;margin:20px 0}
+.verdict{border-left:6px solid #8a8a8a}.verdict.good{border-left-color:#2e9e44}.verdict.bad{border-left-color:#d64541}
+.verdict .say{font-size:1.15rem;font-weight:600;margin:.6em 0 .5em}
+.verdict table{width:auto}.verdict td.l,.verdict th.l{text-align:left}
+.small{color:#555;font-size:.86rem}
 @media (max-width:600px){body{font-size:14px}main{padding:8px}section{padding:2px 8px 10px}
 th,td{padding:4px 6px}h1{font-size:1.25rem}}
 """
 
-_SIGNED = ("Return [%]", "Buy & hold return [%]", "CAGR [%]", "Sharpe", "Sortino", "Calmar", "Avg trade [%]",
+_SIGNED = ("Return [%]", "CAGR [%]", "Sharpe", "Sortino", "Calmar", "Avg trade [%]",
            "Best trade [%]", "Worst trade [%]", "Avg trade PnL [USDT]")
 """Rows whose sign is coloured (red below zero, green above)."""
 
@@ -96,7 +100,9 @@ def frame_table_html(df: pd.DataFrame, limit: int = 50) -> str:
     for row in df.head(limit).itertuples(index=False):
         cells = []
         for col, v in zip(df.columns, row):
-            if isinstance(v, pd.Timestamp):
+            if v is None or v is pd.NaT:
+                text = "—"
+            elif isinstance(v, pd.Timestamp):
                 text = format_value("", v)
             elif isinstance(v, (float, np.floating)):
                 text = "—" if not np.isfinite(v) else f"{v:.6g}" if col in _PRECISE else f"{v:,.2f}"
@@ -149,22 +155,94 @@ def _manifest_html(manifest: dict | None) -> str:
             + (f"<p>Command line:</p><pre>{escape(command)}</pre>" if command else "") + "</section>")
 
 
-def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.Series]], charts: Sequence[Chart],
-                  trades: pd.DataFrame, config: dict, data_span: dict, notes: Sequence[str] = (),
-                  attribution: dict | None = None, manifest: dict | None = None) -> str:
-    """The whole page as one string; ``metrics`` columns are ``(name, metrics Series)``, the strategy first."""
-    figures = "".join(
+def _num(x: float, digits: int = 2) -> str:
+    return "—" if x is None or not np.isfinite(x) else f"{x:.{digits}f}"
+
+
+def _pval(p: float) -> str:
+    return "—" if p is None or not np.isfinite(p) else "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def verdict_html(name: str, v, bh_name: str | None, trials: dict | None, dsr: float) -> str:
+    """The verdict section: the sentence, then strategy / buy-and-hold / flat with Sharpe intervals, PSR and the
+    two p-values, then how many configurations the trial ledger has seen on this span and the deflated Sharpe."""
+    if v is None:
+        return ("<section class=\"verdict\"><h2>Verdict</h2><p class=\"say\">No verdict: the run has no prices to "
+                "build buy-and-hold from.</p></section>")
+    from reports.verdict import CONFIDENT
+    css = "good" if v.beats_bh == CONFIDENT else "bad"
+    pct = f"{v.confidence:.0%}"
+    rows = [
+        f'<tr><td class="l">{escape(name)}</td><td>{_num(v.sharpe)}</td><td>[{_num(v.sharpe_low)}, '
+        f'{_num(v.sharpe_high)}]</td><td>{_num(v.psr_vs_0, 3)}</td><td>—</td></tr>',
+        f'<tr><td class="l">{escape(bh_name or "buy & hold")}</td><td>{_num(v.bh_sharpe)}</td>'
+        f'<td>[{_num(v.bh_sharpe_low)}, {_num(v.bh_sharpe_high)}]</td><td>—</td><td>—</td></tr>',
+        f'<tr><td class="l">{escape(name)} − buy &amp; hold</td><td>{_num(v.diff)}</td><td>[{_num(v.diff_low)}, '
+        f'{_num(v.diff_high)}]</td><td>—</td><td>{_pval(v.p_vs_bh)}</td></tr>',
+        f'<tr><td class="l">{escape(name)} vs flat (Sharpe 0)</td><td>{_num(v.sharpe)}</td><td></td><td></td>'
+        f'<td>{_pval(v.p_vs_flat)}</td></tr>']
+    table = (f'<div class="wrap"><table><thead><tr><th class="l"></th><th>Sharpe (ann.)</th><th>{pct} interval</th>'
+             f'<th>PSR vs 0</th><th>p</th></tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+    if trials:
+        count = int(trials.get("count", 0))
+        tried = (f"{count} configuration{'s have' if count != 1 else ' has'} been tried on this span "
+                 f"(this one included; trial ledger {escape(str(trials.get('ledger', '')))}). Deflated Sharpe ratio, "
+                 f"the probability that the true Sharpe ratio beats the best of {count} tries by luck: "
+                 f"{_num(dsr, 3)}.")
+    else:
+        tried = "The trial ledger was not consulted for this run, so the Sharpe ratio is not deflated."
+    rf = f", after a risk-free rate of {v.risk_free:.2%} a year" if v.risk_free else ""
+    method = (f"Intervals: {pct} circular block bootstrap of the bar returns ({v.n_boot:,} resamples, blocks of "
+              f"{v.block} bars, seed {v.seed}{rf}). The test against buy-and-hold resamples both series on the same "
+              "bars and treats both Sharpe ratios as estimates; against flat, whether the Sharpe ratio differs from 0. "
+              f"'With confidence' means the difference is positive and p ≤ {1 - v.confidence:.2f}, i.e. its "
+              f"{pct} interval lies above 0.")
+    return (f'<section class="verdict {css}"><h2>Verdict</h2><p class="say">{escape(name)} '
+            f"{escape(v.sentence)}.</p>{table}<p>{tried}</p><p class=\"small\">{escape(method)}</p></section>")
+
+
+def _figures(charts: Sequence[Chart]) -> str:
+    return "".join(
         f'<figure><img alt="{escape(c.title)}" src="data:image/png;base64,{base64.b64encode(c.png).decode("ascii")}">'
         + (f"<figcaption>{escape(c.caption)}</figcaption>" if c.caption else "") + "</figure>"
         for c in charts)
+
+
+_FOLDS_INTRO = ("Each fold's model trains on its train span, stops early and tunes its confidence threshold on its "
+                "validation span, and trades only its test span.")
+_DRAWDOWNS_INTRO = ("The five deepest, from the peak before each to the first bar back at that peak (blank while it is "
+                    "still going on).")
+
+
+def _frame_section(title: str, intro: str, frame: pd.DataFrame | None) -> str:
+    if frame is None or not len(frame):
+        return ""
+    return f"<section><h2>{escape(title)}</h2><p>{escape(intro)}</p>{frame_table_html(frame, 100)}</section>"
+
+
+def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.Series]], charts: Sequence[Chart],
+                  trades: pd.DataFrame, config: dict, data_span: dict, notes: Sequence[str] = (),
+                  attribution: dict | None = None, manifest: dict | None = None, verdict: str = "",
+                  key_charts: Sequence[Chart] = (), folds: pd.DataFrame | None = None,
+                  drawdowns: pd.DataFrame | None = None) -> str:
+    """The whole page as one string, in reading order: the ``verdict`` section (HTML from :func:`verdict_html`),
+    the ``key_charts``, the metrics table (columns ``(name, metrics Series)``, the strategy first), the other
+    ``charts``, the walk-forward ``folds``, the worst ``drawdowns``, attribution, trades, data, config, manifest."""
     shown = min(len(trades), 50)
-    trades_html = (f"<p>{len(trades):,} trades; the first {shown} below, all of them in trades.csv.</p>"
+    conf = " The confidence column is the model's probability of the trade's side at the bar that decided it." \
+        if "confidence" in trades.columns else ""
+    trades_html = (f"<p>{len(trades):,} trades; the first {shown} below, all of them in trades.csv.{conf}</p>"
                    + frame_table_html(trades, 50)) if len(trades) else "<p>No trades.</p>"
     config_text = json.dumps(jsonable(config), sort_keys=True, indent=2)
     notes_html = "".join(f"<p>{escape(n)}</p>" for n in notes)
     # what the user must not miss (default market rules, missing funding/mark data, a wiped-out account)
     banner = "".join(f'<p class="banner" style="background:#fdecea;border-left:4px solid #c0392b;padding:.5em .8em;'
                      f'font-weight:600">{escape(str(n))}</p>' for n in (data_span or {}).get("notices", []))
+    dd = drawdowns
+    if dd is not None and len(dd):
+        dd = dd.assign(ongoing=np.where(dd["ongoing"].astype(bool), "yes", "no"))
+    key_html = f"<section><h2>Key charts</h2>{_figures(key_charts)}</section>" if key_charts else ""
+    more_html = f"<section><h2>More charts</h2>{_figures(charts)}</section>" if charts else ""
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -177,8 +255,12 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
 <main>
 <header><h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p></header>
 {banner}
+{verdict}
+{key_html}
 <section><h2>Performance</h2>{metrics_table_html(metrics)}{notes_html}</section>
-<section><h2>Charts</h2>{figures}</section>
+{more_html}
+{_frame_section("Walk-forward folds", _FOLDS_INTRO, folds)}
+{_frame_section("Worst drawdowns", _DRAWDOWNS_INTRO, dd)}
 {_attribution_html(attribution)}
 <section><h2>Trades</h2>{trades_html}</section>
 <section><h2>Data</h2>{_definition_list(data_span)}</section>

@@ -23,6 +23,8 @@ import pandas as pd
 from data_feeds.timeframes import SECONDS_PER_YEAR, bars_per_year, timeframe_delta
 from reports.errors import ReportError
 from reports.trade_metrics import trade_metrics, traded_notional
+from reports.trader_metrics import (DEFAULT_MAINTENANCE_RATE, benchmark_metrics, distribution_metrics,
+                                    perp_metrics, recovery_metrics)
 
 if TYPE_CHECKING:
     from backtests.result import BacktestResult
@@ -143,16 +145,23 @@ def _longest_underwater(dd: np.ndarray, times: pd.DatetimeIndex) -> tuple[int, f
 # ---------------------------------------------------------------- the metrics
 
 def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, position: pd.Series | None = None,
-                    fees: float = 0.0, funding: float = 0.0, initial_cash: float | None = None,
-                    close: pd.Series | None = None, fills: pd.DataFrame | None = None) -> pd.Series:
+                    fees: float = 0.0, funding: float | pd.Series = 0.0, initial_cash: float | None = None,
+                    close: pd.Series | None = None, fills: pd.DataFrame | None = None,
+                    benchmark: pd.Series | None = None, risk_free: float = 0.0,
+                    maintenance_rate: float = DEFAULT_MAINTENANCE_RATE) -> pd.Series:
     """Performance of one equity curve, keys with their units (``"Return [%]"``, ``"Fees paid [USDT]"``).
 
     - ``equity``: account value in USDT at each bar's close, indexed by bar open time (UTC).
     - ``trades``: round trips with ``pnl`` (USDT, net) and ``return_pct`` (percent: 1.5 = +1.5 %); may be empty.
     - ``position``: signed size per bar, for ``"Exposure [%]"`` (share of bars not flat); NaN when omitted.
-    - ``fees`` / ``funding``: totals paid in USDT, reported as given.
+    - ``fees`` / ``funding``: totals paid in USDT; ``funding`` may be the per-bar series (positive = paid), which
+      adds funding paid and received apart.
     - ``initial_cash``: account value before the first bar (see :func:`bar_returns`); else the first equity.
-    - ``close``: the asset's closes, for ``"Buy & hold return [%]"`` (the key appears only when given).
+    - ``close``: the asset's closes, for the leverage used (with ``position``).
+    - ``benchmark``: buy-and-hold's equity on the same bars (same ``initial_cash``), for alpha, beta, correlation
+      and information ratio (:func:`reports.trader_metrics.benchmark_metrics`); NaN without it.
+    - ``risk_free``: annual rate (0.04 = 4 %) taken out of every bar return, compounded per bar, for Sharpe and
+      Sortino (not for the other figures).
     - ``fills``: executions with ``notional`` (USDT), for ``"Turnover (ann.) [x]"``: traded notional / mean
       equity / years (10,000 USDT equity trading 200,000 USDT over half a year turns over 40x a year).
 
@@ -161,7 +170,8 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
 
     Formulas, with ``r`` the bar returns and ``P = bars_per_year(timeframe)`` (8,760 for "1h"):
 
-    - Volatility (ann.) = std(r, ddof=1) * sqrt(P); Sharpe = mean(r) / std(r, ddof=1) * sqrt(P), risk-free 0.
+    - Volatility (ann.) = std(r, ddof=1) * sqrt(P); Sharpe = mean(r - rf) / std(r, ddof=1) * sqrt(P), with
+      rf = (1 + risk_free) ** (1 / P) - 1 per bar (0 by default).
     - Sortino = mean(r) / sqrt(mean(min(r, 0)^2)) * sqrt(P): the downside deviation averages the squared
       losses over *all* bars, as quantstats does.
     - CAGR = (final / start) ** (1 / years) - 1 with years = elapsed time / 365 days, the elapsed time running
@@ -172,6 +182,13 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
       (long/short split, streaks, holding time) are :func:`reports.trade_metrics.trade_metrics`.
     - Best / worst month: calendar-month returns (UTC) of :func:`monthly_returns`, the first month from
       ``initial_cash``.
+    - Futures, distribution, benchmark and recovery figures: :mod:`reports.trader_metrics` (liquidations,
+      leverage, margin ratio, funding paid/received, slippage, skew, kurtosis, VaR/CVaR, yearly returns,
+      positive months, time to recovery, ongoing drawdown); expectancy, payoff ratio and SQN:
+      :func:`reports.trade_metrics.trade_metrics`.
+
+    Infinite and undefined are kept apart: a profit factor with no losing trade is ``inf`` (JSON ``"inf"``), a
+    Sharpe ratio without spread is NaN (JSON ``null``).
 
     Undefined values are NaN, never an error: Sharpe and volatility with fewer than 2 returns; Sharpe on a flat
     curve (std 0, volatility 0); Sortino without a losing bar; Calmar without a drawdown; CAGR over zero elapsed time; win rate
@@ -200,8 +217,9 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
             cagr = float(np.power(np.float64(total), 1.0 / years)) - 1 if total > 0 else -1.0
 
     std = float(np.std(r, ddof=1)) if r.size >= 2 else np.nan
-    mean = float(np.mean(r)) if r.size else np.nan
-    downside = float(np.sqrt(np.mean(np.minimum(r, 0.0) ** 2))) if r.size else np.nan
+    rf = (1.0 + risk_free) ** (1.0 / periods) - 1.0 if risk_free else 0.0
+    mean = float(np.mean(r)) - rf if r.size else np.nan
+    downside = float(np.sqrt(np.mean(np.minimum(r - rf, 0.0) ** 2))) if r.size else np.nan
     dd = drawdown(pd.Series(values, index=times)).to_numpy()
     max_dd = float(dd.min())
     dd_bars, dd_days = _longest_underwater(dd, times)
@@ -217,8 +235,6 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
         "Peak equity [USDT]": float(values.max()),
         "Return [%]": (total - 1) * 100,
     }
-    if close is not None:
-        s["Buy & hold return [%]"] = (float(close.iloc[-1]) / float(close.iloc[0]) - 1) * 100 if len(close) else np.nan
     s.update({
         "CAGR [%]": cagr * 100,
         "Volatility (ann.) [%]": std * np.sqrt(periods) * 100,
@@ -229,7 +245,9 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
         "Max drawdown duration [bars]": dd_bars,
         "Max drawdown duration [days]": float(dd_days),
     })
-    months = monthly_returns(equity, initial_cash).to_numpy(dtype="float64")
+    s.update(recovery_metrics(pd.Series(values, index=times)))
+    monthly = monthly_returns(equity, initial_cash)
+    months = monthly.to_numpy(dtype="float64")
     months = months[np.isfinite(months)]
     s["Best month [%]"] = float(months.max() * 100) if months.size else np.nan
     s["Worst month [%]"] = float(months.min() * 100) if months.size else np.nan
@@ -239,7 +257,13 @@ def compute_metrics(equity: pd.Series, trades: pd.DataFrame, timeframe: str, *, 
     s["Traded notional [USDT]"] = notional
     s["Turnover (ann.) [x]"] = notional / mean_equity / years if years > 0 and mean_equity > 0 else np.nan
     s["Fees paid [USDT]"] = float(fees)
-    s["Funding paid [USDT]"] = float(funding)
+    s["Funding paid [USDT]"] = float(funding.sum()) if isinstance(funding, pd.Series) else float(funding)
+    s.update(perp_metrics(position=position, close=close, equity=equity, fills=fills, funding=funding,
+                          maintenance_rate=maintenance_rate))
+    s.update(distribution_metrics(pd.Series(r), equity, monthly, initial_cash))
+    bench = bar_returns(benchmark.reindex(equity.index).ffill(), initial_cash).to_numpy() \
+        if benchmark is not None else np.full(r.size, np.nan)
+    s.update(benchmark_metrics(r, bench, periods))
     return pd.Series(s, dtype=object, name="metrics")
 
 
@@ -250,12 +274,22 @@ def _exposure(position: pd.Series | None) -> float:
     return float(held.mean() * 100)
 
 
-def result_metrics(result: "BacktestResult") -> pd.Series:
-    """:func:`compute_metrics` of a backtest result: its equity, trades, position, fees, funding and closes."""
+def result_risk_free(result: "BacktestResult") -> float:
+    """The annual risk-free rate the run's config asks for (``risk_free``), 0 when it says nothing."""
+    config = result.config if isinstance(result.config, dict) else {}
+    value = config.get("risk_free", 0.0)
+    return float(value) if isinstance(value, (int, float)) and np.isfinite(value) else 0.0
+
+
+def result_metrics(result: "BacktestResult", benchmark: pd.Series | None = None,
+                   risk_free: float | None = None) -> pd.Series:
+    """:func:`compute_metrics` of a backtest result: its equity, trades, position, fees, funding per bar and closes;
+    ``benchmark`` is buy-and-hold's equity on the same bars; ``risk_free`` defaults to the config's."""
     close = result.prices["close"] if result.prices is not None and "close" in result.prices else None
+    rf = result_risk_free(result) if risk_free is None else risk_free
     m = compute_metrics(result.equity, result.trades, result.timeframe, position=result.position,
-                        fees=result.fees_paid, funding=result.funding_paid, initial_cash=result.initial_cash,
-                        close=close, fills=result.fills)
+                        fees=result.fees_paid, funding=result.funding, initial_cash=result.initial_cash,
+                        close=close, fills=result.fills, benchmark=benchmark, risk_free=rf)
     wiped = (result.data_span or {}).get("wiped_out_at")
     if wiped:  # the account could no longer trade: its risk ratios (Sharpe, Sortino, Calmar...) are not meaningful
         m["Wiped out at"] = wiped

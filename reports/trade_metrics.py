@@ -48,12 +48,23 @@ def holding_hours(trades: pd.DataFrame) -> np.ndarray:
     return ((exit_ - entry) / _HOUR).to_numpy(dtype="float64")
 
 
+def _payoff(pnl: np.ndarray) -> float:
+    """Average winning PnL over the average losing PnL (both positive): wins of +10 and +20 against losses of -5
+    give 15 / 5 = 3.0; inf without a losing trade, NaN without a winning one."""
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    if not wins.size:
+        return np.nan
+    return float(wins.mean() / -losses.mean()) if losses.size else np.inf
+
+
 def trade_metrics(trades: pd.DataFrame) -> dict[str, object]:
     """Trade statistics with units in the keys, NaN where undefined (no trades, no losing trade...).
 
     ``trades`` needs ``pnl`` and ``return_pct``; ``bars``, ``direction`` and ``entry_time``/``exit_time`` add the
     duration, long/short and holding-time figures when present. Profit factor = gross profit / gross loss (inf
     when no trade lost). "Avg win [%]" / "Avg loss [%]" average ``return_pct`` over winning / losing trades.
+    Expectancy = mean net PnL per trade (USDT); payoff ratio = mean win / |mean loss| (USDT); SQN (Van Tharp's
+    system quality number) = sqrt(N) x mean(PnL) / std(PnL, ddof=1).
     """
     n = int(len(trades))
     pnl, ret = _column(trades, "pnl"), _column(trades, "return_pct")
@@ -78,6 +89,9 @@ def trade_metrics(trades: pd.DataFrame) -> dict[str, object]:
         "Max consecutive wins": longest_streak(wins),
         "Max consecutive losses": longest_streak(losses),
         "Profit factor": profit_factor,
+        "Expectancy [USDT]": float(pnl.mean()) if n else np.nan,
+        "Payoff ratio": _payoff(pnl),
+        "SQN": float(np.sqrt(n) * pnl.mean() / pnl.std(ddof=1)) if n >= 2 and pnl.std(ddof=1) > 0 else np.nan,
     }
     direction = _column(trades, "direction") if n and "direction" in trades else np.zeros(n)
     for label, side in (("Long", direction > 0), ("Short", direction < 0)):

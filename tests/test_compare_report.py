@@ -11,17 +11,17 @@ from reports.comparison import (VERDICT_CONFIDENT, VERDICT_LUCK, VERDICT_NA, VER
                                 comparison_html, comparison_markdown, verdict)
 
 
-@pytest.mark.parametrize("sharpe, bh, dsr, expected", [
-    (1.2, 0.4, 0.97, VERDICT_CONFIDENT),
-    (1.2, 0.4, 0.95, VERDICT_CONFIDENT),       # the threshold itself counts
-    (1.2, 0.4, 0.94, VERDICT_LUCK),
+@pytest.mark.parametrize("sharpe, bh, p, expected", [
+    (1.2, 0.4, 0.03, VERDICT_CONFIDENT),
+    (1.2, 0.4, 0.05, VERDICT_CONFIDENT),       # the threshold itself counts
+    (1.2, 0.4, 0.06, VERDICT_LUCK),
     (1.2, 0.4, math.nan, VERDICT_LUCK),
-    (0.4, 0.4, 0.99, VERDICT_NO),              # equal is not beating
+    (0.4, 0.4, 0.001, VERDICT_NO),             # equal is not beating
     (-2.0, -1.0, 0.0, VERDICT_NO),
-    (math.nan, 0.4, 0.99, VERDICT_NA),         # flat: no spread, no Sharpe
+    (math.nan, 0.4, 0.01, VERDICT_NA),         # flat: no spread, no Sharpe
 ])
-def test_verdict_needs_a_higher_sharpe_and_a_deflated_psr_over_the_bar(sharpe, bh, dsr, expected):
-    assert verdict(sharpe, bh, dsr, 0.95) == expected
+def test_verdict_needs_a_higher_sharpe_and_a_paired_p_value_under_the_bar(sharpe, bh, p, expected):
+    assert verdict(sharpe, bh, p, 0.95) == expected
 
 
 def _failed(strategy: str, range_name: str, error: str) -> CellOutcome:

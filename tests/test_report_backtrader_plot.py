@@ -77,3 +77,28 @@ def test_backtrader_plot_has_utc_dates_on_its_x_axis():
     bottom = fig.axes[0]
     assert bottom.xaxis.get_major_formatter()(0, 0) == "2024-01-01"
     assert bottom.xaxis.get_major_formatter()(24, 0) == "2024-01-02"
+
+
+def test_backtest_says_where_it_wrote_backtraders_plot_with_value_and_trade_panels(tmp_path, monkeypatch):
+    import backtrader as bt
+
+    import backtests.plotting as plotting
+    from backtests.config import BacktestConfig
+    from backtests.session import run_with_baselines
+
+    seen = []
+    original = plotting.save_backtrader_plot
+
+    def spy(cerebro, path, **kw):
+        seen.extend(obs[1] for obs in cerebro.observers)     # (multi, class, args, kwargs)
+        return original(cerebro, path, **kw)
+
+    monkeypatch.setattr(plotting, "save_backtrader_plot", spy)
+    config = BacktestConfig(strategy="sma_cross").replace(
+        data={"symbol": "BTC/USDT:USDT", "timeframe": "1h", "start": "2024-01-01", "end": "2024-01-14"})
+    lines: list[str] = []
+    path = tmp_path / "backtrader.png"
+    run_with_baselines(config, lines.append, plot_path=path)
+    assert f"backtrader plot: {path}" in lines and path.stat().st_size > 10_000
+    # the account value and the trades get panels of their own, the fills markers on the price
+    assert {bt.observers.Value, bt.observers.Trades, bt.observers.BuySell} <= set(seen)

@@ -74,10 +74,23 @@ def flat_baseline() -> BacktestResult:
                                fees=zero, rejected=pd.DataFrame(columns=REJECT_COLUMNS))
 
 
+def buy_hold_baseline() -> BacktestResult:
+    """The report's one buy-and-hold: a 1x buy_hold run (here 0.25 BTC held from the first bar, 5 USDT fee)."""
+    base = make_result("buy_hold", predictions=False, strategy="buy_hold")
+    close = base.prices["close"]
+    equity = 10_000 - 5.0 + 0.25 * (close - close.iloc[0])
+    return dataclasses.replace(base, equity=equity, position=pd.Series(0.25, index=close.index),
+                               config={"strategy": "buy_hold", "broker": {"leverage": 1.0}, "seed": 7},
+                               rejected=pd.DataFrame(columns=REJECT_COLUMNS))
+
+
+BASELINES = lambda: [buy_hold_baseline(), flat_baseline(), ("sma <b>", make_result().equity * 0.5 + 5_000)]  # noqa
+
+
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("report")
-    write_report(make_result(), out, baselines=[flat_baseline(), ("sma <b>", make_result().equity * 0.5 + 5_000)])
+    write_report(make_result(), out, baselines=BASELINES())
     return out
 
 
@@ -102,8 +115,7 @@ def test_without_predictions_there_is_no_predictions_chart_even_in_a_reused_fold
 def test_metrics_json_holds_every_column_with_nan_as_null_and_iso_times(report):
     doc = json.loads((report / "metrics.json").read_text())
     assert [(r["name"], r["role"]) for r in doc["results"]] == [
-        ("lstm", "strategy"), ("buy & hold (1x, no fees)", "buy_and_hold"), ("flat", "baseline"),
-        ("sma <b>", "baseline")]
+        ("lstm", "strategy"), ("buy_hold", "buy_and_hold"), ("flat", "baseline"), ("sma <b>", "baseline")]
     strategy, _, flat, _ = (r["metrics"] for r in doc["results"])
     expected = result_metrics(make_result())
     assert strategy["Return [%]"] == pytest.approx(expected["Return [%]"], rel=1e-15)
@@ -114,7 +126,7 @@ def test_metrics_json_holds_every_column_with_nan_as_null_and_iso_times(report):
 
 
 def test_metrics_json_is_byte_identical_for_the_same_inputs(report, tmp_path):
-    write_report(make_result(), tmp_path, baselines=[flat_baseline(), ("sma <b>", make_result().equity * 0.5 + 5_000)])
+    write_report(make_result(), tmp_path, baselines=BASELINES())
     assert (tmp_path / "metrics.json").read_bytes() == (report / "metrics.json").read_bytes()
     text = (report / "metrics.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
@@ -151,7 +163,7 @@ def test_the_page_shows_the_run_header_metrics_columns_trades_and_config(report)
     header = re.search(r'<p class="sub">(.*?)</p>', page).group(1)
     assert "BTC/USDT:USDT" in header and "1h" in header and "2024-01-30 00:00" in header and "500 bars" in header
     columns = re.findall(r"<th>(.*?)</th>", page.split('<table class="metrics">')[1].split("</thead>")[0])
-    assert columns == ["metric", "lstm", "buy &amp; hold (1x, no fees)", "flat", "sma &lt;b&gt;"]
+    assert columns == ["metric", "lstm", "buy_hold", "flat", "sma &lt;b&gt;"]
     assert "<td>Sharpe</td>" in page and "<td>long</td>" in page and "<td>short</td>" in page
     assert "1 order(s) were rejected" in page
     assert "&quot;leverage&quot;: 3" in page
@@ -163,15 +175,16 @@ def test_equity_csv_has_one_row_per_bar_with_position_target_and_buy_and_hold(re
     assert list(df.columns) == ["time", "equity", "position", "target", "buy_hold"] and len(df) == N
     assert list(pd.to_datetime(df["time"], utc=True)) == list(result.equity.index)
     assert np.array_equal(df["equity"].to_numpy(), result.equity.to_numpy())      # full float precision
-    assert df["buy_hold"].iloc[0] == 10_000.0
-    assert df["buy_hold"].iloc[-1] == pytest.approx(10_000 * result.prices["close"].iloc[-1]
-                                                    / result.prices["close"].iloc[0])
+    assert np.array_equal(df["buy_hold"].to_numpy(), buy_hold_baseline().equity.to_numpy())   # the 1x run
     assert df["position"].iloc[101] == 0.1 and df["target"].iloc[300] == -1.0
 
 
 def test_trades_and_fills_csv_round_trip_with_iso_utc_times(report):
     trades, fills = pd.read_csv(report / "trades.csv"), pd.read_csv(report / "fills.csv")
-    assert list(trades.columns) == TRADE_COLUMNS and len(trades) == 2
+    # plus the model's confidence in the trade's side at the bar that decided each entry
+    assert list(trades.columns) == [*TRADE_COLUMNS[:3], "confidence", *TRADE_COLUMNS[3:]] and len(trades) == 2
+    probs = make_result().predictions
+    assert trades["confidence"].tolist() == pytest.approx([probs["long"].iloc[100], probs["short"].iloc[300]])
     assert list(fills.columns) == FILL_COLUMNS and len(fills) == 4
     assert fills["time"].iloc[0] == "2024-02-03T05:00:00Z"                        # bar 101
     assert trades["pnl"].tolist() == make_result().trades["pnl"].tolist()
@@ -207,10 +220,10 @@ def test_values_are_formatted_by_their_unit():
     assert format_value("Start", pd.Timestamp("2024-01-01 09:00", tz="Asia/Tokyo")) == "2024-01-01 00:00"
 
 
-def test_jsonable_turns_nan_inf_timestamps_and_numpy_into_plain_json():
-    data = {"a": np.float64("nan"), "b": math.inf, "c": pd.Timestamp("2024-01-01", tz="UTC"), "d": np.int64(3),
+def test_jsonable_keeps_undefined_null_and_infinite_as_inf_strings():
+    data = {"a": np.float64("nan"), "b": math.inf, "b2": -np.inf, "c": pd.Timestamp("2024-01-01", tz="UTC"), "d": np.int64(3),
             "e": [np.float32(0.5), None, pd.NaT], "f": {"g": Path("x")}}
-    assert jsonable(data) == {"a": None, "b": None, "c": "2024-01-01T00:00:00+00:00", "d": 3,
+    assert jsonable(data) == {"a": None, "b": "inf", "b2": "-inf", "c": "2024-01-01T00:00:00+00:00", "d": 3,
                               "e": [0.5, None, None], "f": {"g": "x"}}
 
 
@@ -220,3 +233,61 @@ def test_importing_reports_loads_neither_backtrader_nor_torch_nor_pyplot():
             "assert not bad, bad")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_verdict_comes_first_in_the_page_and_in_metrics_json(report):
+    page = (report / "report.html").read_text()
+    assert page.index("<h2>Verdict</h2>") < page.index("<h2>Key charts</h2>") < page.index("<h2>Performance</h2>")
+    doc = json.loads((report / "metrics.json").read_text())
+    v = doc["verdict"]
+    assert v["reference"] == "buy_hold" and v["seed"] == 0 and v["n_boot"] == 1000
+    assert v["beats_bh"] in ("yes, with confidence", "only by luck", "no")
+    assert v["sharpe_low"] <= v["sharpe"] <= v["sharpe_high"] and 0 < v["p_vs_bh"] <= 1
+    assert f"lstm {v['sentence']}." in page.replace("&amp;", "&").replace("&#x27;", "'")
+    assert "Worst drawdowns" in page and "confidence" in page
+
+
+def test_no_row_contradicts_the_buy_and_hold_column(report):
+    doc = json.loads((report / "metrics.json").read_text())
+    bh = next(r for r in doc["results"] if r["role"] == "buy_and_hold")
+    assert bh["metrics"]["Return [%]"] == pytest.approx((buy_hold_baseline().equity.iloc[-1] / 10_000 - 1) * 100)
+    for r in doc["results"]:
+        assert not [k for k in r["metrics"] if "buy" in k.lower() or "b&h" in k.lower()]
+
+
+def test_without_a_1x_buy_hold_run_the_estimate_is_labelled(tmp_path):
+    write_report(make_result(), tmp_path)
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["verdict"]["reference"].startswith("buy & hold (1x, est. from closes")
+    assert doc["results"][1]["role"] == "buy_and_hold"
+
+
+def test_ledger_trials_show_in_the_page_but_not_in_metrics_json(tmp_path):
+    result = make_result()
+    result.extras["trials"] = {"count": 7, "sharpes": [0.5, 1.0, -0.3, 0.2, 0.0, 1.4, 0.9], "ledger": "L.jsonl"}
+    write_report(result, tmp_path, baselines=[buy_hold_baseline()])
+    page = (tmp_path / "report.html").read_text()
+    assert "7 configurations have been tried on this span" in page and "Deflated Sharpe ratio" in page
+    assert "trials" not in (tmp_path / "metrics.json").read_text()      # reruns stay byte-identical
+
+
+def test_fold_table_lists_train_validation_test_and_threshold(tmp_path):
+    result = make_result()
+    result.config = {**result.config, "model": {"train_bars": 100, "val_bars": 48}}
+    result.extras.update({"fold_boundaries": [result.equity.index[0].isoformat(), result.equity.index[240].isoformat()],
+                          "checkpoints": [{"name": "a", "min_confidence": 0.45, "val_accuracy": 0.51},
+                                          {"name": "b", "min_confidence": 0.5, "val_accuracy": 0.48}]})
+    from reports.sections import fold_table
+
+    table = fold_table(result)
+    assert list(table.columns[:5]) == ["fold", "train", "validation", "test", "threshold"]
+    assert table["validation"].iloc[0] == "2024-01-28 .. 2024-01-29" and table["threshold"].tolist() == [0.45, 0.5]
+    assert table["test"].iloc[1] == "2024-02-09 .. 2024-02-19" and table["val accuracy"].iloc[1] == 0.48
+
+
+def test_a_run_that_never_traded_draws_no_empty_panels(tmp_path):
+    write_report(flat_baseline(), tmp_path, baselines=[buy_hold_baseline()])
+    names = {p.name for p in tmp_path.glob("*.png")}
+    assert not names & {"exposure.png", "attribution.png", "trades.png", "predictions.png"}
+    assert {"equity.png", "drawdown.png", "price.png"} <= names
+    assert json.loads((tmp_path / "metrics.json").read_text())["verdict"]["beats_bh"] == "n/a"
