@@ -274,9 +274,9 @@ def test_ledger_trials_show_in_the_page_but_not_in_metrics_json(tmp_path):
 def test_fold_table_lists_train_validation_test_and_threshold(tmp_path):
     result = make_result()
     result.config = {**result.config, "model": {"train_bars": 100, "val_bars": 48}}
-    result.extras.update({"fold_boundaries": [result.equity.index[0].isoformat(), result.equity.index[240].isoformat()],
-                          "checkpoints": [{"name": "a", "min_confidence": 0.45, "val_accuracy": 0.51},
-                                          {"name": "b", "min_confidence": 0.5, "val_accuracy": 0.48}]})
+    result.fold_boundaries = [result.equity.index[0], result.equity.index[240]]
+    result.models = [{"name": "a", "min_confidence": 0.45, "val_accuracy": 0.51},
+                     {"name": "b", "min_confidence": 0.5, "val_accuracy": 0.48}]
     from reports.sections import fold_table
 
     table = fold_table(result)
