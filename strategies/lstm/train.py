@@ -31,9 +31,9 @@ from strategies.lstm.inference import predict_probabilities, torch_threads
 from strategies.lstm.labels import make_labels
 from strategies.lstm.model import SignalNet
 from strategies.lstm.spans import TrainingPlan, plan_spans
-from strategies.lstm.threshold import next_bar_returns, tune_min_confidence
+from strategies.lstm.threshold import NO_TRADE_CONFIDENCE, next_bar_returns, tune_min_confidence
 
-META_FORMAT = 1
+META_FORMAT = 2   # 2: validation scores of trivial baselines, threshold trust
 
 
 @dataclass
@@ -275,10 +275,15 @@ def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, 
     if cfg.tune_threshold:
         returns = next_bar_returns(data.candles["open"].to_numpy(np.float64), samples.val_ends)
         choice = tune_min_confidence(val_probs, returns, cost)
-        min_confidence = choice.min_confidence
+        min_confidence = choice.min_confidence if choice.trusted else NO_TRADE_CONFIDENCE
         meta["decision_rule"].update(min_confidence=min_confidence, tuned_min_confidence=min_confidence,
                                      tuning=choice.to_dict())
-    meta["validation"] = classification_metrics(val_probs, samples.val_y, min_confidence)
+        if not choice.trusted:
+            (progress or (lambda line: None))(
+                f"threshold not trusted: {choice.min_confidence:.2f} traded {choice.trades} time(s) on the validation "
+                f"span (fewer than {choice.min_trades}); this model stays flat")
+    meta["validation"] = classification_metrics(val_probs, samples.val_y, min_confidence,
+                                               class_balance(samples.train_y))
     meta["training"] = {"epochs_run": len(history), "best_epoch": stopper.best_epoch,
                         "best_val_loss": stopper.best_loss, "history": history, "seconds": seconds,
                         "train_samples_per_second": len(samples.train_ends) * len(history) / max(train_seconds, 1e-9)}
