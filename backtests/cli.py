@@ -155,6 +155,16 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    """The installed lstmbt version (``pyproject.toml``'s), or a note when the package is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lstmbt")
+    except PackageNotFoundError:
+        return "(not installed; run pip install -e .)"
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstmbt", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -166,6 +176,8 @@ def make_parser() -> argparse.ArgumentParser:
                "  lstmbt train --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2025-12-31\n"
                "  lstmbt check-lookahead --strategy sma_cross --start 2024-01-01 --end 2024-01-31\n\n"
                "run 'lstmbt COMMAND --help' for a command's options")
+    parser.add_argument("--version", action="version", version=f"lstmbt {package_version()}",
+                        help="print the installed lstmbt version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, helptext: str, func) -> argparse.ArgumentParser:

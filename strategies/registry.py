@@ -24,7 +24,9 @@ class UnknownStrategyError(ValueError):
 def get_strategy(name: str):
     """The class registered under ``name``; an unknown name raises with a "did you mean" hint."""
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        folded = {key.lower(): key for key in _REGISTRY}           # "LSTM" suggests "lstm": case is ignored
+        close = [folded[name.lower()]] if name.lower() in folded else [
+            folded[c] for c in difflib.get_close_matches(name.lower(), folded, n=1)]
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownStrategyError(f"unknown strategy {name!r}{hint} (available: {', '.join(_REGISTRY)})")
     module, _, attr = _REGISTRY[name].partition(":")
