@@ -81,9 +81,14 @@ def broker_overrides(args: argparse.Namespace) -> dict:
 
 def build_config(args: argparse.Namespace):
     """Config from ``--config`` (if any) with every flag given on the command line applied on top."""
-    from backtests.config import BacktestConfig, load_config
+    from backtests.config import BacktestConfig, load_config, main_job_config
 
-    config = load_config(args.config) if getattr(args, "config", None) else BacktestConfig()
+    if getattr(args, "config", None):
+        config = load_config(args.config)
+    elif getattr(args, "func", None) is cmd_backtest and getattr(args, "strategy", None) is None:
+        config = main_job_config()      # plain `lstmbt backtest` runs the main job, as README command 1 does
+    else:
+        config = BacktestConfig()
     data = {k: getattr(args, k) for k in ("exchange", "symbol", "timeframe", "start", "end", "path", "funding_path",
                                           "store_dir") if getattr(args, k, None) is not None}
     broker = broker_overrides(args)
@@ -187,7 +192,8 @@ def make_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("backtest", "run a strategy against baselines and write a report folder", cmd_backtest)
-    p.add_argument("--config", help="TOML config file (flags below override it)")
+    p.add_argument("--config", help="TOML config file (flags below override it; without --config and --strategy: "
+                                    "the main job, backtests/configs/btc_lstm_1h.toml)")
     p.add_argument("--strategy", help="lstm, buy_hold, sma_cross or flat")
     p.add_argument("--baselines", help="comma-separated strategies to compare with, e.g. buy_hold,sma_cross ('' for none)")
     p.add_argument("--name", help="run name used in the output folder")

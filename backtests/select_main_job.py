@@ -61,22 +61,28 @@ def _row(label: str, horizon, result) -> dict:
         value = m.get(key, float("nan"))
         row[key] = float(value) if value is not None else float("nan")
     quality = [c.get("metrics", {}) for c in result.extras.get("checkpoints", [])]
-    worse = [q for q in quality if q.get("worse_than_majority")]
     row["folds"] = len(quality)
-    row["folds worse than majority"] = len(worse) if quality else None
+    row["folds below majority (val acc)"] = sum(bool(q.get("val_worse_than_majority")) for q in quality) \
+        if quality else None
+    row["folds flat (threshold not trusted)"] = sum(q.get("threshold_trusted") is False for q in quality) \
+        if quality else None
     return row
 
 
 def format_table(rows: list[dict]) -> str:
     """Markdown table of the candidates and buy-and-hold."""
-    head = ["candidate", *COLUMNS, "folds", "folds worse than majority"]
+    head = ["candidate", *COLUMNS, "folds", "folds below majority (val acc)", "folds flat (threshold not trusted)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["candidate"]]
         for key in head[1:]:
             v = r.get(key)
-            cells.append("-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else
-                         (f"{v:.2f}" if isinstance(v, float) else str(v)))
+            if v is None or (isinstance(v, float) and not math.isfinite(v)):
+                cells.append("-")
+            elif key == "Trades":
+                cells.append(f"{v:.0f}")
+            else:
+                cells.append(f"{v:.2f}" if isinstance(v, float) else str(v))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
