@@ -78,6 +78,10 @@ class LSTMStrategy(TargetPositionStrategy):
 
 def model_fingerprint(trained, name: str) -> dict:
     """What identifies a trained model in a manifest: its name, the sha256 of its weights (tensors in key
-    order) and of the data it was trained on, and its decision threshold."""
+    order) and of the data it was trained on, and its decision threshold; ``metrics``: its validation scores next
+    to trivial baselines and whether its threshold is trusted (:func:`strategies.lstm.evaluation.model_quality`),
+    the plain numbers of ``ModelRecord.metrics``."""
+    from strategies.lstm.evaluation import model_quality
+
     return {"name": name, "weights_sha256": weights_sha256(trained.model), "data_sha256": trained.data_hash,
-            "min_confidence": trained.min_confidence}
+            "min_confidence": trained.min_confidence, "metrics": model_quality(trained.meta)}

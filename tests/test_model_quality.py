@@ -42,3 +42,18 @@ def test_model_quality_is_plain_numbers_for_the_model_record():
                  "val_worse_than_prior": True, "validation_trades": 7, "min_validation_trades": 20,
                  "threshold_trusted": False, "tuned_threshold": 0.6}
     assert model_quality({}) == {}
+
+
+def test_each_fold_record_carries_its_quality_numbers():
+    from strategies.lstm.train import TrainedModel
+    from strategies.lstm_strategy import model_fingerprint
+    import torch
+
+    meta = {"data_sha256": "ab", "decision_rule": {"rule": "argmax", "min_confidence": 0.0,
+                                                   "tuning": {"min_confidence": 0.5, "trades": 30, "min_trades": 20,
+                                                              "trusted": True}},
+            "validation": {"accuracy": 0.5, "majority_accuracy": 0.4, "worse_than_majority": False}}
+    record = model_fingerprint(TrainedModel(torch.nn.Linear(2, 3), meta), "fold-01")
+    assert record["metrics"] == {"val_accuracy": 0.5, "val_majority_accuracy": 0.4, "val_worse_than_majority": False,
+                                 "validation_trades": 30, "min_validation_trades": 20, "threshold_trusted": True,
+                                 "tuned_threshold": 0.5}
