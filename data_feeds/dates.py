@@ -1,4 +1,4 @@
-"""The one strict date parser of lstmbt: ``YYYY-MM-DD`` (or ``YYYY-MM-DDTHH:MM[:SS]``), always UTC.
+"""The one strict date parser of lstmbt: ``YYYY-MM-DD`` (or ISO 8601 ``YYYY-MM-DDTHH:MM[:SS]``), always UTC.
 
 Every date a user types (``--start``, ``--end``, ``--ranges``, config files) goes through :func:`parse_date`, so
 ``01/02/2024`` (January or February?) and ``2024-1-2`` are refused with the same one-line message everywhere
@@ -21,7 +21,7 @@ from data_feeds.errors import DataError
 
 FORMAT = "YYYY-MM-DD"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?(Z|[+-]00:?00)?$")
+_DATETIME = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?$")
 
 
 def is_date_only(value) -> bool:
@@ -30,7 +30,8 @@ def is_date_only(value) -> bool:
 
 
 def parse_date(value, *, is_end: bool = False, what: str = "date") -> pd.Timestamp:
-    """UTC timestamp from ``"2024-01-31"`` or ``"2024-01-31T12:00"`` (``T``, optional seconds, optional ``Z``).
+    """UTC timestamp from ``"2024-01-31"`` or ISO 8601 ``"2024-01-31T12:00"`` (``T`` or a space, optional seconds,
+    optional ``Z`` or UTC offset such as ``+00:00``, which ``str(pd.Timestamp)`` writes).
 
     A date-only ``is_end`` moves to the next midnight (an exclusive end), so ``"2024-06-30"`` covers all of
     30 June. ``what`` names the value in the error (``"--start"``). Raises DataError for any other spelling

@@ -60,7 +60,7 @@ def test_dates_are_only_yyyy_mm_dd(text):
 
 def test_the_date_parser_reads_days_and_times_in_utc():
     assert parse_date("2024-06-30", is_end=True) == pd.Timestamp("2024-07-01", tz="UTC")
-    assert parse_date("2024-06-30T12:00") == parse_date("2024-06-30T12:00:00Z") == pd.Timestamp(
+    assert parse_date("2024-06-30T12:00") == parse_date("2024-06-30 14:00:00+02:00") == pd.Timestamp(
         "2024-06-30 12:00", tz="UTC")
     assert format_date(pd.Timestamp("2024-01-01", tz="UTC")) == "2024-01-01"
     assert format_date(pd.Timestamp("2024-01-01 12:30", tz="UTC")) == "2024-01-01T12:30"
