@@ -93,9 +93,14 @@ def broker_overrides(args: argparse.Namespace) -> dict:
 
 def build_config(args: argparse.Namespace):
     """Config from ``--config`` (if any) with every flag given on the command line applied on top."""
-    from backtests.config import BacktestConfig, load_config
+    from backtests.config import BacktestConfig, load_config, main_job_config
 
-    config = load_config(args.config) if getattr(args, "config", None) else BacktestConfig()
+    if getattr(args, "config", None):
+        config = load_config(args.config)
+    elif getattr(args, "func", None) is cmd_backtest and getattr(args, "strategy", None) is None:
+        config = main_job_config()      # plain `lstmbt backtest` runs the main job, as README command 1 does
+    else:
+        config = BacktestConfig()
     data = {k: getattr(args, k) for k in ("exchange", "symbol", "timeframe", "start", "end", "path", "funding_path",
                                           "store_dir", "market_rules", "mark_path")
             if getattr(args, k, None) is not None}
@@ -178,6 +183,16 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def package_version() -> str:
+    """The installed lstmbt version (``pyproject.toml``'s), or a note when the package is not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lstmbt")
+    except PackageNotFoundError:
+        return "(not installed; run pip install -e .)"
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="lstmbt", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -190,6 +205,8 @@ def make_parser() -> argparse.ArgumentParser:
                "  lstmbt train --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2025-12-31\n"
                "  lstmbt check-lookahead --strategy sma_cross --start 2024-01-01 --end 2024-01-31\n\n"
                "run 'lstmbt COMMAND --help' for a command's options")
+    parser.add_argument("--version", action="version", version=f"lstmbt {package_version()}",
+                        help="print the installed lstmbt version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name: str, helptext: str, func) -> argparse.ArgumentParser:
@@ -199,7 +216,8 @@ def make_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("backtest", "run a strategy against baselines and write a report folder", cmd_backtest)
-    p.add_argument("--config", help="TOML config file (flags below override it)")
+    p.add_argument("--config", help="TOML config file (flags below override it; without --config and --strategy: "
+                                    "the main job, backtests/configs/btc_lstm_1h.toml)")
     p.add_argument("--strategy", help="lstm, buy_hold, sma_cross, flat, or your own: path/to/file.py:Class or "
                                       "pkg.module:Class")
     p.add_argument("--baselines", help="comma-separated strategies to compare with, e.g. buy_hold,sma_cross ('' for none)")

@@ -39,6 +39,7 @@ from backtests.config import BacktestConfig, ConfigError, config_from_dict, read
 from backtests.executors import Executor, TaskFailure, make_executor
 from backtests.grid import Cell, CellOutcome, DateRange, build_cells, parse_ranges, ranges_from_mapping, rolling_ranges
 from data_feeds import DataError, MarketData, load_market, parse_span
+from data_feeds.loader import check_coverage
 from data_feeds.symbols import check_symbol
 from data_feeds.timeframes import timeframe_delta
 
@@ -99,9 +100,8 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
     span (one range named "span"), strategies to ``config.strategy`` and its baselines."""
     from strategies.registry import get_strategy
 
-    if config.data.path or config.data.funding_path:
-        raise ConfigError(f"{where}: compare reads each symbol from the store or the shipped sample; "
-                          "remove data.path / data.funding_path")
+    if config.data.funding_path and not config.data.path:
+        raise ConfigError(f"{where}: a funding file (--funding-data) goes with a candles file (--data)")
     flat = sorted(k for k, v in config.params.items() if not isinstance(v, dict))
     if flat:
         raise ConfigError(f"{where}: in a comparison, [params] holds one table per strategy, e.g. "
@@ -116,6 +116,9 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
     if stray:
         raise ConfigError(f"{where}: [params] names strategies not compared: {', '.join(stray)}")
     symbols = tuple(check_symbol(s) for s in _list(table.get("symbols", [config.data.symbol]), "symbols"))
+    if config.data.path and len(symbols) != 1:
+        raise ConfigError(f"{where}: a candles file (--data {config.data.path}) holds one market; compare it under "
+                          f"one symbol (--symbols {symbols[0]}), or drop --data to compare symbols from the store")
     if table.get("ranges") is not None and table.get("rolling") is not None:
         raise ConfigError("give either ranges or rolling, not both")
     if table.get("rolling") is not None:
@@ -188,6 +191,9 @@ def _cell_market(full: MarketData, config: BacktestConfig, history: int) -> Mark
     first = t0 - history * timeframe_delta(d.timeframe)
     market = full.slice(first, t1)
     bars = int((market.candles.index >= t0).sum())
+    if bars >= 3:       # a range past the data is this cell's error, never silently cut
+        check_coverage(market.candles.index[market.candles.index >= t0], t0, t1, d.timeframe,
+                       f"{d.symbol} {d.timeframe}", full.candles.attrs.get("covers"))
     if bars < 3:
         raise DataError(f"only {bars} bar(s) of {d.symbol} {d.timeframe} in {d.start} .. {d.end}; need at least 3")
     if history and market.candles.index[0] > first:
@@ -211,7 +217,8 @@ def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
         last = max(t1 for _, t1 in spans)
         d = spec.config.data
         try:
-            full = load_market(d.exchange, symbol, d.timeframe, first, last, store_dir=d.store_dir)
+            full = load_market(d.exchange, symbol, d.timeframe, first, last, store_dir=d.store_dir, check_end=False,
+                               data_path=d.path, funding_path=d.funding_path)
         except DataError as exc:
             failed += [CellOutcome(c, error=f"DataError: {exc}") for c in mine]
             continue
@@ -401,6 +408,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--start", help="span for --rolling (or the single range): first day, YYYY-MM-DD")
     g.add_argument("--end", help="span for --rolling: last day, inclusive")
     g.add_argument("--data-dir", dest="store_dir", help="local data store folder")
+    g.add_argument("--data", dest="path", help="your own candles file (CSV or Parquet) instead of the store; "
+                                               "one symbol")
+    g.add_argument("--funding-data", dest="funding_path", help="your own funding file (timestamp,funding_rate)")
     r = parser.add_argument_group("running")
     r.add_argument("--workers", type=int, help="local worker processes (default: one per core; 0 = in this process)")
     r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://scheduler-host:8786 (instead of local workers)")
@@ -426,8 +436,8 @@ def spec_from_args(args: argparse.Namespace) -> CompareSpec:
         raise ConfigError("give either --ranges or --rolling, not both")
     where = str(args.config) if args.config else "command line"
     config, table = load_compare_file(args.config) if args.config else (BacktestConfig(), {})
-    data = {k: getattr(args, k) for k in ("exchange", "timeframe", "start", "end", "store_dir")
-            if getattr(args, k, None) is not None}
+    data = {k: getattr(args, k) for k in ("exchange", "timeframe", "start", "end", "store_dir", "path",
+                                          "funding_path") if getattr(args, k, None) is not None}
     from backtests.cli import broker_overrides
 
     broker = broker_overrides(args)

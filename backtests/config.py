@@ -212,3 +212,12 @@ def read_toml(path: str | Path) -> dict:
 def load_config(path: str | Path) -> BacktestConfig:
     """Read a TOML config file; errors name the file and the problem in one line."""
     return config_from_dict(read_toml(path), str(path))
+
+
+MAIN_JOB_CONFIG = Path(__file__).resolve().parent / "configs" / "btc_lstm_1h.toml"
+
+
+def main_job_config() -> BacktestConfig:
+    """The main job: ``backtests/configs/btc_lstm_1h.toml``, what README command 1, ``lstmbt backtest`` without
+    ``--config`` or ``--strategy`` and ``python backtests/btc_lstm_1h.py`` all run."""
+    return load_config(MAIN_JOB_CONFIG)

@@ -18,6 +18,7 @@ from backtests.recorder import Recorder
 from backtests.result import FILL_COLUMNS, REJECT_COLUMNS, BacktestResult
 from backtests.trades import trades_from_fills
 from data_feeds import DataError, MarketData, load_market, parse_span
+from data_feeds.loader import check_coverage
 from data_feeds.coverage import describe, funding_gaps, mark_gaps
 from data_feeds.feed import FuturesData, unpriced_settlements
 from data_feeds.hashing import frame_sha256
@@ -45,6 +46,9 @@ def load_run_data(config: BacktestConfig, history_bars: int = 0) -> tuple[Market
     span = market.candles.index[market.candles.index >= t0]
     if len(span) < 3:
         raise DataError(f"only {len(span)} bar(s) of {d.symbol} {d.timeframe} in {d.start} .. {d.end}; need at least 3")
+    if not history_bars:     # a span that starts before the data is an error, never silently cut
+        check_coverage(market.candles.index, t0, t1, d.timeframe, f"{d.symbol} {d.timeframe} from {market.source}",
+                       market.candles.attrs.get("covers"))
     if history_bars and market.candles.index[0] > first:
         have = int((market.candles.index < t0).sum())
         raise DataError(f"{config.strategy} needs {history_bars} bars of history before {d.start} to train; "

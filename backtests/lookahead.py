@@ -329,8 +329,9 @@ def add_lookahead_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strategy", help="strategy to audit: lstm, sma_cross ... or your own, my_file.py:MyStrategy")
     parser.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     parser.add_argument("--bars", type=int, default=50, help="how many bars to cut the data at (default 50)")
-    parser.add_argument("--seed", dest="sample_seed", type=int, default=0,
-                        help="seed that picks the cutoff bars (default 0; the model's seed comes from --config)")
+    parser.add_argument("--seed", type=int, help="random seed of the models, as in every command (default 42)")
+    parser.add_argument("--sample-seed", dest="sample_seed", type=int, default=0,
+                        help="seed that picks the cutoff bars (default 0)")
 
 
 def lookahead_command(args: argparse.Namespace) -> int:
@@ -346,7 +347,7 @@ def lookahead_command(args: argparse.Namespace) -> int:
     config = build_config(args)
     get_strategy(config.strategy)
     print(f"lstmbt check-lookahead: {display_name(config.strategy)} on {config.data.symbol} {config.data.timeframe} "
-          f"{config.data.start} .. {config.data.end}, {args.bars} cutoff bar(s), seed {args.sample_seed}", flush=True)
+          f"{config.data.start} .. {config.data.end}, {args.bars} cutoff bar(s) (sample seed {args.sample_seed}), model seed {config.seed}", flush=True)
     report = audit_lookahead(config, bars=args.bars, seed=args.sample_seed,
                              progress=lambda line: print(line, flush=True))
     print(report.format())

@@ -52,23 +52,75 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def fold_table(pairs) -> str:
-    """One text row of validation metrics per (fold, TrainedModel): accuracy, log-loss (nats), label balance
-    and LONG/SHORT calls with their hit rates (share of calls whose label agreed), under each model's threshold."""
-    header = ("fold", "test bars", "epochs", "val acc", "log-loss", "labels S/F/L %", "long calls (hit)",
-              "short calls (hit)", "min conf")
-    rows = [header]
+def _vs(model, baseline, fmt) -> str:
+    """``"51.2% / 55.0%"``: a model's score and the trivial baseline's, '-' for a missing one."""
+    return f"{'-' if model is None else fmt(model)} / {'-' if baseline is None else fmt(baseline)}"
+
+
+def test_span_scores(candles, funding, pairs, cost: float, span_start) -> list[dict | None]:
+    """Out-of-sample scores per fold on its own test span, next to the trivial baselines of its training labels.
+
+    Each fold's model predicts its test bars (the same batched predictions a backtest uses); a bar is scored
+    when its label is known, i.e. ``horizon + 1`` bars of data follow it. None for a fold with no labelled bar.
+    Returns one dict per (fold, model) pair: see :func:`strategies.lstm.evaluation.classification_metrics`.
+    """
+    import numpy as np
+
+    from strategies.lstm.evaluation import classification_metrics
+    from strategies.lstm.labels import make_labels
+    from strategies.lstm.walkforward import WalkForwardPredictor
+
+    predictor = WalkForwardPredictor(pairs)
+    predictor.attach(candles, funding, span_start)
+    probs = predictor.probability_frame()
+    out = []
     for fold, trained in pairs:
+        lo, hi = fold.test_span
+        rows = probs[(probs.index >= lo) & (probs.index <= hi)]
+        labels = make_labels(candles, trained.config.horizon, cost).reindex(rows.index)
+        known = labels.notna().to_numpy()
+        bal = trained.meta.get("train_label_balance")
+        if not known.any() or not bal:
+            out.append(None)
+            continue
+        out.append(classification_metrics(rows.to_numpy()[known], labels.to_numpy()[known].astype(np.int64) + 1,
+                                          trained.min_confidence, bal))
+    return out
+
+
+def fold_table(pairs, test_scores: list[dict | None] | None = None) -> str:
+    """One text row per (fold, TrainedModel): accuracy and log-loss (nats) on the validation span and, when given,
+    the fold's test span, each next to a trivial baseline fitted on the training labels (accuracy vs always the
+    majority class, log-loss vs the class prior), the label balance, LONG/SHORT calls with their hit rates (share
+    of calls whose label agreed) under the model's threshold, the threshold (``flat`` when it was tuned on too few
+    validation trades) and a flag when the model scored below always-the-majority-class."""
+    from strategies.lstm.evaluation import compare_with_baselines
+
+    test_scores = test_scores or [None] * len(pairs)
+    header = ("fold", "test bars", "epochs", "val acc / majority", "val log-loss / prior", "test acc / majority",
+              "test log-loss / prior", "labels S/F/L %", "long calls (hit)", "short calls (hit)", "threshold", "flag")
+    rows = [header]
+    loss = lambda x: f"{x:.4f}"  # noqa: E731
+    for (fold, trained), test in zip(pairs, test_scores):
         v, run = trained.meta["validation"], trained.meta["training"]
         bal = v["label_balance"]
-        rows.append((fold.name, str(fold.test_bars), f"{run['best_epoch']}/{run['epochs_run']}", _pct(v["accuracy"]),
-                     "-" if v["log_loss"] is None else f"{v['log_loss']:.4f}",
+        tuning = trained.meta["decision_rule"].get("tuning") or {}
+        threshold = (f"flat ({tuning['trades']} < {tuning['min_trades']} trades)" if tuning.get("trusted") is False
+                     else f"{trained.min_confidence:.2f}")
+        t = test or {}
+        flags = [f"{where} acc < majority" for where, scores in (("val", v), ("test", t))
+                 if compare_with_baselines(scores)["worse_than_majority"]]
+        rows.append((fold.name, str(fold.test_bars), f"{run['best_epoch']}/{run['epochs_run']}",
+                     _vs(v["accuracy"], v.get("majority_accuracy"), _pct),
+                     _vs(v["log_loss"], v.get("prior_log_loss"), loss),
+                     _vs(t.get("accuracy"), t.get("majority_accuracy"), _pct),
+                     _vs(t.get("log_loss"), t.get("prior_log_loss"), loss),
                      "/".join(f"{100 * bal[k]:.0f}" for k in ("short", "flat", "long")),
                      f"{v['long_calls']} ({_pct(v['long_hit_rate'])})",
-                     f"{v['short_calls']} ({_pct(v['short_hit_rate'])})", f"{trained.min_confidence:.2f}"))
+                     f"{v['short_calls']} ({_pct(v['short_hit_rate'])})", threshold, ", ".join(flags) or "-"))
     widths = [max(len(r[c]) for r in rows) for c in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) if c == 0 else cell.rjust(w) for c, (cell, w)
-                               in enumerate(zip(row, widths))) for row in rows)
+                               in enumerate(zip(row, widths))).rstrip() for row in rows)
 
 
 def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
@@ -84,6 +136,7 @@ def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int
     from strategies.lstm.config import ModelConfig
     from strategies.lstm.features import warmup_bars
     from strategies.lstm.folds import make_folds
+    from strategies.lstm.threshold import MIN_VALIDATION_TRADES
     from strategies.lstm.walkforward import train_walk_forward
     from strategies.lstm_strategy import default_cache_dir, label_cost
 
@@ -115,7 +168,15 @@ def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int
         f"{cfg.val_bars:,} validation bars{' (expanding)' if cfg.walk_forward_expanding else ''}, "
         f"device {cfg.device}, round-trip cost {cost:.4%}, cache {cache}")
     pairs = train_walk_forward(candles, market.funding, cfg, folds, cost=cost, cache_dir=cache, progress=say)
+    tests = test_span_scores(candles, market.funding, pairs, cost, t0)
     say("")
-    say("validation metrics per fold (hit = share of LONG/SHORT calls whose move beat the round-trip cost):")
-    say(fold_table(pairs))
+    say("per fold: the model's accuracy and log-loss next to trivial baselines fitted on its training labels "
+        "(always the majority class; the class prior), on the validation span and on the fold's own test span")
+    say(f"(hit = share of LONG/SHORT calls whose move beat the round-trip cost on validation; a threshold tuned on "
+        f"fewer than {MIN_VALIDATION_TRADES} validation trades is not trusted and its fold stays flat)")
+    say(fold_table(pairs, tests))
+    worse = sum(bool(t and t.get("worse_than_majority")) for t in tests)
+    untrusted = sum(p[1].meta["decision_rule"].get("tuning", {}).get("trusted") is False for p in pairs)
+    say(f"{worse} of {len(pairs)} fold(s) scored below always-the-majority-class on their test span; "
+        f"{untrusted} fold(s) stay flat (threshold not trusted)")
     return 0

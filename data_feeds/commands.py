@@ -12,6 +12,7 @@ from typing import Sequence, TextIO
 
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from data_feeds.download import MAX_FUNDING_INTERVAL_MS, download
 from data_feeds.errors import DataError
@@ -38,7 +39,8 @@ def download_command(exchange: str, symbol: str, timeframe: str, start: str, end
     config = read_exchange_config(exchange_config) if exchange_config is not None else None
     try:
         report = download(exchange, symbol, timeframe, start, end, kinds=tuple(kinds or KINDS), store_dir=data_dir,
-                          exchange_config=config, progress=progress)
+                          exchange_config=config, progress=progress,
+                          on_retry=lambda line: tqdm.write(line, file=err))
     except KeyboardInterrupt:
         root = Store(data_dir).root
         print(f"interrupted: the pages verified so far are saved under {root}; run the same command again to resume",
@@ -73,15 +75,39 @@ def stored_entries(data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(LIST_COLUMNS))
 
 
+def sample_entries() -> pd.DataFrame:
+    """One row per file of the shipped sample (``data_feeds/sample/``): exchange, symbol, kind, timeframe, first
+    and last timestamp, rows. ``load()`` falls back to these when the store has no such series."""
+    from data_feeds.loader import SAMPLE_DIR, read_csv_frame
+
+    rows = []
+    for path in sorted(SAMPLE_DIR.glob("*.csv.gz")):
+        exchange, file_symbol, *rest = path.name[:-len(".csv.gz")].split("_")
+        kind = "funding" if rest[0] == "funding" else "mark" if rest[0] == "mark" else "candles"
+        timeframe = "-" if kind == "funding" else rest[-1]
+        df = read_csv_frame(path, ())
+        rows.append(dict(exchange=exchange, symbol=file_symbol.replace("-", "/", 1).replace("-", ":", 1), kind=kind,
+                         timeframe=timeframe, start=f"{df.index[0]:%Y-%m-%d %H:%M}",
+                         end=f"{df.index[-1]:%Y-%m-%d %H:%M}", rows=len(df)))
+    return pd.DataFrame(rows, columns=["exchange", "symbol", "kind", "timeframe", "start", "end", "rows"])
+
+
 def data_list(data_dir: str | os.PathLike | None = None) -> str:
-    """``lstmbt data list``: the table of :func:`stored_entries` as text, or a line saying the store is empty."""
+    """``lstmbt data list``: the table of :func:`stored_entries` (or a line saying the store is empty), then what
+    the shipped sample covers (:func:`sample_entries`), which every command uses where the store has nothing."""
     table = stored_entries(data_dir)
     root = Store(data_dir).root
     if table.empty:
-        return f"no data stored in {root}"
-    if not table["note"].astype(bool).any():
-        table = table.drop(columns="note")
-    return f"store: {root}\n" + table.to_string(index=False)
+        text = f"no data stored in {root}"
+    else:
+        if not table["note"].astype(bool).any():
+            table = table.drop(columns="note")
+        text = f"store: {root}\n" + table.to_string(index=False)
+    sample = sample_entries()
+    if len(sample):
+        text += ("\n\nshipped sample (real Binance USDT-M data, used where the store has none; coarser timeframes "
+                 "are resampled from it, e.g. 4h and 1d from 1h):\n" + sample.to_string(index=False))
+    return text
 
 
 def _gap_counts(index: pd.DatetimeIndex, kind: str, timeframe: str) -> tuple[int, int]:

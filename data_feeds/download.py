@@ -36,14 +36,16 @@ Two downloads at once
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import ccxt
 from ccxt.base.decimal_to_precision import TICK_SIZE
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from data_feeds.errors import DataError
 from data_feeds.exchange import (check_market, fetch_page, has_mark_candles, is_finite, make_exchange, page_limit)
@@ -138,13 +140,16 @@ class DownloadReport:
 def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds: tuple[str, ...] = KINDS,
              store_dir: str | Path | None = None, exchange_config: Mapping | None = None,
              exchange: ccxt.Exchange | None = None, policy: RetryPolicy | None = None,
-             page_size: int | None = None, flush_pages: int = 50, progress: bool | None = None) -> DownloadReport:
+             page_size: int | None = None, flush_pages: int = 50, progress: bool | None = None,
+             on_retry: Callable[[str], None] | None = None) -> DownloadReport:
     """Bring ``kinds`` of ``symbol`` over ``[start, end]`` (a date-only end includes that day) into the store.
 
     ``exchange_config``: ccxt constructor options (see :func:`data_feeds.exchange.make_exchange`); ``exchange``:
     an already built ccxt object instead. ``page_size`` lowers the rows per request below the exchange's cap.
     ``flush_pages``: verified pages kept in memory before they are merged into the store (a crash loses at most
     these; each flush rewrites the file). ``progress=None`` shows a bar only on a terminal.
+    ``on_retry`` hears one line per retry as it happens (default: printed on stderr, above any progress bar), e.g.
+    ``binanceusdm markets: NetworkError: ...; retry 1 of 7 in 1.0 s``, so a slow failure is never silent.
     Raises :class:`DownloadError` (or DataError for bad arguments or a corrupt store file) and, on Ctrl-C,
     KeyboardInterrupt after saving the verified pages.
     """
@@ -160,7 +165,8 @@ def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds
     store = Store(store_dir)
     for kind in kinds:  # a corrupt store file stops us before any request
         store.read(exchange_id, symbol, timeframe, kind)
-    retrier = Retrier(policy)
+    say = on_retry or _print_retry
+    retrier = Retrier(policy, on_retry=retry_reporter(f"{exchange_id} markets", policy, say))
     try:
         retrier.call(exchange.load_markets, exchange)
     except GiveUp as exc:
@@ -181,6 +187,7 @@ def download(exchange_id: str, symbol: str, timeframe: str, start, end, *, kinds
             limit = max(limit, min(MIN_FUNDING_PAGE, page_limit(exchange_id, kind)))
         job = _KindDownload(exchange, store, exchange_id, symbol, timeframe, kind, limit, flush_pages, policy,
                             progress)
+        job.say = say
         try:
             report.kinds.append(job.run(t0, t1))
         except DownloadError as exc:
@@ -218,6 +225,23 @@ def store_market_rules(exchange: ccxt.Exchange, exchange_id: str, symbol: str, s
             f"{rules.min_notional:g}, {tiers_text} -> {path}")
 
 
+def _print_retry(line: str) -> None:
+    tqdm.write(line, file=sys.stderr)
+
+
+def retry_reporter(what: str, policy: RetryPolicy | None, say: Callable[[str], None]
+                   ) -> Callable[[BaseException, float], None]:
+    """A :class:`Retrier` ``on_retry`` callback that says each retry as one line: what failed, why, which retry
+    of how many and how long it waits: ``binanceusdm markets: RequestTimeout: ...; retry 2 of 7 in 3.1 s``."""
+    retries = (policy or RetryPolicy()).max_attempts - 1
+    count = [0]
+
+    def report(error: BaseException, wait: float) -> None:
+        count[0] += 1
+        say(f"{what}: {describe_error(error)}; retry {count[0]} of {retries} in {wait:.1f} s")
+    return report
+
+
 class _KindDownload:
     """Fetches one kind (candles, mark or funding) of one symbol; see the module docstring for the rules."""
 
@@ -232,6 +256,8 @@ class _KindDownload:
         self.flush_pages, self.progress_enabled = flush_pages, progress
         self.report = KindReport(kind, store.path(*self.ids))
         self.retrier = Retrier(policy, on_retry=self._on_retry)
+        self.say: Callable[[str], None] = _print_retry
+        self.max_retries = (policy or RetryPolicy()).max_attempts - 1
         self.pending: list[list] = []
         self.pending_pages = 0
         self.fetched: list[Window] = []
@@ -488,6 +514,9 @@ class _KindDownload:
         log.info("%s: page %s: %s; retrying in %.1f s", self.what, self._current, message, wait)
         if self.bar is not None:
             self.bar.retry(message)
+        if not isinstance(error, Unconfirmed):
+            self.say(f"{self.what}: page {self._current}: {message}; retrying in {wait:.1f} s "
+                     f"(up to {self.max_retries} retries per page)")
 
     # ------------------------------------------------------------------ after the download
 

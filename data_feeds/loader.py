@@ -9,11 +9,13 @@ resampled from the finer one.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from data_feeds.dates import format_date, parse_date
 from data_feeds.errors import DataError, MissingData
 from data_feeds.store import Store, read_parquet
 from data_feeds.symbols import check_symbol, symbol_to_filename
@@ -22,20 +24,14 @@ from data_feeds.validate import CANDLE_COLUMNS, check_candles, check_frame, find
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 SAMPLE_EXCHANGE = "binanceusdm"
+WEEK_ORIGIN = pd.Timestamp("1970-01-05", tz="UTC")     # a Monday: weekly bars open on Mondays
 
 
 def parse_time(value: str | pd.Timestamp, *, is_end: bool = False) -> pd.Timestamp:
-    """UTC timestamp from ``"2024-01-01"`` or ``"2024-01-01T12:00"``. A date-only end moves to the next midnight
-    (exclusive), so ``end="2024-06-30"`` covers all of 30 June."""
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"cannot read {value!r} as a date; use YYYY-MM-DD or YYYY-MM-DDTHH:MM") from exc
-    if ts is pd.NaT:
-        raise DataError(f"cannot read {value!r} as a date")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    date_only = isinstance(value, str) and len(value.strip()) <= 10
-    return ts + pd.Timedelta(days=1) if (is_end and date_only) else ts
+    """UTC timestamp from ``"2024-01-01"`` or ``"2024-01-01T12:00"`` only (:func:`data_feeds.dates.parse_date`:
+    ``01/02/2024`` is refused). A date-only end moves to the next midnight (exclusive), so ``end="2024-06-30"``
+    covers all of 30 June."""
+    return parse_date(value, is_end=is_end, what="end" if is_end else "start")
 
 
 def parse_span(start, end) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -140,9 +136,12 @@ def _sampled(exchange: str, symbol: str, timeframe: str, kind: str) -> pd.DataFr
 def resample_candles(df: pd.DataFrame, timeframe: str) -> pd.DataFrame:
     """OHLCV of ``timeframe`` from finer candles, keeping only bars whose every sub-bar is present."""
     rule = timeframe_delta(timeframe)
-    agg = df.resample(rule, label="left", closed="left").agg(
+    # bars are cut on the UTC epoch grid as exchanges cut them (4h: 00:00, 04:00 ...; 1d: midnight), except
+    # weekly bars, which open on Monday 00:00 UTC as on Binance and Bybit (the epoch fell on a Thursday)
+    origin = WEEK_ORIGIN if timeframe == "1w" else "epoch"
+    agg = df.resample(rule, label="left", closed="left", origin=origin).agg(
         {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
-    counts = df["close"].resample(rule, label="left", closed="left").count()
+    counts = df["close"].resample(rule, label="left", closed="left", origin=origin).count()
     finer = int(round((df.index[1] - df.index[0]) / pd.Timedelta(seconds=1))) if len(df) > 1 else 0
     expected = timeframe_seconds(timeframe) // max(finer, 1)
     return agg[counts == expected]
@@ -195,11 +194,7 @@ def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = 
                 span = f"{raw.index[0]:%Y-%m-%d %H:%M} .. {raw.index[-1]:%Y-%m-%d %H:%M}" if len(raw) else "nothing"
                 raw, where = sample, f"{sampled}; the store holds only {span} of it"
     if raw is None:
-        known = ", ".join(_sample_symbols())
-        raise MissingData(
-            f"no {kind} data for {symbol} {timeframe} on {exchange} (shipped: {known} on {SAMPLE_EXCHANGE}); "
-            f"fetch it with: lstmbt download --exchange {exchange} --symbol {symbol} --timeframe {timeframe} "
-            f"--start {start} --end {end}")
+        raise MissingData(missing_data_message(exchange, symbol, timeframe, kind, t0, t1))
     what = f"{exchange} {symbol} {timeframe} {kind}"
     if kind == "funding":
         check_frame(raw, ("funding_rate",), what)
@@ -207,6 +202,7 @@ def load(exchange: str, symbol: str, timeframe: str, start, end, *, kind: str = 
         check_candles(raw, what)
     out = _trim(raw, t0, t1, what)
     out.attrs["source"] = f"{exchange} {where}"
+    out.attrs["covers"] = [raw.index[0].isoformat(), raw.index[-1].isoformat()]
     return out
 
 
@@ -228,6 +224,63 @@ def _covers(df: pd.DataFrame, t0: pd.Timestamp, t1: pd.Timestamp, timeframe: str
     return len(df) > 0 and df.index[0] <= t0 + bar and df.index[-1] >= t1 - 2 * bar
 
 
+def perpetual_symbol(symbol: str) -> str:
+    """The USDT-M perpetual's ccxt symbol for a spot-style one: ``"BTC/USDT"`` -> ``"BTC/USDT:USDT"``; a symbol
+    that already names its settle currency comes back unchanged."""
+    if ":" in symbol or "/" not in symbol:
+        return symbol
+    return f"{symbol}:{symbol.split('/', 1)[1]}"
+
+
+def missing_data_message(exchange: str, symbol: str, timeframe: str, kind: str, t0: pd.Timestamp,
+                         t1: pd.Timestamp) -> str:
+    """One line saying what is missing and a download command that works when pasted into a shell: dates as
+    ``YYYY-MM-DD``, every value shell-quoted, and the perpetual's symbol when a spot-style one was given (lstmbt
+    trades futures: ``BTC/USDT`` -> ``BTC/USDT:USDT``)."""
+    known = ", ".join(_sample_symbols())
+    perp = perpetual_symbol(symbol)
+    hint = f"; {symbol} is a spot symbol, the perpetual is {perp}" if perp != symbol else ""
+    last_day = t1 - pd.Timedelta(days=1) if t1 == t1.normalize() else t1
+    command = " ".join(shlex.quote(part) for part in (
+        "lstmbt", "download", "--exchange", exchange, "--symbol", perp, "--timeframe", timeframe,
+        "--start", format_date(t0.normalize()), "--end", format_date(last_day.normalize())))
+    return (f"no {kind} data for {symbol} {timeframe} on {exchange}{hint} (shipped: {known} on {SAMPLE_EXCHANGE}); "
+            f"fetch it with: {command}")
+
+
+def check_coverage(index: pd.DatetimeIndex, t0: pd.Timestamp, t1: pd.Timestamp, timeframe: str, what: str,
+                   covers=None) -> None:
+    """Refuse a span that reaches past the data instead of silently clamping it to what is there.
+
+    The first bar must open at ``t0`` or within one bar after it, and the last bar must be the one that ends at
+    ``t1`` (within one bar): BTC 1h data ending 2025-12-31 23:00 covers ``--end 2025-12-31`` but not
+    ``--end 2026-03-31``. ``index``: the bars loaded for the span; ``covers``: (first, last) bar of the whole
+    source (ISO strings or timestamps), for the message. Raises DataError naming what the data covers and the span to ask for instead.
+    """
+    if not len(index):
+        return
+    bar = timeframe_delta(timeframe)
+    first, last = index[0], index[-1]
+    covers = [pd.Timestamp(t) for t in covers] if covers else (first, last)
+    late_start, early_end = first > t0 + bar, last + bar < t1 - bar
+    if late_start or early_end:
+        start_at = first.ceil("D") if late_start else t0
+        last_day = (last + bar).floor("D") - pd.Timedelta(days=1)     # the last whole day the data holds
+        if not early_end:
+            ask_end = format_date(t1 - pd.Timedelta(days=1) if t1 == t1.normalize() else t1)
+        else:
+            ask_end = format_date(last_day if last_day >= start_at.normalize() else last + bar)
+        if start_at >= last + bar:
+            start_at = first
+        ask_start = format_date(start_at)
+        side = "starts after" if late_start and not early_end else "ends before" if early_end and not late_start \
+            else "does not cover"
+        raise DataError(f"{what}: the data {side} the requested span {format_date(t0)} .. "
+                        f"{format_date(t1 - pd.Timedelta(days=1)) if t1 == t1.normalize() else format_date(t1)} "
+                        f"(it covers {covers[0]:%Y-%m-%d %H:%M} .. {covers[1]:%Y-%m-%d %H:%M} UTC); use --start {ask_start} "
+                        f"--end {ask_end}, or download the missing data")
+
+
 def _trim(df: pd.DataFrame, t0: pd.Timestamp, t1: pd.Timestamp, what: str) -> pd.DataFrame:
     out = df[(df.index >= t0) & (df.index < t1)]
     if out.empty:
@@ -238,7 +291,7 @@ def _trim(df: pd.DataFrame, t0: pd.Timestamp, t1: pd.Timestamp, what: str) -> pd
 
 def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_path: str | os.PathLike | None = None,
                 funding_path: str | os.PathLike | None = None, mark_path: str | os.PathLike | None = None,
-                store_dir: str | os.PathLike | None = None) -> MarketData:
+                store_dir: str | os.PathLike | None = None, check_end: bool = True) -> MarketData:
     """Candles, funding and mark prices for one symbol over ``[start, end]``.
 
     With ``data_path`` the candles come from the user's file (CSV or Parquet with timestamp, open, high, low,
@@ -246,6 +299,9 @@ def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_
     any, else none (zero funding, named in the run's notices). Mark prices come from ``mark_path`` (a user's
     mark candles, of the run's timeframe or finer: finer ones are resampled and also price the funding
     settlements inside long bars), else the store/sample; None when not available.
+    A span that runs past the data's last bar is refused (:func:`check_coverage`), never silently cut;
+    ``check_end=False`` leaves that to the caller (a comparison checks each cell's range). Whether the data
+    starts early enough is the caller's check too, since only it knows how much of the span is history.
     """
     t0, t1 = parse_span(start, end)
     if data_path is not None:
@@ -253,11 +309,15 @@ def load_market(exchange: str, symbol: str, timeframe: str, start, end, *, data_
         what = str(data_path)
         check_candles(raw, what)
         candles = _trim(raw, t0, t1, what)
+        candles.attrs["covers"] = [raw.index[0].isoformat(), raw.index[-1].isoformat()]
         source = str(Path(data_path).resolve())
     else:
         candles = load(exchange, symbol, timeframe, start, end, store_dir=store_dir)
         source = candles.attrs.get("source", exchange)
     _check_spacing(candles, timeframe, source)
+    if check_end:
+        check_coverage(candles.index, candles.index[0], t1, timeframe, f"{symbol} {timeframe} from {source}",
+                       candles.attrs.get("covers"))
     funding = _optional(lambda: load(exchange, symbol, timeframe, t0 - pd.Timedelta(days=1), end, kind="funding",
                                      store_dir=store_dir))
     if funding_path is not None:

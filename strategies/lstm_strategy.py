@@ -121,7 +121,10 @@ class LogRegStrategy(LSTMStrategy):
 def model_fingerprint(trained, name: str) -> ModelRecord:
     """What identifies a trained model in a manifest: its name and kind, the sha256 of its weights (state arrays
     in key order) and of the data it was trained on, its decision threshold and validation scores."""
+    from strategies.ml.evaluation import model_quality
+
     v = trained.meta.get("validation", {})
-    metrics = {k: v[k] for k in ("samples", "accuracy", "log_loss") if v.get(k) is not None}
+    metrics = {**{k: v[k] for k in ("samples", "accuracy", "log_loss") if v.get(k) is not None},
+               **model_quality(trained.meta)}
     return ModelRecord(name=name, weights_sha256=trained.weights_sha256, data_sha256=trained.data_hash,
                        min_confidence=trained.min_confidence, kind=trained.kind, metrics=metrics)

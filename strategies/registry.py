@@ -64,7 +64,9 @@ def get_strategy(name: str):
     if name not in _REGISTRY and is_spec(name):
         return load_strategy(name)
     if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, _REGISTRY, n=1)
+        folded = {key.lower(): key for key in _REGISTRY}           # "LSTM" suggests "lstm": case is ignored
+        close = [folded[name.lower()]] if name.lower() in folded else [
+            folded[c] for c in difflib.get_close_matches(name.lower(), folded, n=1)]
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise UnknownStrategyError(f"unknown strategy {name!r}{hint} (available: {', '.join(_REGISTRY)}; "
                                    f"or your own as path/to/file.py:ClassName)")

@@ -101,7 +101,8 @@ def test_example_script_runs_and_writes_a_report(tmp_path):
 def test_lstm_example_script_runs_on_a_short_span(tmp_path):
     out = tmp_path / "script"
     proc = subprocess.run([sys.executable, "backtests/btc_lstm_1h.py", "--start", "2025-06-01", "--end", "2025-06-07",
-                           "--out", str(out)], capture_output=True, text=True, cwd=ROOT)
+                           "--out", str(out), "--cache-dir", str(tmp_path / "models")],
+                          capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "epoch 1/" in proc.stdout and "Sharpe" in proc.stdout
     assert (out / "report.html").exists() and (out / "predictions.png").exists()

@@ -20,7 +20,7 @@ def lstmbt(*args, cwd=None):
     (["--strategy", "flat", "--timeframe", "7m"], "unknown timeframe '7m'"),
     (["--strategy", "flat", "--start", "2024-03-01", "--end", "2024-02-01"], "empty or reversed date range"),
     (["--strategy", "flat", "--start", "2030-01-01", "--end", "2030-02-01"], "data covers"),
-    (["--strategy", "flat", "--start", "yesterday-ish"], "cannot read 'yesterday-ish' as a date"),
+    (["--strategy", "flat", "--start", "yesterday-ish"], "start 'yesterday-ish' is not a date: write YYYY-MM-DD"),
     (["--strategy", "flat", "--data", "/no/such/file.csv"], "data file not found"),
     (["--config", "/no/such/config.toml"], "config file not found"),
     (["--strategy", "flat", "--leverage", "500"], "leverage must be between 1 and 125"),

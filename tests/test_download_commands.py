@@ -64,7 +64,7 @@ def test_data_list_names_a_corrupt_file_instead_of_failing(tmp_path):
 
 
 def test_data_list_of_an_empty_store_says_so(tmp_path):
-    assert data_list(tmp_path / "nothing") == f"no data stored in {tmp_path / 'nothing'}"
+    assert data_list(tmp_path / "nothing").startswith(f"no data stored in {tmp_path / 'nothing'}\n\nshipped sample")
 
 
 def test_exchange_config_file_in_toml_or_json_reaches_the_ccxt_object(tmp_path):

@@ -161,7 +161,7 @@ def test_command_exits_0_when_clean_and_1_with_lookahead(peeking_registered, cap
     span = ["--symbol", "BTC/USDT:USDT", "--timeframe", "1h", "--start", "2024-01-01", "--end", "2024-01-05"]
     assert run_cli(["--strategy", "sma_cross", "--bars", "4", *span]) == 0
     assert "no lookahead found" in capsys.readouterr().out
-    assert run_cli(["--strategy", "peeking_feature", "--bars", "4", "--seed", "2", *span]) == 1
+    assert run_cli(["--strategy", "peeking_feature", "--bars", "4", "--sample-seed", "2", *span]) == 1
     assert "LOOKAHEAD: features, target, truncated" in capsys.readouterr().out
 
 

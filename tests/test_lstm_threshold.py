@@ -8,8 +8,8 @@ import pytest
 
 from strategies.lstm import ModelConfig, Predictor, train_model, train_or_load
 from strategies.lstm.decision import decide
-from strategies.lstm.threshold import (DEFAULT_CANDIDATES, next_bar_returns, signal_net_return,
-                                       tune_min_confidence)
+from strategies.lstm.threshold import (DEFAULT_CANDIDATES, MIN_VALIDATION_TRADES, NO_TRADE_CONFIDENCE,
+                                       count_trades, next_bar_returns, signal_net_return, tune_min_confidence)
 from conftest import btc_1h_early_2023
 
 PROBS = np.array([[0.10, 0.35, 0.55],      # LONG at 0.55
@@ -49,6 +49,23 @@ def test_ties_go_to_the_higher_threshold():
     assert flat_market.min_confidence == max(DEFAULT_CANDIDATES)
 
 
+def test_trades_count_positions_opened_including_flips():
+    assert count_trades(np.array([0, 1, 1, -1, 0, 0, 1])) == 3
+    assert count_trades(np.array([-1, -1])) == 1 and count_trades(np.zeros(5)) == 0
+
+
+def test_a_threshold_chosen_on_too_few_validation_trades_is_not_trusted():
+    # 0.6 trades once ([0, 0, 1]) and earns most: one trade is far below MIN_VALIDATION_TRADES
+    few = tune_min_confidence(PROBS, np.array([0.0, 0.0, 0.03]), cost=0.0, candidates=(0.4, 0.6))
+    assert (few.min_confidence, few.trades, few.trusted) == (0.6, 1, False)
+    assert few.to_dict()["trusted"] is False and few.to_dict()["min_trades"] == MIN_VALIDATION_TRADES
+    # 40 bars alternating LONG / SHORT at 0.4: 40 positions opened, trusted
+    probs = np.tile(PROBS[:2], (20, 1))
+    many = tune_min_confidence(probs, np.tile([0.02, -0.02], 20), cost=0.0, candidates=(0.4,))
+    assert (many.trades, many.trusted) == (40, True)
+    assert decide(PROBS, NO_TRADE_CONFIDENCE).tolist() == [0, 0, 0]     # an untrusted fold stays flat
+
+
 TRAIN_END = pd.Timestamp("2023-02-10", tz="UTC")
 TINY = ModelConfig(window=8, hidden=8, train_bars=400, val_bars=120, epochs=1, batch_size=64, lr=0.01,
                    tune_threshold=True)
@@ -67,7 +84,10 @@ def test_training_tunes_on_the_validation_bars_only_and_stores_the_table():
     candles, funding = market()
     trained = tuned()
     rule = trained.meta["decision_rule"]
-    assert trained.min_confidence == rule["tuned_min_confidence"] in DEFAULT_CANDIDATES
+    tuning = rule["tuning"]
+    assert tuning["min_confidence"] in DEFAULT_CANDIDATES
+    expected = tuning["min_confidence"] if tuning["trusted"] else NO_TRADE_CONFIDENCE
+    assert trained.min_confidence == rule["tuned_min_confidence"] == expected
     # recompute: predictions for the purged validation decision bars, from candles cut at train_end
     val_start = pd.Timestamp(trained.meta["spans"]["validation"][0])
     seen = candles[candles.index < TRAIN_END]
@@ -77,7 +97,8 @@ def test_training_tunes_on_the_validation_bars_only_and_stores_the_table():
     first = int(seen.index.searchsorted(val_start))
     returns = next_bar_returns(seen["open"].to_numpy(), np.arange(first, first + n))
     again = tune_min_confidence(p.probability_frame().to_numpy()[:n], returns, COST)
-    assert again.min_confidence == trained.min_confidence
+    assert again.min_confidence == tuning["min_confidence"]
+    assert again.trades == tuning["trades"] and again.trusted == tuning["trusted"]
     np.testing.assert_allclose([r["net_log_return"] for r in rule["tuning"]["table"]],
                                [r["net_log_return"] for r in again.table], atol=1e-6)
 

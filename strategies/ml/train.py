@@ -32,9 +32,10 @@ from strategies.ml.kinds import ModelError, model_class, source_sha256
 from strategies.ml.labels import make_labels
 from strategies.ml.protocol import FitData, Model, ModelSpec
 from strategies.ml.spans import TrainingPlan, plan_spans
-from strategies.ml.threshold import next_bar_returns, tune_min_confidence
+from strategies.ml.threshold import NO_TRADE_CONFIDENCE, next_bar_returns, tune_min_confidence
 
-META_FORMAT = 2   # 2: any model kind (``model`` record, ``model_state`` JSON); 1 was the LSTM only
+META_FORMAT = 3   # 3: validation scores of trivial baselines, threshold trust; 2: any model kind (``model`` record,
+#   ``model_state`` JSON); 1 was the LSTM only
 
 
 @dataclass
@@ -231,10 +232,15 @@ def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, 
     if cfg.tune_threshold:
         returns = next_bar_returns(data.candles["open"].to_numpy(np.float64), samples.val_ends)
         choice = tune_min_confidence(val_probs, returns, cost)
-        min_confidence = choice.min_confidence
+        min_confidence = choice.min_confidence if choice.trusted else NO_TRADE_CONFIDENCE
         meta["decision_rule"].update(min_confidence=min_confidence, tuned_min_confidence=min_confidence,
                                      tuning=choice.to_dict())
-    meta["validation"] = classification_metrics(val_probs, samples.val_y, min_confidence)
+        if not choice.trusted:
+            (progress or (lambda line: None))(
+                f"threshold not trusted: {choice.min_confidence:.2f} traded {choice.trades} time(s) on the validation "
+                f"span (fewer than {choice.min_trades}); this model stays flat")
+    meta["validation"] = classification_metrics(val_probs, samples.val_y, min_confidence,
+                                               class_balance(samples.train_y))
     meta["training"] = {**{k: v for k, v in info.items() if k not in ("history", "epochs_run")},
                         "epochs_run": epochs_run, "best_epoch": info.get("best_epoch", epochs_run),
                         "best_val_loss": info.get("best_val_loss"), "history": history, "seconds": seconds,
