@@ -45,15 +45,16 @@ def test_model_quality_is_plain_numbers_for_the_model_record():
 
 
 def test_each_fold_record_carries_its_quality_numbers():
-    from strategies.lstm.train import TrainedModel
+    from types import SimpleNamespace
+
     from strategies.lstm_strategy import model_fingerprint
-    import torch
 
     meta = {"data_sha256": "ab", "decision_rule": {"rule": "argmax", "min_confidence": 0.0,
                                                    "tuning": {"min_confidence": 0.5, "trades": 30, "min_trades": 20,
                                                               "trusted": True}},
             "validation": {"accuracy": 0.5, "majority_accuracy": 0.4, "worse_than_majority": False}}
-    record = model_fingerprint(TrainedModel(torch.nn.Linear(2, 3), meta), "fold-01")
-    assert record["metrics"] == {"val_accuracy": 0.5, "val_majority_accuracy": 0.4, "val_worse_than_majority": False,
+    trained = SimpleNamespace(meta=meta, weights_sha256="cd", data_hash="ab", min_confidence=0.5, kind="lstm")
+    record = model_fingerprint(trained, "fold-01")
+    assert record.metrics == {"accuracy": 0.5, "val_accuracy": 0.5, "val_majority_accuracy": 0.4, "val_worse_than_majority": False,
                                  "validation_trades": 30, "min_validation_trades": 20, "threshold_trusted": True,
                                  "tuned_threshold": 0.5}
