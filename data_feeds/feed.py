@@ -81,10 +81,12 @@ class FuturesData(bt.feed.DataBase):
         self._lines = [getattr(self.lines, name) for name in self._COLUMNS]
         self._n = len(market.candles)
         self._i = 0
+        self._preloaded = None  # (every line, line 0, datetime line) once preloaded into unbounded buffers
 
     def start(self):
         super().start()
         self._i = 0
+        self._preloaded = None
 
     def preload(self) -> None:
         """Every bar at once: extend each line's buffer with its whole column (same state as bar-by-bar loading)."""
@@ -97,10 +99,30 @@ class FuturesData(bt.feed.DataBase):
         self._last()
         self.home()
         self._tick_nullify()
+        every = list(self.lines)
+        if all(line.mode == line.UnBounded for line in every):  # qbuffer (exactbars) keeps Backtrader's own path
+            self._preloaded = (every, self.lines[0], self.lines.datetime)
 
     def advance(self, size=1, datamaster=None, ticks=True):
-        """Move to the next bar without tick bookkeeping (bars here are whole; see the module docstring)."""
+        """Move to the next bar without tick bookkeeping (bars here are whole; see the module docstring).
+
+        Preloaded, it moves each line's index directly: the same state as ``LineBuffer.advance`` on every line,
+        without Backtrader's per-line proxy calls."""
+        if datamaster is None and self._preloaded is not None:
+            for line in self._preloaded[0]:
+                line._idx += size
+                line.lencount += size
+            return
         super().advance(size, datamaster, ticks=False)
+
+    def advance_peek(self) -> float:
+        """The next bar's date number, ``inf`` after the last (Backtrader's ``advance_peek`` without proxies)."""
+        if self._preloaded is None:
+            return super().advance_peek()
+        _, first, dt = self._preloaded
+        if first.lencount < len(first.array) - first.extension:
+            return dt.array[dt._idx + 1]
+        return float("inf")
 
     def _load(self) -> bool:
         i = self._i
