@@ -200,6 +200,10 @@ class FuturesBroker(bt.brokers.BackBroker):
 
     # ------------------------------------------------------------------ per-bar fast path
 
+    def get_notification(self):
+        """The next order notice, or None (Backtrader's, without raising and catching IndexError every bar)."""
+        return self.notifs.popleft() if self.notifs else None
+
     def _stock_next_needed(self) -> bool:
         """Whether this bar needs Backtrader's own ``BackBroker.next`` (orders to activate, submission checks, order
         or fund history: features lstmbt does not use); otherwise :meth:`_next_fast` does the same work."""

@@ -24,6 +24,7 @@ class Recorder(bt.Analyzer):
     """
 
     params = (("progress", None), ("every", 2000))
+    ignores_cash_notices = True  # its notice hooks below do nothing: the strategy may skip those notices
 
     def start(self):
         self.equity = array("d")       # 8 bytes a bar, not a Python float object per bar

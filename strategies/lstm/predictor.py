@@ -23,15 +23,12 @@ from strategies.lstm.dataset import make_windows
 from strategies.lstm.decision import decide
 from strategies.lstm.errors import ConfigError
 from strategies.lstm.features import compute_features, warmup_bars
-from strategies.lstm.inference import model_device, predict_probabilities, torch_threads
+from strategies.lstm.inference import batch_threads, model_device, predict_probabilities, torch_threads
 from strategies.lstm.prediction_cache import load_predictions, prediction_key, save_predictions, weights_sha256
 from strategies.lstm.train import TrainedModel
 from strategies.signal import CLASS_NAMES, Signal
 
 MODES = ("batched", "online")
-
-
-BATCH_THREADS = max(1, min(os.cpu_count() or 1, 8))
 
 
 class Predictor:
@@ -91,13 +88,15 @@ class Predictor:
         n = len(self._index)
         if self.mode == "batched":
             windows = make_windows(x, np.arange(start, start + n), self.window)
-            # one big batched pass: every core helps (on 2 cores 1.7x faster than 1 thread); per-bar online calls
-            # stay on cfg.threads, where small calls run fastest
-            threads = max(self.threads, BATCH_THREADS)
+            # one big batched pass on the cores free right now (on 2 quiet cores 1.7x faster than 1 thread, but two
+            # threads sharing a busy core stall); per-bar online calls stay on cfg.threads, where small calls run
+            # fastest
+            threads = batch_threads()
             probs, key = None, None
             if self.cache_dir is not None:
                 key = prediction_key(weights_sha256(self.trained.model), candles, funding, span_start,
-                                     window=self.window, chunk=self.chunk, threads=threads)
+                                     window=self.window, chunk=self.chunk,
+                                     device=model_device(self.trained.model).type)
                 probs = load_predictions(self.cache_dir, key, n)
             self.cache_hit = probs is not None
             if probs is None:
