@@ -18,6 +18,7 @@ would need more than the whole equity for margin plus fee and be refused.
 from __future__ import annotations
 
 import math
+from array import array
 
 import backtrader as bt
 
@@ -76,7 +77,7 @@ class TargetPositionStrategy(bt.Strategy):
         return 0
 
     def __init__(self):
-        self.targets: list[float] = []
+        self.targets = array("d")  # one target a bar, 8 bytes each
         self.rejected: list[tuple[float, float, float, str]] = []  # (bt date, size, price, reason)
         self._target = 0.0
 
