@@ -91,6 +91,8 @@ class FuturesData(bt.feed.DataBase):
         super().start()
         self._i = 0
         self._preloaded = None
+        if self._columns is None:  # started again after a preload: take the values back from the line buffers
+            self._columns = [array("d", line.array[:self._n]) for line in self._lines]
 
     def preload(self) -> None:
         """Every bar at once: extend each line's buffer with its whole column (same state as bar-by-bar loading)."""
@@ -100,6 +102,7 @@ class FuturesData(bt.feed.DataBase):
             if len(line.array) < self._n:
                 line.array.extend([float("nan")] * (self._n - len(line.array)))
         self._i = self._n
+        self._columns = None  # the line buffers hold every value now: free the copies
         self._last()
         self.home()
         self._tick_nullify()
