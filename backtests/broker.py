@@ -225,10 +225,93 @@ class FuturesBroker(bt.brokers.BackBroker):
                 self.wiped_out_at = data.datetime[0]
                 return
 
+    # ------------------------------------------------------------------ per-bar fast path
+
+    def get_notification(self):
+        """The next order notice, or None (Backtrader's, without raising and catching IndexError every bar)."""
+        return self.notifs.popleft() if self.notifs else None
+
+    def _stock_next_needed(self) -> bool:
+        """Whether this bar needs Backtrader's own ``BackBroker.next`` (orders to activate, submission checks, order
+        or fund history: features lstmbt does not use); otherwise :meth:`_next_fast` does the same work."""
+        return bool(self._toactivate or self.p.checksubmit or self._userhist or self._fundhist or self._cash_addition)
+
+    def _next_fast(self) -> None:
+        """``BackBroker.next`` step for step (credit interest, pending orders, futures cash adjustment, value), with
+        the per-data lookups (comminfo, lines) done once per run instead of every bar. Same arithmetic, same order."""
+        positions = self.positions
+        credit = 0.0
+        for data, pos in positions.items():
+            if pos.size:
+                comminfo = self._about(data)[0]
+                dt0 = data.datetime.datetime()
+                dcredit = comminfo.get_credit_interest(data, pos, dt0)
+                self.d_credit[data] += dcredit
+                credit += dcredit
+                pos.datetime = dt0  # mark last credit operation
+        self.cash -= credit
+        pending = self.pending
+        if pending:
+            pending.append(None)
+            while True:
+                order = pending.popleft()
+                if order is None:
+                    break
+                if order.expire():
+                    self.notify(order)
+                    self._ococheck(order)
+                    self._bracketize(order, cancel=True)
+                elif not order.active():
+                    pending.append(order)  # cannot yet be processed
+                else:
+                    self._try_exec(order)
+                    if order.alive():
+                        pending.append(order)
+                    elif order.status == bt.Order.Completed:
+                        self._bracketize(order)  # a bracket parent order may have been executed
+        for data, pos in positions.items():
+            if pos.size:
+                comminfo = self._about(data)[0]
+                close = data.close[0]
+                self.cash += comminfo.cashadjust(pos.size, pos.adjbase, close)
+                pos.adjbase = close  # record the last adjustment price
+        self._get_value()
+
+    def _get_value(self, datas=None, lever=False):
+        """``BackBroker._get_value`` for the whole account, with per-data lookups cached (same arithmetic); any other
+        use (some datas, fund history, cash additions) goes to Backtrader's own."""
+        if datas is not None or self._fundhist or self._cash_addition or self.p.shortcash:
+            return super()._get_value(datas, lever)
+        pos_value = pos_value_unlever = unrealized = 0.0
+        for data, position in self.positions.items():
+            comminfo = self._about(data)[0]
+            close = data.close[0]
+            dvalue = abs(comminfo.getvalue(position, close))
+            dunrealized = comminfo.profitandloss(position.size, position.price, close)
+            pos_value += dvalue
+            unrealized += dunrealized
+            if dvalue > 0:  # long position - unlever
+                dvalue -= dunrealized
+                pos_value_unlever += (dvalue / comminfo.get_leverage())
+                pos_value_unlever += dunrealized
+            else:
+                pos_value_unlever += dvalue
+        self._value = self.cash + pos_value_unlever
+        self._fundval = self._value / self._fundshares
+        self._valuemkt = pos_value_unlever
+        self._valuelever = self.cash + pos_value
+        self._valuemktlever = pos_value
+        self._leverage = pos_value / (pos_value_unlever or 1.0)
+        self._unrealized = unrealized
+        return self._value if not lever else self._valuelever
+
     # ------------------------------------------------------------------ liquidation
 
     def next(self):
-        super().next()
+        if self._stock_next_needed():
+            super().next()
+        else:
+            self._next_fast()
         changed = self._settle_inside_bar() if self.p.config.funding else False
         if self.p.config.liquidation:
             for data, pos in list(self.positions.items()):

@@ -105,8 +105,9 @@ class ProcessExecutor(_Closing):
     def map_unordered(self, fn, items):
         if not items:
             return
-        pool = ProcessPoolExecutor(max_workers=min(self._workers, len(items)), mp_context=_context(self._preload),
-                                   initializer=watch_parent, initargs=(os.getpid(),))
+        workers = min(self._workers, len(items))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(self._preload),
+                                   initializer=_init_worker, initargs=(os.getpid(), workers))
         try:
             futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
             for future in as_completed(futures):
@@ -117,6 +118,12 @@ class ProcessExecutor(_Closing):
                 yield futures[future], value
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker(pid: int, workers: int) -> None:
+    """Pool worker initializer: exit with the client (:func:`watch_parent`) and share the cores (:func:`_share_cores`)."""
+    watch_parent(pid)
+    _share_cores(workers)
 
 
 def watch_parent(pid: int) -> None:
@@ -148,6 +155,13 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _share_cores(workers: int) -> None:
+    """In each pool worker: torch inference threads = this machine's cores / workers (at least 1), so N workers
+    never run more threads than there are cores (``LSTMBT_TORCH_THREADS``; a value the user set is kept)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    os.environ.setdefault("LSTMBT_TORCH_THREADS", str(max(1, cores // max(workers, 1))))
 
 
 def _context(preload: list[str]):

@@ -1,6 +1,8 @@
-"""A Backtrader analyzer that records what the result object needs, bar by bar, into plain lists."""
+"""A Backtrader analyzer that records what the result object needs, bar by bar, into compact float arrays."""
 
 from __future__ import annotations
+
+from array import array
 
 import backtrader as bt
 
@@ -22,20 +24,33 @@ class Recorder(bt.Analyzer):
     """
 
     params = (("progress", None), ("every", 2000))
+    ignores_cash_notices = True  # its notice hooks below do nothing: the strategy may skip those notices
 
     def start(self):
-        self.equity: list[float] = []
-        self.position: list[float] = []
+        self.equity = array("d")       # 8 bytes a bar, not a Python float object per bar
+        self.position = array("d")
         self.fills: list[tuple] = []
         self.fill_log: list[dict] = []
         self.attribution: Attribution | None = None
+        self._value = self.strategy.broker.getvalue
+        self._positions = self.strategy.broker.positions
+        self._data = self.strategy.data
+
+    def _next(self):
+        """One call a bar: no children to walk and no calendar period to track (this analyzer has neither)."""
+        self.next()
+
+    def _notify_cashvalue(self, cash, value):
+        """Nothing to do with Backtrader's per-bar cash/value notice (the value is read in :meth:`next`)."""
+
+    def _notify_fund(self, cash, value, fundvalue, shares):
+        """Nothing to do with the per-bar fund notice."""
 
     def next(self):
-        self.equity.append(self.strategy.broker.getvalue())
-        self.position.append(self.strategy.position.size)
-        n = len(self.equity)
-        if self.p.progress is not None and n % self.p.every == 0:
-            self.p.progress(n)
+        self.equity.append(self._value())
+        self.position.append(self._positions[self._data].size)
+        if self.p.progress is not None and len(self.equity) % self.p.every == 0:
+            self.p.progress(len(self.equity))
 
     def stop(self):
         broker = self.strategy.broker

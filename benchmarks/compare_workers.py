@@ -1,15 +1,15 @@
-"""Comparison grid on 1 and on 2 local worker processes, measured side by side in one run.
+"""Comparison grid on 1 and 2 local worker processes and on a loopback Dask cluster of 2 workers, in one run.
 
-The grid is ``backtests/configs/compare_example.toml`` (lstm, sma_cross, buy_hold x bull, bear, chop x BTC, ETH:
-18 cells, each with its report folder rendered), on the shipped data. Each run gets an empty model cache, so every
-LSTM trains in both runs. Timed: the whole grid, from loading data in the client to the last cell back, starting
-the pool's workers included; not timed: writing the comparison folder, and the one-off start of the process server
-the workers fork from (it imports backtrader, torch and matplotlib once per command; it is started and timed
-before the first run, so no run pays it for the others). Runs come in pairs (1 then 2 workers, then 2 then 1,
-...), so both see the same background load; prints each pair's ratio, the median ratio (target <= 0.6) and whether
-the runs gave identical tables. Machines here are shared and noisy: compare the ratio, not the seconds.
+The grid is ``benchmarks/compare_grid36.toml`` (lstm, sma_cross, buy_hold x 6 quarterly ranges x BTC, ETH: 36
+cells on the shipped 1h data; every LSTM cell trains its own model). Each run gets an empty model cache, so every
+LSTM trains in every run. Timed: the whole grid, from loading data in the client to the last cell back (for the
+process pool, starting its workers too). Not timed: the one-off start of the process server the pool forks from,
+and the start of the Dask ``LocalCluster`` (2 worker processes, 1 thread each, on 127.0.0.1) with the grid's modules
+imported in its workers: a cluster outlives runs, as a real one does. Runs rotate their order each round so all
+see the same background load; each speed-up is the median over rounds of ``1-worker seconds / run seconds`` of the
+same round. Also checks that every run gave the identical table. Target: >= 1.7x on 2 workers on a quiet machine.
 
-    python benchmarks/compare_workers.py [--config FILE] [--repeat 3] [--out runs/compare-example]
+    python benchmarks/compare_workers.py [--config FILE] [--rounds 1] [--no-dask] [--out runs/compare-grid]
 """
 
 from __future__ import annotations
@@ -21,15 +21,16 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 from backtests.compare import CompareSpec, load_compare_spec, run_comparison, worker_modules
-from backtests.executors import ProcessExecutor
+from backtests.executors import DaskExecutor, ProcessExecutor
 from reports.comparison import build_comparison, write_comparison
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "backtests" / "configs" / "compare_example.toml"
+GRID = Path(__file__).resolve().parent / "compare_grid36.toml"
 
 
 def start_server(spec: CompareSpec) -> float:
@@ -40,62 +41,104 @@ def start_server(spec: CompareSpec) -> float:
     return time.perf_counter() - started
 
 
-def timed_grid(spec: CompareSpec, workers: int):
-    """(seconds, outcomes) of one run of the grid on ``workers`` processes with a fresh model cache."""
+def _import(module: str) -> None:
+    import importlib
+
+    importlib.import_module(module)
+
+
+@contextmanager
+def local_dask(spec: CompareSpec, workers: int = 2):
+    """A loopback Dask cluster of ``workers`` processes (1 thread each) with the grid's modules imported."""
+    from distributed import Client, LocalCluster
+
+    os.environ.setdefault("LSTMBT_TORCH_THREADS", "1")          # inherited by the worker processes
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                           dashboard_address=None)
+    client = Client(cluster, set_as_default=False)
+    try:
+        for module in worker_modules(spec):
+            client.run(_import, module)
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def timed_grid(spec: CompareSpec, executor_factory):
+    """(seconds, outcomes) of one run of the grid with a fresh model cache."""
     with tempfile.TemporaryDirectory(prefix="lstmbt-bench-models-") as cache:
         run_spec = dataclasses.replace(spec, config=spec.config.replace(cache_dir=cache))
         started = time.perf_counter()
-        with ProcessExecutor(workers, preload=worker_modules(spec)) as pool:
+        with executor_factory() as pool:
             outcomes = run_comparison(run_spec, pool, show_bar=False)
         return time.perf_counter() - started, outcomes
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default=str(EXAMPLE), help="compare spec file (default: the shipped example)")
-    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs, alternating 1 and 2 workers first")
+    parser.add_argument("--config", default=str(GRID), help="compare spec file (default: the 36-cell grid)")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of runs (order rotated each round)")
+    parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster run")
     parser.add_argument("--out", help="also write the 2-worker comparison folder here")
     args = parser.parse_args()
 
     spec = load_compare_spec(args.config)
     cells = spec.cells()
-    print(f"grid: {', '.join(spec.strategies)} x {', '.join(r.name for r in spec.ranges)} x "
-          f"{', '.join(spec.symbols)} = {len(cells)} cells on {spec.config.data.timeframe} bars, "
-          f"cell reports {'on' if spec.cell_reports else 'off'}", flush=True)
+    one, five, _ = os.getloadavg()
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(os.sched_getaffinity(0))} cores usable; "
+          f"load average {one:.2f} (1 min) {five:.2f} (5 min)")
+    print(f"grid: {', '.join(spec.strategies)} x {len(spec.ranges)} ranges x {', '.join(spec.symbols)} = "
+          f"{len(cells)} cells on {spec.config.data.timeframe} bars, cell reports {'on' if spec.cell_reports else 'off'}",
+          flush=True)
     print(f"process server started in {start_server(spec):.1f} s (once per command; not in the timings)", flush=True)
-    ratios, tables, last = [], {}, None
-    for k in range(args.repeat):
-        pair = {}
-        for workers in ((1, 2) if k % 2 == 0 else (2, 1)):
-            seconds, outcomes = timed_grid(spec, workers)
-            failed = [o for o in outcomes if not o.ok]
-            pair[workers] = seconds
-            tables[workers] = build_comparison(outcomes).table
-            work = sum(o.seconds for o in outcomes)
-            print(f"  {workers} worker(s): {seconds:6.1f} s  (cells add up to {work:.1f} s; {len(failed)} failed)",
-                  flush=True)
-            for o in failed:
-                print(f"    {o.cell.label}: {o.error}", file=sys.stderr)
-            if workers == 2:
-                last = outcomes
-        ratios.append(pair[2] / pair[1])
-        print(f"  pair {k + 1}: 2 workers / 1 worker = {pair[2]:.1f} s / {pair[1]:.1f} s = {ratios[-1]:.2f}x", flush=True)
-    ratio = statistics.median(ratios)
-    cores = os.cpu_count()
-    print(f"machine: {cores} cores; load average now {os.getloadavg()[0]:.1f} (other work competing for the cores "
-          f"shows as cells adding up to more time on 2 workers than on 1)")
-    try:
-        pd.testing.assert_frame_equal(tables[1], tables[2])
-        same = "yes"
-    except AssertionError as exc:
-        same = f"NO ({str(exc).splitlines()[0]})"
-    print(f"2 workers / 1 worker: {ratio:.2f}x (median of {len(ratios)} pair(s); target <= 0.60)")
-    print(f"tables identical on 1 and 2 workers: {same}")
+    with ExitStack() as stack:
+        runs = {"1 worker": lambda: ProcessExecutor(1, preload=worker_modules(spec)),
+                "2 workers": lambda: ProcessExecutor(2, preload=worker_modules(spec))}
+        if not args.no_dask:
+            started = time.perf_counter()
+            client = stack.enter_context(local_dask(spec))
+            print(f"Dask LocalCluster (2 workers x 1 thread, 127.0.0.1) started in {time.perf_counter() - started:.1f} s "
+                  f"(not in the timings)", flush=True)
+            runs["Dask, 2 workers"] = lambda: DaskExecutor(client)
+        names = list(runs)
+        seconds: dict[str, list[float]] = {n: [] for n in names}
+        tables, last = {}, None
+        for k in range(args.rounds):
+            for name in names[k % len(names):] + names[:k % len(names)]:
+                took, outcomes = timed_grid(spec, runs[name])
+                failed = [o for o in outcomes if not o.ok]
+                seconds[name].append(took)
+                tables[name] = build_comparison(outcomes).table
+                work = sum(o.seconds for o in outcomes)
+                print(f"  round {k + 1}, {name:<16} {took:6.1f} s  (cells add up to {work:.1f} s; {len(failed)} failed)",
+                      flush=True)
+                for o in failed:
+                    print(f"    {o.cell.label}: {o.error}", file=sys.stderr)
+                if name == "2 workers":
+                    last = outcomes
+    one, five, _ = os.getloadavg()
+    print(f"load average at the end {one:.2f} (1 min) {five:.2f} (5 min); other work competing for the cores shows "
+          f"as cells adding up to more time with 2 workers than with 1")
+    ok = True
+    for name in names[1:]:
+        speedup = statistics.median(a / b for a, b in zip(seconds[names[0]], seconds[name]))
+        target = "  target >= 1.7x" if name == "2 workers" else ""
+        ok &= speedup >= 1.7 or name != "2 workers"
+        print(f"{name} vs 1 worker: {speedup:.2f}x faster (median of {args.rounds} round(s)){target}")
+    for name in names[1:]:
+        try:
+            pd.testing.assert_frame_equal(tables[names[0]], tables[name])
+            same = "yes"
+        except AssertionError as exc:
+            same = f"NO ({str(exc).splitlines()[0]})"
+            ok = False
+        print(f"table identical to 1 worker's on {name}: {same}")
     if args.out and last is not None:
         page, _ = write_comparison(last, args.out, title="Comparison: " + ", ".join(spec.strategies),
                                    confidence=spec.confidence, n_boot=spec.bootstrap, seed=spec.config.seed)
         print(f"comparison: {page}")
-    return 0 if ratio <= 0.6 else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

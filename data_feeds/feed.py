@@ -19,6 +19,8 @@ Extra lines, per bar labelled by its open time t:
 
 from __future__ import annotations
 
+from array import array
+
 import backtrader as bt
 import numpy as np
 import pandas as pd
@@ -142,14 +144,20 @@ class FuturesData(bt.feed.DataBase):
         self.p.timeframe, self.p.compression = bt.TimeFrame.Minutes, minutes
         self._timeframe, self._compression = bt.TimeFrame.Minutes, minutes
         arrays = feed_arrays(market)
-        self._columns = [arrays[name].tolist() for name in self._COLUMNS]
+        # 8 bytes a value (a list of Python floats would hold 32): one array('d') per column
+        self._columns = [array("d", np.ascontiguousarray(arrays[name], dtype="float64").tobytes())
+                         for name in self._COLUMNS]
         self._lines = [getattr(self.lines, name) for name in self._COLUMNS]
         self._n = len(market.candles)
         self._i = 0
+        self._preloaded = None  # (every line, line 0, datetime line) once preloaded into unbounded buffers
 
     def start(self):
         super().start()
         self._i = 0
+        self._preloaded = None
+        if self._columns is None:  # started again after a preload: take the values back from the line buffers
+            self._columns = [array("d", line.array[:self._n]) for line in self._lines]
 
     def preload(self) -> None:
         """Every bar at once: extend each line's buffer with its whole column (same state as bar-by-bar loading)."""
@@ -159,13 +167,34 @@ class FuturesData(bt.feed.DataBase):
             if len(line.array) < self._n:
                 line.array.extend([float("nan")] * (self._n - len(line.array)))
         self._i = self._n
+        self._columns = None  # the line buffers hold every value now: free the copies
         self._last()
         self.home()
         self._tick_nullify()
+        every = list(self.lines)
+        if all(line.mode == line.UnBounded for line in every):  # qbuffer (exactbars) keeps Backtrader's own path
+            self._preloaded = (every, self.lines[0], self.lines.datetime)
 
     def advance(self, size=1, datamaster=None, ticks=True):
-        """Move to the next bar without tick bookkeeping (bars here are whole; see the module docstring)."""
+        """Move to the next bar without tick bookkeeping (bars here are whole; see the module docstring).
+
+        Preloaded, it moves each line's index directly: the same state as ``LineBuffer.advance`` on every line,
+        without Backtrader's per-line proxy calls."""
+        if datamaster is None and self._preloaded is not None:
+            for line in self._preloaded[0]:
+                line._idx += size
+                line.lencount += size
+            return
         super().advance(size, datamaster, ticks=False)
+
+    def advance_peek(self) -> float:
+        """The next bar's date number, ``inf`` after the last (Backtrader's ``advance_peek`` without proxies)."""
+        if self._preloaded is None:
+            return super().advance_peek()
+        _, first, dt = self._preloaded
+        if first.lencount < len(first.array) - first.extension:
+            return dt.array[dt._idx + 1]
+        return float("inf")
 
     def _load(self) -> bool:
         i = self._i

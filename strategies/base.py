@@ -18,6 +18,7 @@ would need more than the whole equity for margin plus fee and be refused.
 from __future__ import annotations
 
 import math
+from array import array
 
 import backtrader as bt
 
@@ -91,7 +92,7 @@ class TargetPositionStrategy(bt.Strategy):
         return 0
 
     def __init__(self):
-        self.targets: list[float] = []
+        self.targets = array("d")  # one target a bar, 8 bytes each
         self.rejected: list[tuple[float, float, float, str]] = []  # (bt date, size, price, reason)
         self._target = 0.0
 
@@ -120,6 +121,37 @@ class TargetPositionStrategy(bt.Strategy):
         if refused:
             self.rejected.append((self.data.datetime[0], target, price, refused))
         self.order_target_size(target=size)
+
+    def _notify(self, qorders=[], qtrades=[]):  # noqa: B006 (Backtrader's signature)
+        """Backtrader's notification step. Its per-bar cash/value/fund notices go to the strategy and each analyzer;
+        when none of them overrides those hooks (the usual case) the notices are skipped: nothing else changes."""
+        if qorders or qtrades or not self.cerebro.p.quicknotify or self._cash_listeners():
+            super()._notify(qorders, qtrades)
+
+    def _getminperstatus(self):
+        """Backtrader's minimum-period status (> 0 warming up, 0 first ready bar, < 0 after) for one data feed,
+        reading the feed's length from its first line directly instead of through Backtrader's proxies."""
+        if len(self.datas) != 1:
+            return super()._getminperstatus()
+        line0 = getattr(self, "_line0", None)
+        if line0 is None:
+            line0 = self._line0 = self.datas[0].lines[0]
+        self._minperstatus = status = self._minperiods[0] - len(line0)
+        return status
+
+    def _cash_listeners(self) -> bool:
+        listeners = getattr(self, "_listeners", None)
+        if listeners is None:
+            def overrides(obj, base, *names):
+                return any(getattr(type(obj), n) is not getattr(base, n) for n in names)
+
+            analyzers = list(self.analyzers) + list(self._slave_analyzers)
+            listeners = self._listeners = (
+                overrides(self, bt.Strategy, "notify_cashvalue", "notify_fund")
+                or any(a._children or overrides(a, bt.Analyzer, "notify_cashvalue", "notify_fund",
+                                                "_notify_cashvalue", "_notify_fund")
+                       and not getattr(a, "ignores_cash_notices", False) for a in analyzers))
+        return listeners
 
     def notify_order(self, order):
         """Record refused orders; the strategy does not retry them until its target changes again."""

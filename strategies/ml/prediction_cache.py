@@ -2,8 +2,8 @@
 
 A second backtest or a comparison over the same span then reads the probabilities instead of running the
 network again. The key covers everything the numbers depend on: the weights, the candles and funding handed to
-the Predictor, the span start, the window, the inference chunk and thread count (which can move the last bits
-of float32 results). Files are plain ``.npy`` arrays read with ``allow_pickle=False``; an unreadable or
+the Predictor, the span start, the window, the inference chunk and the device type (CPU and CUDA kernels differ in
+the last float32 bits; not the thread count: CPU results are bit-identical on 1 and N threads). Files are plain ``.npy`` arrays read with ``allow_pickle=False``; an unreadable or
 mismatched file is ignored and recomputed, never trusted. Next to each ``<key>.npy`` a ``<key>.sha256`` records
 the file's checksum at write; an entry whose bytes do not match it (overwritten, truncated, half-copied) is
 recomputed and a warning says so (logger ``lstmbt.cache``, printed by the CLI).
@@ -48,9 +48,9 @@ def weights_sha256(model) -> str:
 
 
 def prediction_key(weights: str, candles: pd.DataFrame, funding: pd.DataFrame, span_start: pd.Timestamp, *,
-                   window: int, chunk: int, threads: int) -> str:
+                   window: int, chunk: int, device: str = "cpu") -> str:
     """Cache key of one batched pass (see the module docstring)."""
-    h = hashlib.sha256(f"{weights}|{pd.Timestamp(span_start).isoformat()}|{window}|{chunk}|{threads}".encode())
+    h = hashlib.sha256(f"{weights}|{pd.Timestamp(span_start).isoformat()}|{window}|{chunk}|{device}".encode())
     for frame in (candles, funding):
         h.update(frame.index.as_unit("ns").asi8.tobytes())
         h.update(frame.to_numpy(dtype="float64").tobytes())

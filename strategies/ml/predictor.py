@@ -21,15 +21,12 @@ from data_feeds.errors import DataError
 from strategies.ml.decision import decide
 from strategies.ml.errors import ConfigError
 from strategies.ml.features import compute_features, warmup_bars
-from strategies.ml.inference import torch_threads
+from strategies.ml.inference import batch_threads, model_device, torch_threads
 from strategies.ml.prediction_cache import load_predictions, prediction_key, save_predictions
 from strategies.ml.train import TrainedModel, check_probabilities, model_inputs
 from strategies.signal import CLASS_NAMES, Signal
 
 MODES = ("batched", "online")
-
-
-BATCH_THREADS = max(1, min(os.cpu_count() or 1, 8))
 
 
 class Predictor:
@@ -90,14 +87,16 @@ class Predictor:
         n = len(self._index)
         if self.mode == "batched":
             inputs = model_inputs(x, np.arange(start, start + n), self.window, self.input_kind)
-            # one big batched pass: every core helps (on 2 cores 1.7x faster than 1 thread); per-bar online calls
-            # stay on cfg.threads, where small calls run fastest
-            threads = max(self.threads, BATCH_THREADS)
+            # one big batched pass on the cores free right now (on 2 quiet cores 1.7x faster than 1 thread, but two
+            # threads sharing a busy core stall); per-bar online calls stay on cfg.threads, where small calls run
+            # fastest
+            threads = batch_threads()
             probs, key = None, None
             if self.cache_dir is not None:
                 source = self.trained.meta.get("model", {}).get("source_sha256")   # a user model's file version
                 key = prediction_key(f"{self.trained.kind}:{source}:{self.trained.weights_sha256}", candles, funding,
-                                     span_start, window=self.window, chunk=self.chunk, threads=threads)
+                                     span_start, window=self.window, chunk=self.chunk,
+                                     device=_device_of(self.trained.model))
                 probs = load_predictions(self.cache_dir, key, n)
             self.cache_hit = probs is not None
             if probs is None:
@@ -167,3 +166,11 @@ class Predictor:
         if not 0 <= i < len(self._index):
             raise IndexError(f"bar {i} is outside the attached span of {len(self._index)} bars")
         return i
+
+
+def _device_of(model) -> str:
+    """``"cuda"`` or ``"cpu"``: where a torch model's weights live (models of other kinds run on the CPU)."""
+    try:
+        return model_device(getattr(model, "net", model)).type
+    except (AttributeError, StopIteration, TypeError):
+        return "cpu"
