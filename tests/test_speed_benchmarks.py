@@ -25,19 +25,19 @@ def test_cold_case_runs_the_network_on_an_empty_cache_and_warm_case_reads_it(tmp
     cold, warm = lstm_cases(config, market)
 
     calls = []
-    import strategies.lstm.inference as inference
-    real = inference.predict_probabilities
+    from strategies.lstm.networks import TorchModel
+    real = TorchModel.predict_proba
 
-    def spy(model, windows, chunk=1024):
+    def spy(model, windows):
         calls.append(len(windows))
         assert not prediction_files(tmp_path), "the cold run found predictions cached"
-        return real(model, windows, chunk)
+        return real(model, windows)
 
-    monkeypatch.setattr("strategies.lstm.predictor.predict_probabilities", spy)
+    monkeypatch.setattr(TorchModel, "predict_proba", spy)
     cold.setup()
     assert not prediction_files(tmp_path)                     # empty when the timed part starts
     cold.run()
-    assert calls == [len(market.slice(*_span(config)).candles)]   # one batched pass over every traded bar
+    assert sum(calls) == len(market.slice(*_span(config)).candles)   # one batched pass over every traded bar
     assert cold.notes and int(cold.notes[0].split()[0]) > 0    # forward calls of the net, counted by hooks
 
     calls.clear()
