@@ -44,7 +44,8 @@ def trial_table(study, spec) -> pd.DataFrame:
         for key in ("trades", "seconds", "models_trained", "models_cached"):
             row[key] = attrs.get(key)
         row["retry_of"] = attrs.get("retry_of")
-        row["error"] = attrs.get("error", "")
+        row["error"] = attrs.get("error", "" if "folds_run" in attrs or t.state.name != "FAIL"
+                                 else "cut off: the search stopped during this trial; its parameters ran again")
         row["started"] = t.datetime_start.isoformat() if t.datetime_start else ""
         row["finished"] = t.datetime_complete.isoformat() if t.datetime_complete else ""
         rows.append(row)

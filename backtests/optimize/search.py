@@ -39,6 +39,12 @@ Progress = Callable[[str], None]
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
+def count_finished(study) -> int:
+    """Trials this search finished (complete, pruned or failed); a trial cut off by a crash does not count, its
+    parameters are run again."""
+    return sum(t.state.name in FINISHED and "folds_run" in t.user_attrs for t in study.get_trials(deepcopy=False))
+
+
 def default_folder(spec: OptimizeSpec) -> Path:
     """``--out`` if given; ``<out_dir>/optimize-<study>`` for a named study (so a rerun finds it); else
     ``<out_dir>/<UTC time>-optimize``."""
@@ -204,7 +210,7 @@ class Search:
         from tqdm import tqdm
 
         def finished() -> int:
-            return sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
+            return count_finished(study)
 
         done0 = finished()
         bar = tqdm(total=self.spec.trials, initial=min(done0, self.spec.trials), desc="optimize", unit="trial",
@@ -247,7 +253,7 @@ class Search:
             study = open_study(self.folder, spec)
             stale = recover_stale(study)
             if resumed:
-                n = sum(t.state.name in FINISHED for t in study.get_trials(deepcopy=False))
+                n = count_finished(study)
                 self.say(f"study: resuming {self.folder} with {n} finished trial(s)"
                          + (f"; trial(s) {', '.join(map(str, stale))} were cut off and run again" if stale else ""))
             own = self.executor is None
