@@ -110,3 +110,19 @@ def test_a_study_resumes_recovers_a_cut_off_trial_and_refuses_other_settings(tmp
     assert (t.loc[[0, 1, 2], "sharpe"].to_numpy() == first.trials["sharpe"].to_numpy()).all()
     with pytest.raises(ConfigError, match="other settings"):
         run_search(_spec(tmp_path, closes, "resume", trials=6, folds=3), InlineExecutor(), show_bar=False)
+
+
+def test_two_objectives_use_nsga2_and_report_a_pareto_front(tmp_path):
+    spec = _spec(tmp_path, random_walk(900, seed=8), "two", trials=5, folds=2, objectives=["sharpe", "-max_drawdown"])
+    assert [o.direction for o in spec.objectives] == ["maximize", "minimize"]
+    out = run_search(spec, InlineExecutor(), show_bar=False)
+    t = out.trials
+    assert (t["state"] == "COMPLETE").all() and t["-max_drawdown"].gt(0).all()
+    front = out.summary["front"]
+    assert out.best.number in front
+    # no complete trial dominates a front member
+    for n in front:
+        me = t.set_index("number").loc[n]
+        assert not ((t["sharpe"] >= me["sharpe"]) & (t["-max_drawdown"] <= me["-max_drawdown"])
+                    & ((t["sharpe"] > me["sharpe"]) | (t["-max_drawdown"] < me["-max_drawdown"]))).any()
+    assert (out.folder / "pareto.png").stat().st_size > 0
