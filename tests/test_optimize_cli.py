@@ -99,6 +99,8 @@ def test_a_killed_lstm_search_resumes_and_its_winner_runs_as_a_backtest(tmp_path
     ('"model.hidden" = { type = "int", low = 64, high = 16 }', "low must be below high"),
     ('"model.hidden" = { type = "int", low = 16, high = 64, stride = 16 }', "unknown key(s) stride"),
     ('"hidden" = { choices = [4, 8] }', 'must be "params.<name>" or "model.<field>"'),
+    ('"model.hidden" = { type = "int", low = 0, high = 64 }', "hidden must be a whole number >= 1"),
+    ('"model.cell" = { choices = ["lstm", "rnn"] }', "unknown cell 'rnn'"),
 ])
 def test_a_bad_search_entry_is_one_line_and_exit_2(tmp_path, capsys, entry, message):
     text = TINY_LSTM.split("[search]")[0] + "[search]\n" + entry + "\n"

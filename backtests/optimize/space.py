@@ -173,15 +173,24 @@ def parse_dimension(name: str, entry: Any, where: str = "[search]") -> Dimension
                      step, log)
 
 
-def _model_field_kinds() -> dict[str, set[str]]:
-    """ModelConfig field -> the kinds of value it takes (from its default), e.g. ``{"hidden": {"int"}}``."""
-    from strategies.lstm.config import ModelConfig
+def _field_default(f: dataclasses.Field):
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
 
-    out = {}
-    for f in dataclasses.fields(ModelConfig):
-        default = getattr(ModelConfig(), f.name)
+
+def _model_field_kinds(cls, config: BacktestConfig) -> dict[str, set[str] | None]:
+    """Field of the strategy's model config -> the kinds of value it takes (from its default), e.g.
+    ``{"hidden": {"int"}, "lr": {"int", "float"}}``; the model config class is whatever the strategy's
+    ``model_config`` returns (a dataclass)."""
+    model = cls.model_config(config)
+    out: dict[str, set[str] | None] = {}
+    for f in dataclasses.fields(type(model)):
+        default = _field_default(f)
         kind = _kind_of(default)
-        out[f.name] = {"int", "float"} if kind == "float" else {kind}
+        out[f.name] = None if default is None else {"int", "float"} if kind == "float" else {kind}
     return out
 
 
@@ -216,16 +225,16 @@ def check_space(space: SearchSpace, config: BacktestConfig, where: str = "[searc
 
     cls = get_strategy(config.strategy)
     params = _strategy_param_kinds(cls)
-    model = _model_field_kinds() if uses_model(cls) else {}
+    model = _model_field_kinds(cls, config) if uses_model(cls) else {}
     for d in space.dimensions:
         if d.section == "model":
             if not model:
                 raise ConfigError(f"{where} {d.name}: strategy {config.strategy!r} has no model to tune; search "
                                   f"params.* instead (valid: {', '.join(params) or 'none'})")
-            allowed = model.get(d.field)
-            if allowed is None:
+            if d.field not in model:
                 raise ConfigError(f"{where} {d.name}: the model has no field {d.field!r}; valid: "
                                   f"{', '.join(sorted(model))}")
+            allowed = model[d.field]
         else:
             if d.field not in params:
                 raise ConfigError(f"{where} {d.name}: strategy {config.strategy!r} has no parameter {d.field!r}; "
@@ -235,6 +244,12 @@ def check_space(space: SearchSpace, config: BacktestConfig, where: str = "[searc
         if allowed is not None and not got <= allowed:
             raise ConfigError(f"{where} {d.name}: takes {' or '.join(sorted(allowed))} values, the search draws "
                               f"{' and '.join(sorted(got))}")
+        if d.section == "model":             # the ends of a range and every choice must make a valid model
+            for value in (d.choices if d.kind == "categorical" else (d.low, d.high)):
+                try:
+                    cls.model_config(config.replace(model={**config.model, d.field: value}))
+                except ValueError as exc:
+                    raise ConfigError(f"{where} {d.name} = {value!r}: {str(exc).strip().splitlines()[0]}") from None
     return space
 
 
