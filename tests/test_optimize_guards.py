@@ -180,3 +180,39 @@ def test_span_plan_keeps_the_final_fifth_apart():
     assert [s.bars for s in plan.final] == [200]
     assert plan.search[-1].stop == plan.final_start
     assert plan.final[-1].stop == index[-1] + pd.Timedelta("1h")
+
+
+def test_best_toml_writer_round_trips_config_data():
+    import tomllib
+
+    from backtests.config import BacktestConfig, config_from_dict
+    from backtests.optimize.report import to_toml
+
+    config = BacktestConfig(strategy="lstm", baselines=("buy_hold",), params={"mode": "online"},
+                            model={"hidden": 16, "lr": 0.00123, "cell": "gru", "tune_threshold": True,
+                                   "features": ["ret_1", "range"]})
+    data = config.to_dict()
+    text = to_toml(data, "header line\nsecond line")
+    assert text.startswith("# header line\n# second line\n")
+    assert config_from_dict(tomllib.loads(text)) == config
+
+
+def test_a_search_table_becomes_typed_dimensions_and_values_land_in_params_and_model():
+    import optuna
+
+    from backtests.config import BacktestConfig
+    from backtests.optimize.space import apply_values, parse_space
+
+    config = BacktestConfig(strategy="lstm")
+    space = parse_space({"model.hidden": {"type": "int", "low": 16, "high": 64, "step": 16},
+                         "model.lr": {"type": "float", "low": 1e-4, "high": 1e-2, "log": True},
+                         "model.cell": {"choices": ["lstm", "gru"]}, "params.mode": {"choices": ["batched"]}}, config)
+    assert [d.describe() for d in space.dimensions] == ["int 16..64 step 16", "float 0.0001..0.01 log",
+                                                        "one of lstm, gru", "one of batched"]
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    values = space.suggest(study.ask())
+    assert values["model.hidden"] in (16, 32, 48, 64) and 1e-4 <= values["model.lr"] <= 1e-2
+    tried = apply_values(config, values)
+    assert tried.model == {"hidden": values["model.hidden"], "lr": values["model.lr"], "cell": values["model.cell"]}
+    assert tried.params == {"mode": "batched"}
+    assert len(parse_space({}, config).dimensions) == 8                 # the default LSTM space

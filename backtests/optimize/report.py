@@ -74,7 +74,9 @@ def best_toml(outcome: "SearchOutcome") -> str:
               f"lstmbt optimize.\nSearch span: {plan.search[0].start:%Y-%m-%d %H:%M} .. "
               f"{plan.final_start:%Y-%m-%d %H:%M} (exclusive); final span (never searched): "
               + (f"{plan.final_start:%Y-%m-%d %H:%M} onwards." if plan.final else "none.")
-              + "\nRun it: lstmbt backtest --config best.toml")
+              + "\nRun it: lstmbt backtest --config best.toml (over the whole span, with its own walk-forward "
+              "schedule:\nits models are retrained on that schedule, so its numbers differ a little from the "
+              "segments the search scored).")
     return to_toml(data, header)
 
 

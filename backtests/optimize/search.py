@@ -39,6 +39,14 @@ Progress = Callable[[str], None]
 FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
+def worker_modules(spec: OptimizeSpec) -> list[str]:
+    """Modules a local worker needs (the engine, the strategy's module: torch for the LSTM), imported once by the
+    process server before it forks the workers of each fold."""
+    from strategies.registry import get_strategy
+
+    return ["backtests.optimize.objective", "backtests.engine", get_strategy(spec.config.strategy).__module__]
+
+
 def count_finished(study) -> int:
     """Trials this search finished (complete, pruned or failed); a trial cut off by a crash does not count, its
     parameters are run again."""
@@ -257,8 +265,7 @@ class Search:
                 self.say(f"study: resuming {self.folder} with {n} finished trial(s)"
                          + (f"; trial(s) {', '.join(map(str, stale))} were cut off and run again" if stale else ""))
             own = self.executor is None
-            executor = self.executor or make_executor(spec.workers, spec.scheduler,
-                                                      preload=["backtests.optimize.objective", "backtests.engine"])
+            executor = self.executor or make_executor(spec.workers, spec.scheduler, preload=worker_modules(spec))
             try:
                 ran = self.run_trials(study, executor)
                 outcome = analyse(self, study, full, executor)
