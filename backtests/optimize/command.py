@@ -6,9 +6,10 @@ import argparse
 import time
 
 EXAMPLES = """examples:
-  lstmbt optimize --config backtests/configs/optimize_btc_lstm_1h.toml --trials 60 --workers 2
+  lstmbt optimize --config backtests/configs/btc_lstm_1h.toml --trials 60 --workers 2          # default space
+  lstmbt optimize --config backtests/configs/optimize_example.toml --study btc-lstm
   lstmbt optimize --config my.toml --trials 500 --scheduler tcp://HOST:8786 --study btc-lstm   # resumable by name
-  lstmbt optimize --config backtests/configs/sma_cross.toml --trials 40 --objectives sharpe,-max_drawdown
+  lstmbt optimize --config backtests/configs/sma_cross.toml --trials 40 --objectives=sharpe,-max_drawdown
   lstmbt backtest --config runs/optimize-btc-lstm/best.toml                                     # run the winner"""
 
 
@@ -28,8 +29,9 @@ def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
                    help="run every trial to its last fold (default: median pruning)")
     g.add_argument("--seed", type=int, help="seed of the sampler and the models (default: the config's, 42)")
     r = parser.add_argument_group("running")
-    r.add_argument("--workers", type=int, help="trials run together in local worker processes (default 1; "
-                                               "0 = in this process); also the trials per Dask batch")
+    r.add_argument("--workers", type=int, help="trials run together on local worker processes (default one per "
+                                               "core; 0 = in this process) or on Dask (default: its worker count); "
+                                               "the same number gives the same trial values anywhere")
     r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://HOST:8786 (instead of local workers)")
     r.add_argument("--study", help="study name: its folder is runs/optimize-NAME, and a rerun resumes it")
     r.add_argument("--out", help="run folder (default runs/<UTC time>-optimize, or runs/optimize-NAME)")
@@ -63,7 +65,7 @@ def optimize_command(args: argparse.Namespace) -> int:
 
     spec = spec_from_args(args)
     where = f"Dask at {spec.scheduler}" if spec.scheduler else \
-        "this process" if spec.workers == 0 else f"{spec.workers} local worker(s)"
+        "this process" if spec.workers == 0 else f"{spec.workers or 'one per core'} local worker(s)"
     print(f"lstmbt optimize: {spec.config.strategy} on {spec.config.data.symbol} {spec.config.data.timeframe} "
           f"{spec.config.data.start} .. {spec.config.data.end}; {len(spec.space.dimensions)} dimension(s), "
           f"{spec.trials} trials, objective(s) {', '.join(o.text for o in spec.objectives)}, {where}; "

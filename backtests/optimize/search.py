@@ -126,7 +126,7 @@ class Search:
                  progress: Progress | None = None, show_bar: bool | None = None):
         self.spec = spec
         self.executor = executor
-        self.batch = max(1, batch if batch is not None else spec.workers)
+        self.batch = batch if batch is not None else spec.workers      # None: the executor's worker count
         self.say = progress or (lambda line: None)
         self.show_bar = show_bar
         self.folder = default_folder(spec)
@@ -266,6 +266,9 @@ class Search:
                          + (f"; trial(s) {', '.join(map(str, stale))} were cut off and run again" if stale else ""))
             own = self.executor is None
             executor = self.executor or make_executor(spec.workers, spec.scheduler, preload=worker_modules(spec))
+            if self.batch is None:
+                self.batch = executor.workers
+            self.batch = max(1, int(self.batch))
             try:
                 ran = self.run_trials(study, executor)
                 outcome = analyse(self, study, full, executor)

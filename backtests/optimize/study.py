@@ -45,9 +45,9 @@ class OptimizeSpec:
     ``objectives``, how the span is cut (``folds``, ``final_fraction``), how it runs and what the guards use.
 
     ``trials``: finished trials (complete, pruned or failed) the study should hold. ``workers``: local worker
-    processes (0 = this process) and the number of trials asked and run together (at least 1): the same number
-    gives the same trial values on a process pool, a Dask cluster or in this process; ``scheduler``: a Dask
-    address instead of local processes. ``top``: candidates in the CPCV;
+    processes (0 = this process; default one per core) and the number of trials asked and run together (at least
+    1; on Dask, default the cluster's worker count): the same number gives the same trial values on a process
+    pool, a Dask cluster or in this process; ``scheduler``: a Dask address instead of local processes. ``top``: candidates in the CPCV;
     ``cpcv_groups`` / ``cpcv_test_groups``: N and k; ``purge``: bars purged before each test group (default the
     model's label horizon, else 0); ``embargo``: fraction of the search bars embargoed after each test group;
     ``pbo_slices``: S of the CSCV (even). ``population``: NSGA-II's population with two objectives.
@@ -59,7 +59,7 @@ class OptimizeSpec:
     trials: int = 30
     folds: int = 5
     final_fraction: float = 0.2
-    workers: int = 1
+    workers: int | None = None
     scheduler: str | None = None
     study: str | None = None
     out: str | None = None
