@@ -120,6 +120,13 @@ def history_chart(table: pd.DataFrame, column: str, maximize: bool, path: Path) 
     return _png(fig, path)
 
 
+def _axis_label(objective: str) -> str:
+    """``"-max_drawdown"`` -> ``"max drawdown [%] (lower is better)"``."""
+    name = objective.lstrip("-")
+    label = {"max_drawdown": "max drawdown [%]", "return": "return [%]"}.get(name, name)
+    return f"{label} ({'lower' if objective.startswith('-') else 'higher'} is better)"
+
+
 def pareto_chart(table: pd.DataFrame, columns: list[str], front: list[int], path: Path) -> bytes:
     fig, axes = _figure(4.2)
     ax = axes[0, 0]
@@ -127,8 +134,8 @@ def pareto_chart(table: pd.DataFrame, columns: list[str], front: list[int], path
     ax.scatter(done[columns[0]].astype(float), done[columns[1]].astype(float), s=20, color=GREY, label="trials")
     on = done[done["number"].isin(front)]
     ax.scatter(on[columns[0]].astype(float), on[columns[1]].astype(float), s=36, color=ORANGE, label="Pareto front")
-    ax.set_xlabel(columns[0])
-    ax.set_ylabel(columns[1])
+    ax.set_xlabel(_axis_label(columns[0]))
+    ax.set_ylabel(_axis_label(columns[1]))
     ax.set_title("Two objectives: every complete trial and the Pareto front", loc="left")
     ax.legend(frameon=False)
     return _png(fig, path)

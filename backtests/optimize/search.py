@@ -187,7 +187,7 @@ class Search:
                 live.fold_values.append(value)
                 if not self.spec.multi and self.spec.prune:
                     live.trial.report(value, k)
-                    if live.trial.should_prune():
+                    if k < len(self.plan.search) - 1 and live.trial.should_prune():    # the last fold saves nothing
                         live.pruned = True
         for live in lives:
             t = live.trial
