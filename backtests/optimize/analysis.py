@@ -41,7 +41,7 @@ def trial_table(study, spec) -> pd.DataFrame:
         attrs = t.user_attrs
         row["folds_run"] = attrs.get("folds_run", 0)
         row["fold_values"] = " ".join(f"{v:.3f}" for v in attrs.get("fold_values", []))
-        for key in ("trades", "seconds", "models_trained", "models_cached"):
+        for key in ("trades", "seconds", "models_trained", "models_cached", "peak_mib"):
             row[key] = attrs.get(key)
         row["retry_of"] = attrs.get("retry_of")
         row["error"] = attrs.get("error", "" if "folds_run" in attrs or t.state.name != "FAIL"

@@ -189,6 +189,7 @@ class FoldOutcome:
     seconds: float = 0.0
     trained: int = 0
     cached: int = 0
+    peak_mib: float = 0.0
     error: str | None = None
     detail: str = ""
 
@@ -230,7 +231,14 @@ def run_fold(task: FoldTask) -> FoldOutcome:
     models = len(result.extras.get("checkpoints", []))
     return FoldOutcome(task.trial, task.segment.number, returns, trades=len(result.trades),
                        seconds=time.perf_counter() - started, trained=max(models - counts["cached"], 0),
-                       cached=counts["cached"])
+                       cached=counts["cached"], peak_mib=_peak_mib())
+
+
+def _peak_mib() -> float:
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 __all__ = ["FoldOutcome", "FoldTask", "METRICS", "Objective", "Segment", "SpanPlan", "fold_market", "metric_value",

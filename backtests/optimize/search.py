@@ -88,6 +88,7 @@ class _Live:
     seconds: float = 0.0
     trained: int = 0
     cached: int = 0
+    peak_mib: float = 0.0
     error: str | None = None
     pruned: bool = False
 
@@ -101,6 +102,7 @@ class _Live:
         self.seconds += outcome.seconds
         self.trained += outcome.trained
         self.cached += outcome.cached
+        self.peak_mib = max(self.peak_mib, outcome.peak_mib)
 
 
 def _value(metric: str, returns: list[np.ndarray], timeframe: str) -> float:
@@ -193,7 +195,8 @@ class Search:
             t = live.trial
             for key, value in (("fold_values", live.fold_values), ("trades", live.trades),
                                ("seconds", round(live.seconds, 3)), ("models_trained", live.trained),
-                               ("models_cached", live.cached), ("folds_run", len(live.returns))):
+                               ("models_cached", live.cached), ("peak_mib", round(live.peak_mib, 1)),
+                               ("folds_run", len(live.returns))):
                 t.set_user_attr(key, value)
             if live.returns:
                 save_returns(self.folder, t.number, live.returns)
