@@ -216,3 +216,15 @@ def test_a_search_table_becomes_typed_dimensions_and_values_land_in_params_and_m
     assert tried.model == {"hidden": values["model.hidden"], "lr": values["model.lr"], "cell": values["model.cell"]}
     assert tried.params == {"mode": "batched"}
     assert len(parse_space({}, config).dimensions) == 8                 # the default LSTM space
+
+
+def test_the_shipped_search_example_and_the_main_job_config_are_valid_searches():
+    from pathlib import Path
+
+    from backtests.optimize import load_optimize_spec
+
+    configs = Path(__file__).resolve().parents[1] / "backtests" / "configs"
+    example = load_optimize_spec(configs / "optimize_example.toml")
+    assert example.trials == 60 and len(example.space.dimensions) == 8 and example.workers == 2
+    main_job = load_optimize_spec(configs / "btc_lstm_1h.toml")           # no [search]: the default space
+    assert main_job.space.names == example.space.names
