@@ -276,7 +276,13 @@ def _side_by_side(summary: dict) -> str:
     cols = [("winner, search span", summary.get("search", {})), ("winner, final span", summary.get("final", {})),
             ("buy & hold, search span", summary.get("search_buy_hold", {})),
             ("buy & hold, final span", summary.get("final_buy_hold", {}))]
-    df = pd.DataFrame({"": [r[0] for r in rows], **{name: [d.get(k) for _, k in rows] for name, d in cols}})
+    def cell(key: str, value) -> str:
+        if value is None:
+            return "n/a"
+        return f"{int(value):,}" if key in ("trades", "bars") else _fmt(value)
+
+    df = pd.DataFrame({"": [r[0] for r in rows],
+                       **{name: [cell(k, d.get(k)) for _, k in rows] for name, d in cols}})
     return _table(df)
 
 
