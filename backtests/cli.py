@@ -176,6 +176,12 @@ def cmd_check_lookahead(args: argparse.Namespace) -> int:
     return lookahead_command(args)
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from backtests.optimize.command import optimize_command
+
+    return optimize_command(args)
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from data_feeds.commands import data_list
 
@@ -258,6 +264,12 @@ def make_parser() -> argparse.ArgumentParser:
             cmd_check_lookahead)
     add_lookahead_arguments(p)
     _add_data_flags(p)
+
+    from backtests.optimize.command import add_optimize_arguments
+
+    p = add("optimize", "walk-forward hyperparameter search (Optuna) with a held-back final span, PBO, CPCV and "
+                        "the deflated Sharpe", cmd_optimize)
+    add_optimize_arguments(p)
 
     p = add("download", "fetch candles, funding and mark prices through ccxt into the local store", cmd_download)
     _add_download_flags(p)

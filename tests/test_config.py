@@ -7,7 +7,7 @@ from backtests.config import ConfigError, load_config
 from pathlib import Path
 
 CONFIGS = sorted(p for p in (Path(__file__).parent.parent / "backtests" / "configs").glob("*.toml")
-                 if not p.name.startswith("compare"))  # compare grids have their own format, tested with compare
+                 if not p.name.startswith(("compare", "optimize")))  # grids and searches: tested with their commands
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
