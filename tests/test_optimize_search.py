@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from backtests.config import BacktestConfig, ConfigError
@@ -38,11 +39,13 @@ def planted_edge(n: int, seed: int, lookback: int = 30, hit: float = 0.7) -> np.
 
 
 def _spec(tmp_path, closes, name: str, **optimize):
+    """A search over the whole candle file (its last whole day is the span's end: a span past the data is refused)."""
     path = tmp_path / f"{name}.csv"
+    end = (pd.Timestamp("2024-01-01") + pd.Timedelta(hours=len(closes))).normalize() - pd.Timedelta(days=1)
     write_candles_csv(make_candles(closes, start="2024-01-01"), path)
     config = BacktestConfig(strategy="sma_cross", seed=3, out_dir=str(tmp_path)).replace(
         data={"path": str(path), "symbol": "TEST/USDT:USDT", "timeframe": "1h", "start": "2024-01-01",
-              "end": "2024-02-19"}, broker=FREE)
+              "end": f"{end:%Y-%m-%d}"}, broker=FREE)
     table = {"trials": 12, "folds": 3, "prune": False, "out": str(tmp_path / name), **optimize}
     return resolve_spec(config, dict(SPACE), table, "test")
 
