@@ -48,7 +48,12 @@ def load_run_data(config: BacktestConfig, history_bars: int = 0) -> tuple[Market
     return market, t0, t1
 
 
-def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progress: Progress | None = None,
+def strategy_class(strategy):
+    """The strategy class for a registered name, or ``strategy`` itself when it is already a class."""
+    return strategy if isinstance(strategy, type) else get_strategy(strategy)
+
+
+def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | None = None,
                  market: MarketData | None = None, plot_path: str | Path | None = None) -> BacktestResult:
     """Backtest ``strategy`` (default ``config.strategy``) on the config's data span; ``plot_path`` also saves
     Backtrader's own plot of the run there.
@@ -56,8 +61,8 @@ def run_backtest(config: BacktestConfig, *, strategy: str | None = None, progres
     >>> result = run_backtest(BacktestConfig(strategy="buy_hold"))      # doctest: +SKIP
     >>> result.final_equity                                              # doctest: +SKIP
     """
-    name = strategy or config.strategy
-    cls = get_strategy(name)
+    cls = strategy_class(strategy or config.strategy)
+    name = cls.__name__ if isinstance(strategy, type) else (strategy or config.strategy)
     # baselines run with their own default parameters; [params] belongs to the main strategy
     run_config = config if name == config.strategy else config.replace(strategy=name, params={})
     if market is None:

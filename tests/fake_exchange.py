@@ -36,7 +36,7 @@ BYBIT_INTERVALS = {"1": "1m", "15": "15m", "60": "1h"}
 STEP_MS = {"1m": 60_000, "15m": 900_000, "1h": 3_600_000}
 BYBIT_TOO_MANY = '{"retCode":10006,"retMsg":"Too many visits!","result":{},"retExtInfo":{},"time":0}'
 FAULT_KINDS = ("429", "503", "drop", "slow", "malformed", "html", "empty", "missing_candle", "flaky_candle",
-               "off_grid")
+               "off_grid", "duplicate", "late")
 
 
 @lru_cache(maxsize=None)
@@ -51,8 +51,9 @@ class Fault:
 
     ``kind`` is one of :data:`FAULT_KINDS` (``missing_candle`` drops the middle row of the page,
     ``flaky_candle`` a different row each time, ``off_grid`` moves the middle row 30 s later, ``empty``
-    answers no rows); ``endpoint`` is the last part of the path (``"klines"``, ``"kline"``, ``"fundingRate"``,
-    ``"exchangeInfo"``...). The first ``skip`` matching requests are answered normally, then the next
+    answers no rows, ``duplicate`` repeats the newest and the oldest row, ``late`` withholds the newest two rows:
+    on a live clock the forming candle and the newest closed one); ``endpoint`` is the last part of the path
+    (``"klines"``, ``"kline"``, ``"fundingRate"``, ``"exchangeInfo"``...). The first ``skip`` matching requests are answered normally, then the next
     ``times`` ones (``-1``: all) get the fault. ``when`` narrows the match on the query parameters.
     """
 
@@ -87,6 +88,10 @@ class FakeExchange:
     faults: list[Fault] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     page_delay: float = 0.0
+    clock: Callable[[], int] | None = None
+    """The exchange's "now" in epoch ms for live tests (see :class:`AcceleratedClock`); None serves every row.
+    With a clock, rows after "now" do not exist yet and the candle that is still forming is served with
+    provisional values (high = low = close = open, half the volume), as a live exchange serves it."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -150,6 +155,8 @@ class FakeExchange:
     def rows(self, symbol_id: str, what: str, start: int | None, end: int | None) -> np.ndarray:
         """Rows of the served series with timestamp in ``[start, end]`` as a float array (column 0: ms)."""
         suffix = "funding_8h" if what == "funding" else what
+        if suffix.startswith("mark_") and not (SAMPLE_DIR / f"binanceusdm_{SYMBOLS[symbol_id][1]}_{suffix}.csv.gz").exists():
+            suffix = suffix.removeprefix("mark_")  # no mark series shipped at this bar size: serve last prices
         df = sample_frame(SYMBOLS[symbol_id][1], suffix)
         ts = df["timestamp"].to_numpy("int64")
         keep = np.ones(len(ts), dtype=bool)
@@ -160,7 +167,17 @@ class FakeExchange:
         for sym, w, t0, t1 in self._removed:
             if sym == symbol_id and w == what:
                 keep &= (ts < t0) | (ts > t1)
-        return df.to_numpy("float64")[keep]
+        if self.clock is None:
+            return df.to_numpy("float64")[keep]
+        now = self.clock()
+        rows = df.to_numpy("float64")[keep & (ts <= now)]
+        step = STEP_MS.get(what.removeprefix("mark_"))
+        if step and len(rows) and rows[-1, 0] + step > now:  # still forming: provisional values
+            rows = rows.copy()
+            rows[-1, 2:5] = rows[-1, 1]
+            if rows.shape[1] > 5:
+                rows[-1, 5] *= 0.5
+        return rows
 
     def _take_fault(self, endpoint: str, params: dict) -> Fault | None:
         with self._lock:
@@ -270,8 +287,13 @@ def _binance_exchange_info(fake, params, fault):
         "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "4529764", "tickSize": "0.10"},
                     {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"}],
     } for sid, (base, _) in SYMBOLS.items()]
-    return 200, {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "exchangeFilters": [],
+    now = fake.clock() if fake.clock is not None else int(time.time() * 1000)
+    return 200, {"timezone": "UTC", "serverTime": now, "rateLimits": [], "exchangeFilters": [],
                  "assets": [], "symbols": symbols}
+
+
+def _binance_time(fake, params, fault):
+    return 200, {"serverTime": fake.clock() if fake.clock is not None else int(time.time() * 1000)}
 
 
 def _binance_range(fake, params, what_of_interval):
@@ -300,6 +322,10 @@ def _drop_one(rows: np.ndarray, fault: Fault | None) -> np.ndarray:
         rows[len(rows) // 2, 0] += 30_000
     if fault is not None and fault.kind == "empty":
         return rows[:0]
+    if fault is not None and fault.kind == "duplicate" and len(rows):
+        return np.concatenate([rows, rows[-1:], rows[:1]])
+    if fault is not None and fault.kind == "late":
+        return rows[:-2]
     return rows
 
 
@@ -387,6 +413,7 @@ def _bybit_funding(fake, params, fault):
 
 
 ROUTES = {
+    "/fapi/v1/time": _binance_time,
     "/fapi/v1/exchangeInfo": _binance_exchange_info,
     "/fapi/v1/klines": _binance_klines,
     "/fapi/v1/markPriceKlines": lambda fake, p, f: _binance_klines(fake, p, f, mark=True),
@@ -396,6 +423,18 @@ ROUTES = {
     "/v5/market/mark-price-kline": lambda fake, p, f: _bybit_klines(fake, p, f, mark=True),
     "/v5/market/funding/history": _bybit_funding,
 }
+
+
+class AcceleratedClock:
+    """An exchange clock that starts at ``start`` (epoch ms) and runs ``speed`` times faster than real time:
+    ``AcceleratedClock(start, speed=300)`` closes one 1m candle every 0.2 s."""
+
+    def __init__(self, start_ms: int, speed: float):
+        self.start_ms, self.speed = int(start_ms), float(speed)
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> int:
+        return self.start_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
 
 
 def source_frame(symbol_id: str, what: str, start: str, end: str) -> pd.DataFrame:
