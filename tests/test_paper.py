@@ -18,6 +18,7 @@ import pytest
 from backtests.cli import main
 from backtests.config import BacktestConfig, DataConfig
 from backtests.paper import PaperError, PaperRunner, reconcile
+from backtests.paper.orders import DemoAccount, DemoRefused, enable_demo
 from data_feeds.exchange import make_exchange
 from data_feeds.retry import RetryPolicy
 from fake_exchange import AcceleratedClock, Fault, FakeExchange, source_frame
@@ -131,3 +132,35 @@ def test_paper_cli_bad_input_is_one_line_and_exit_2(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0]
+
+
+def test_demo_orders_go_to_the_demo_account_and_reconcile_names_partial_fills_and_slippage(tmp_path):
+    folder = tmp_path / "run"
+    env = {"LSTMBT_BINANCEUSDM_API_KEY": "demo-key", "LSTMBT_BINANCEUSDM_SECRET": "demo-secret"}
+    with FakeExchange(faults=[Fault("partial", "order", skip=1, times=1)], clock=clock()) as fake:
+        options = fake.ccxt_config("binanceusdm", demo=True)
+        orders = DemoAccount(make_exchange("binanceusdm", options, environ=env), "BTC/USDT:USDT", policy=QUICK)
+        orders.set_leverage(2)
+        market = make_exchange("binanceusdm", fake.ccxt_config("binanceusdm"))
+        PaperRunner(sma_config(), folder, market, poll_seconds=0.05, history_bars=5, report_every=0,
+                    reconnect=RECONNECT, request_policy=QUICK, demo=orders).run(max_bars=10)
+        sent = list(fake.orders)
+        assert fake.leverage == {"BTCUSDT": 2}
+    assert len(sent) >= 2 and sent[1]["status"] == "PARTIALLY_FILLED"
+    fills = pd.read_csv(folder / "demo_fills.csv")
+    assert len(fills) == len(sent) and orders.position == pytest.approx(fills["filled"].sum())
+    result = reconcile(folder)
+    assert "partial fill" in result.demo["cause"].iloc[1]
+    held = result.demo[~result.demo["cause"].str.startswith("pending")]
+    assert len(held) >= 2 and held["cause"].str.contains("slippage").all()  # demo fills at the open; simulated +1 bp
+    assert not result.demo["cause"].str.contains("no simulated fill").any()
+    assert any(line.startswith("demo orders:") for line in result.summary())
+
+
+def test_demo_mode_refuses_missing_keys_and_non_demo_order_hosts(tmp_path):
+    with pytest.raises(DemoRefused, match="API_KEY"):
+        DemoAccount(make_exchange("binanceusdm", environ={}), "BTC/USDT:USDT")
+    keys = {"LSTMBT_BINANCEUSDM_API_KEY": "k", "LSTMBT_BINANCEUSDM_SECRET": "s"}
+    live = {"urls": {"demo": {"fapiPrivate": "https://fapi.binance.com/fapi/v1"}}}  # a real-money host as "demo"
+    with pytest.raises(DemoRefused, match="fapi.binance.com"):
+        enable_demo(make_exchange("binanceusdm", live, environ=keys))

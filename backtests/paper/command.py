@@ -11,7 +11,8 @@ EXAMPLES = """examples:
   lstmbt paper --strategy sma_cross --symbol ETH/USDT:USDT --timeframe 1m --exchange binanceusdm --out runs/eth-paper
   lstmbt paper --out runs/eth-paper --config same.toml        # resume a stopped run (same folder, same config)
   lstmbt paper status runs/eth-paper
-  lstmbt paper reconcile runs/eth-paper                         # paper vs a backtest of exactly the same bars"""
+  lstmbt paper reconcile runs/eth-paper                         # paper vs a backtest of exactly the same bars
+  LSTMBT_BYBIT_API_KEY=... LSTMBT_BYBIT_SECRET=... lstmbt paper --config my.toml --exchange bybit --demo"""
 
 
 def add_paper_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +24,9 @@ def add_paper_arguments(p: argparse.ArgumentParser) -> None:
                                               "at most 5)")
     p.add_argument("--max-bars", type=int, help="stop after this many new bars (default: run until Ctrl-C)")
     p.add_argument("--report-every", type=int, default=1, help="refresh the report every N bars (default 1)")
+    p.add_argument("--demo", action="store_true",
+                   help="also send each decision as a market order to the exchange's DEMO account (keys from "
+                        "LSTMBT_<EXCHANGE>_API_KEY/_SECRET); never a real-money account")
 
 
 def paper_command(args: argparse.Namespace, config) -> int:
@@ -51,8 +55,14 @@ def paper_run(args: argparse.Namespace, config) -> int:
     exchange = make_exchange(config.data.exchange, options)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     folder = Path(args.out) if args.out else Path(config.out_dir) / f"{stamp}-{config.name}-paper"
+    demo = None
+    if args.demo:
+        from backtests.paper.orders import DemoAccount
+
+        demo = DemoAccount(make_exchange(config.data.exchange, options), config.data.symbol)
+        demo.set_leverage(config.broker.leverage)
     runner = PaperRunner(config, folder, exchange, progress=lambda line: print(line, flush=True),
-                         poll_seconds=args.poll, report_every=args.report_every)
+                         poll_seconds=args.poll, report_every=args.report_every, demo=demo)
     state = runner.run(max_bars=args.max_bars)
     print(f"report: {folder / 'report' / 'report.html'}" if (folder / "report").exists() else f"run folder: {folder}")
     print(f"paper: {state.bars} bar(s), position {state.position:+.6g}, equity {state.equity:,.2f}, "

@@ -33,6 +33,7 @@ class Reconciliation:
     differences: pd.DataFrame
     paper: BacktestResult
     backtest: BacktestResult
+    demo: pd.DataFrame | None = None
 
     def summary(self) -> list[str]:
         """Lines for the terminal."""
@@ -49,6 +50,11 @@ class Reconciliation:
                          ", ".join(f"{cause} ({n})" for cause, n in d["cause"].value_counts().items()))
             first = d.iloc[0]
             lines.append(f"first difference at {d.index[0]:%Y-%m-%d %H:%M}: {first['cause']}")
+        if self.demo is not None:
+            off = self.demo[self.demo["cause"] != ""]
+            lines.append(f"demo orders: {len(self.demo)}; " + ("all filled as simulated" if not len(off) else
+                         f"{len(off)} differ from the simulated fills: " +
+                         ", ".join(f"{c} ({n})" for c, n in off["cause"].str.split("; ").explode().value_counts().items())))
         return [line for line in lines if line]
 
 
@@ -83,7 +89,8 @@ def reconcile(folder: str | Path) -> Reconciliation:
     state, market, decisions = load_paper_run(folder)
     config = config_from_dict({**state.config, "data": {**state.config["data"], "end": FAR_END}}, "paper state")
     backtest = run_backtest(config, market=market)
-    paper = paper_account(config, market, decisions, backtest.target.index)
+    index = backtest.target.index
+    paper = paper_account(config, market, decisions, index)
     table = _side_by_side(paper, backtest, config.broker.cash)
     causes = deviations(decisions, backtest.target)
     table["cause"] = ""
@@ -91,7 +98,40 @@ def reconcile(folder: str | Path) -> Reconciliation:
     for t in table.index[differs]:
         earlier = causes[causes.index <= t]
         table.loc[t, "cause"] = earlier.iloc[-1] if len(earlier) else "unexplained"
-    return Reconciliation(table, table[differs], paper, backtest)
+    demo_path = Path(folder) / "demo_fills.csv"
+    demo = compare_demo_fills(pd.read_csv(demo_path), paper.fills, index[-1]) if demo_path.exists() else None
+    return Reconciliation(table, table[differs], paper, backtest, demo)
+
+
+def compare_demo_fills(demo: pd.DataFrame, simulated: pd.DataFrame, last_bar: pd.Timestamp,
+                       price_tolerance: float = 1e-9) -> pd.DataFrame:
+    """Each demo order next to the simulated fill of the same bar, with the causes of any difference:
+    *partial fill* (less filled than ordered), *slippage* (another price), *fee* (another fee for the same
+    notional), *no simulated fill*; an order for the bar after ``last_bar`` is *pending* (not simulated yet)."""
+    sim = simulated.assign(time=pd.to_datetime(simulated["time"], utc=True)).groupby("time").agg(
+        sim_size=("size", "sum"), sim_price=("price", "mean"), sim_fee=("fee", "sum"))
+    out = demo.copy()
+    out["bar"] = pd.to_datetime(out["bar"], utc=True)
+    out = out.join(sim, on="bar")
+    causes = []
+    for row in out.itertuples(index=False):
+        why = []
+        if row.bar > last_bar:
+            why.append("pending (its bar is not held yet)")
+        elif pd.isna(row.sim_size):
+            why.append("no simulated fill")
+        else:
+            if abs(row.filled) < abs(row.requested) - 1e-12:
+                why.append("partial fill")
+            if abs(row.price - row.sim_price) > price_tolerance * max(abs(row.sim_price), 1.0):
+                why.append("slippage")
+            rate, sim_rate = row.fee / max(abs(row.filled * row.price), 1e-12), \
+                row.sim_fee / max(abs(row.sim_size * row.sim_price), 1e-12)
+            if abs(rate - sim_rate) > 1e-9:
+                why.append("fee")
+        causes.append("; ".join(why))
+    out["cause"] = causes
+    return out
 
 
 def deviations(decisions: pd.DataFrame, backtest_target: pd.Series) -> pd.Series:

@@ -39,6 +39,7 @@ from data_feeds.files import atomic_path, atomic_write
 from data_feeds.retry import GiveUp, RetryPolicy, describe_error
 from data_feeds.timeframes import timeframe_delta
 from strategies.base import TargetPositionStrategy
+from backtests.paper.orders import DEMO_FILL_COLUMNS, DemoAccount
 from backtests.paper.source import LiveSource, Polled, empty_candles
 
 Progress = Callable[[str], None]
@@ -59,10 +60,17 @@ def follow_targets(executed: pd.Series) -> type[TargetPositionStrategy]:
     sizing and order path as every strategy: how the paper account replays the decisions it really executed."""
 
     values = executed.to_numpy("float64")
+    requested: dict[int, float] = {}
 
     class FollowTargets(TargetPositionStrategy):
+        sizes = requested  # bar number -> position size ordered at that bar's close (filled at the next open)
+
         def target(self) -> float:
             return float(values[len(self) - 1])
+
+        def order_target_size(self, data=None, target=0, **kwargs):
+            requested[len(self) - 1] = float(target)
+            return super().order_target_size(data=data, target=target, **kwargs)
 
     return FollowTargets
 
@@ -84,8 +92,11 @@ def paper_account(config: BacktestConfig, market: MarketData, decisions: pd.Data
     executed = pd.Series(decisions["executed_target"].to_numpy("float64"),
                          index=pd.DatetimeIndex(pd.to_datetime(decisions["time"], utc=True)))
     executed = executed.reindex(index).ffill().fillna(0.0)
-    account = run_backtest(config, strategy=follow_targets(executed), market=market)
+    follower = follow_targets(executed)
+    account = run_backtest(config, strategy=follower, market=market)
     account.name = f"paper {config.strategy}"
+    pending = follower.sizes.get(len(index) - 1)
+    account.extras["pending_size"] = pending  # ordered at the last close, fills at the next open (None: no order)
     return account
 
 
@@ -133,7 +144,8 @@ class PaperRunner:
 
     def __init__(self, config: BacktestConfig, folder: str | Path, exchange, *, progress: Progress | None = None,
                  poll_seconds: float | None = None, history_bars: int = 0, report_every: int = 1,
-                 reconnect: RetryPolicy | None = None, request_policy: RetryPolicy | None = None):
+                 reconnect: RetryPolicy | None = None, request_policy: RetryPolicy | None = None,
+                 demo: DemoAccount | None = None):
         from backtests.engine import strategy_class
 
         self.config, self.folder = config, Path(folder)
@@ -147,6 +159,7 @@ class PaperRunner:
                                                   max_delay=60.0)
         self.source = LiveSource(exchange, config.data.symbol, config.data.timeframe, policy=request_policy,
                                  on_retry=self._on_retry)
+        self.demo = demo
         self._stop = threading.Event()
         self.state: PaperState | None = None
         self.candles = empty_candles()
@@ -241,6 +254,9 @@ class PaperRunner:
             if path.exists():
                 frame = pd.read_parquet(path)
                 setattr(self, kind, frame)
+        demo_fills = self.folder / "demo_fills.csv"
+        if self.demo is not None and demo_fills.exists():
+            self.demo.position = float(pd.read_csv(demo_fills)["filled"].sum())
         decisions = self.folder / "decisions.csv"
         if decisions.exists():
             self.decisions = read_decisions(decisions)
@@ -298,6 +314,9 @@ class PaperRunner:
         st.equity = float(self.account.equity.iloc[-1])
         st.pending_target = float(self.decisions["executed_target"].iloc[-1])
         st.models = list(self.backtest.extras.get("checkpoints", []))
+        pending = self.account.extras.get("pending_size")
+        if self.demo is not None and pending is not None and not self.decisions["missed"].iloc[-1]:
+            self._send_demo_order(pending, new[-1] + self.step_delta)
         if len(new) > 1:
             self.progress(f"paper: backfilled {len(new)} bars up to {new[-1]:%Y-%m-%d %H:%M}; "
                           f"{len(new) - 1} decision(s) came too late to execute (missed)")
@@ -313,6 +332,19 @@ class PaperRunner:
         self.decisions = pd.concat([self.decisions, rows], ignore_index=True) if len(self.decisions) else rows
         self.state.bars, self.state.last_bar = len(self.decisions), new[-1].isoformat()
         self.progress(f"paper: {new[-1]:%Y-%m-%d %H:%M} flat, strategy not ready yet ({why})")
+
+    def _send_demo_order(self, size: float, bar: pd.Timestamp) -> None:
+        """The decision as a real market order on the demo account, recorded in ``demo_fills.csv``."""
+        fill = self.demo.trade_to(size, bar)
+        if fill is None:
+            return
+        path = self.folder / "demo_fills.csv"
+        old = pd.read_csv(path) if path.exists() else pd.DataFrame(columns=DEMO_FILL_COLUMNS)
+        rows = pd.concat([old, pd.DataFrame([fill], columns=DEMO_FILL_COLUMNS)], ignore_index=True) if len(old) \
+            else pd.DataFrame([fill], columns=DEMO_FILL_COLUMNS)
+        atomic_write(path, rows.to_csv(index=False))
+        self.progress(f"paper: demo order {fill['order_id']}: {fill['filled']:+.6g} of {fill['requested']:+.6g} at "
+                      f"{fill['price']:,.2f}, fee {fill['fee']:.4f} ({fill['status']})")
 
     # ------------------------------------------------------------------ data and files
 
