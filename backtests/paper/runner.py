@@ -94,7 +94,7 @@ def paper_account(config: BacktestConfig, market: MarketData, decisions: pd.Data
     executed = executed.reindex(index).ffill().fillna(0.0)
     follower = follow_targets(executed)
     account = run_backtest(config, strategy=follower, market=market)
-    account.name = f"paper {config.strategy}"
+    account.name = account.strategy = f"paper {config.strategy}"
     pending = follower.sizes.get(len(index) - 1)
     account.extras["pending_size"] = pending  # ordered at the last close, fills at the next open (None: no order)
     return account
@@ -214,11 +214,14 @@ class PaperRunner:
 
     def open(self) -> PaperState:
         """Connect, then load the saved run from the folder or start a new one (history fetched up to now)."""
-        self.source.connect()
-        if (self.folder / STATE_FILE).exists():
-            self._resume()
-        else:
-            self._start_new()
+        try:
+            self.source.connect()
+            if (self.folder / STATE_FILE).exists():
+                self._resume()
+            else:
+                self._start_new()
+        except GiveUp as exc:
+            raise PaperError(f"{self.config.data.exchange}: cannot reach the exchange ({exc})") from None
         self.state.status = "running"
         return self.state
 
@@ -305,7 +308,7 @@ class PaperRunner:
         rows = pd.DataFrame(rows, columns=DECISION_COLUMNS)
         self.decisions = pd.concat([self.decisions, rows], ignore_index=True) if len(self.decisions) else rows
         self.account = paper_account(run_config, market, self.decisions, self.backtest.target.index)
-        self.backtest.name = f"backtest {self.config.strategy}"
+        self.backtest.name = self.backtest.strategy = f"backtest {self.config.strategy}"
         st = self.state
         st.bars = len(self.decisions)
         st.missed = int(self.decisions["missed"].sum())
