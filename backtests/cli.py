@@ -182,6 +182,12 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     return optimize_command(args)
 
 
+def cmd_paper(args: argparse.Namespace) -> int:
+    from backtests.paper.command import paper_command
+
+    return paper_command(args, build_config(args) if not args.action else None)
+
+
 def cmd_data(args: argparse.Namespace) -> int:
     from data_feeds.commands import data_list
 
@@ -270,6 +276,23 @@ def make_parser() -> argparse.ArgumentParser:
     p = add("optimize", "walk-forward hyperparameter search (Optuna) with a held-back final span, PBO, CPCV and "
                         "the deflated Sharpe", cmd_optimize)
     add_optimize_arguments(p)
+
+    from backtests.paper.command import EXAMPLES as PAPER_EXAMPLES, add_paper_arguments
+
+    EXAMPLES["paper"] = PAPER_EXAMPLES
+    p = add("paper", "paper-trade a strategy on live closed candles (simulated fills); status; reconcile with a backtest",
+            cmd_paper)
+    add_paper_arguments(p)
+    p.add_argument("--config", help="TOML config file (flags below override it)")
+    p.add_argument("--strategy", help="strategy to run, as in backtest")
+    p.add_argument("--name", help="run name used in the output folder")
+    p.add_argument("--seed", type=int, help="random seed (default 42)")
+    p.add_argument("--out", help="run folder (default runs/<UTC time>-<name>-paper); an existing one is resumed")
+    p.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
+    p.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
+    p.add_argument("--symbol", help="ccxt unified symbol, e.g. BTC/USDT:USDT")
+    p.add_argument("--timeframe", help="bar size: 1m 5m 15m 1h 4h ...")
+    _add_broker_flags(p)
 
     p = add("download", "fetch candles, funding and mark prices through ccxt into the local store", cmd_download)
     _add_download_flags(p)

@@ -81,6 +81,12 @@ def prepare_strategy(cls, config: BacktestConfig, market: MarketData, span_start
     return as_prepared(cls.prepare(config, market, span_start, progress), f"{cls.__name__}.prepare()")
 
 
+def strategy_class(strategy):
+    """The strategy class for a registered name or a ``file.py:Class`` spec, or ``strategy`` itself when it is
+    already a class."""
+    return strategy if isinstance(strategy, type) else get_strategy(canonical_spec(strategy))
+
+
 def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | None = None,
                  market: MarketData | None = None, plot_path: str | Path | None = None) -> BacktestResult:
     """Backtest ``strategy`` (default ``config.strategy``; a name, a ``file.py:Class`` spec or a strategy class)

@@ -36,8 +36,8 @@ class SmaCross(TargetPositionStrategy):
         prepared = super().prepare(config, market, span_start, progress)
         slow = prepared.params.get("slow", cls.params.slow)
         bars = int((market.candles.index >= span_start).sum())
-        if bars <= slow:
-            raise ValueError(f"sma_cross needs more than slow={slow} bars in the span, got {bars}; "
+        if bars < slow:  # the slow average's first value is at bar `slow`: one decision at least
+            raise ValueError(f"sma_cross needs at least slow={slow} bars in the span, got {bars}; "
                              f"use a longer span or a smaller slow period")
         return prepared
 

@@ -36,7 +36,7 @@ BYBIT_INTERVALS = {"1": "1m", "15": "15m", "60": "1h"}
 STEP_MS = {"1m": 60_000, "15m": 900_000, "1h": 3_600_000}
 BYBIT_TOO_MANY = '{"retCode":10006,"retMsg":"Too many visits!","result":{},"retExtInfo":{},"time":0}'
 FAULT_KINDS = ("429", "503", "drop", "slow", "malformed", "html", "empty", "missing_candle", "flaky_candle",
-               "off_grid")
+               "off_grid", "duplicate", "late", "partial")
 
 
 @lru_cache(maxsize=None)
@@ -51,8 +51,9 @@ class Fault:
 
     ``kind`` is one of :data:`FAULT_KINDS` (``missing_candle`` drops the middle row of the page,
     ``flaky_candle`` a different row each time, ``off_grid`` moves the middle row 30 s later, ``empty``
-    answers no rows); ``endpoint`` is the last part of the path (``"klines"``, ``"kline"``, ``"fundingRate"``,
-    ``"exchangeInfo"``...). The first ``skip`` matching requests are answered normally, then the next
+    answers no rows, ``duplicate`` repeats the newest and the oldest row, ``late`` withholds the newest two rows:
+    on a live clock the forming candle and the newest closed one); ``endpoint`` is the last part of the path
+    (``"klines"``, ``"kline"``, ``"fundingRate"``, ``"exchangeInfo"``...). The first ``skip`` matching requests are answered normally, then the next
     ``times`` ones (``-1``: all) get the fault. ``when`` narrows the match on the query parameters.
     """
 
@@ -87,11 +88,17 @@ class FakeExchange:
     faults: list[Fault] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     page_delay: float = 0.0
+    clock: Callable[[], int] | None = None
+    """The exchange's "now" in epoch ms for live tests (see :class:`AcceleratedClock`); None serves every row.
+    With a clock, rows after "now" do not exist yet and the candle that is still forming is served with
+    provisional values (high = low = close = open, half the volume), as a live exchange serves it."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._removed: list[tuple[str, str, int, int]] = []
         self._server: ThreadingHTTPServer | None = None
+        self.orders: list[dict] = []  # demo-account orders received (Binance USDT-M order endpoint)
+        self.leverage: dict[str, int] = {}
 
     # ------------------------------------------------------------------ life cycle
 
@@ -121,9 +128,11 @@ class FakeExchange:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def ccxt_config(self, exchange_id: str, *, timeout_ms: int = 3000) -> dict:
-        """Constructor options pointing ccxt's ``exchange_id`` at this server (every urls['api'] entry, paths kept)."""
-        api = getattr(ccxt, exchange_id)().urls["api"]
+    def ccxt_config(self, exchange_id: str, *, timeout_ms: int = 3000, demo: bool = False) -> dict:
+        """Constructor options pointing ccxt's ``exchange_id`` at this server (every urls['api'] entry, paths kept);
+        ``demo=True`` also points its demo-trading urls here (what ``enable_demo_trading`` switches to)."""
+        urls = getattr(ccxt, exchange_id)().urls
+        api = urls["api"]
         loop = urlsplit(self.url)
 
         def rewrite(value):
@@ -132,7 +141,10 @@ class FakeExchange:
             parts = urlsplit(value)
             return urlunsplit((loop.scheme, loop.netloc, parts.path, parts.query, parts.fragment))
 
-        return {"urls": {"api": rewrite(api)}, "rateLimit": 1, "timeout": timeout_ms}
+        out = {"api": rewrite(api)}
+        if demo:
+            out["demo"] = rewrite(urls["demo"])
+        return {"urls": out, "rateLimit": 1, "timeout": timeout_ms}
 
     # ------------------------------------------------------------------ test controls
 
@@ -150,6 +162,8 @@ class FakeExchange:
     def rows(self, symbol_id: str, what: str, start: int | None, end: int | None) -> np.ndarray:
         """Rows of the served series with timestamp in ``[start, end]`` as a float array (column 0: ms)."""
         suffix = "funding_8h" if what == "funding" else what
+        if suffix.startswith("mark_") and not (SAMPLE_DIR / f"binanceusdm_{SYMBOLS[symbol_id][1]}_{suffix}.csv.gz").exists():
+            suffix = suffix.removeprefix("mark_")  # no mark series shipped at this bar size: serve last prices
         df = sample_frame(SYMBOLS[symbol_id][1], suffix)
         ts = df["timestamp"].to_numpy("int64")
         keep = np.ones(len(ts), dtype=bool)
@@ -160,7 +174,17 @@ class FakeExchange:
         for sym, w, t0, t1 in self._removed:
             if sym == symbol_id and w == what:
                 keep &= (ts < t0) | (ts > t1)
-        return df.to_numpy("float64")[keep]
+        if self.clock is None:
+            return df.to_numpy("float64")[keep]
+        now = self.clock()
+        rows = df.to_numpy("float64")[keep & (ts <= now)]
+        step = STEP_MS.get(what.removeprefix("mark_"))
+        if step and len(rows) and rows[-1, 0] + step > now:  # still forming: provisional values
+            rows = rows.copy()
+            rows[-1, 2:5] = rows[-1, 1]
+            if rows.shape[1] > 5:
+                rows[-1, 5] *= 0.5
+        return rows
 
     def _take_fault(self, endpoint: str, params: dict) -> Fault | None:
         with self._lock:
@@ -219,6 +243,23 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
+    def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        split = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        params = {k: v[0] for k, v in {**parse_qs(split.query), **parse_qs(body)}.items()}
+        endpoint = split.path.rsplit("/", 1)[-1]
+        fault = self.fake._take_fault(endpoint, params)
+        with self.fake._lock:
+            self.fake.requests.append(Request(split.path, params, time.monotonic(), fault.kind if fault else None))
+        if not self.headers.get("X-MBX-APIKEY"):
+            return self._send(401, '{"code":-2015,"msg":"Invalid API-key, IP, or permissions for action."}')
+        route = POST_ROUTES.get(split.path)
+        if route is None:
+            return self._send(404, '{"code":-5000,"msg":"Path not found"}')
+        status, payload = route(self.fake, params, fault)
+        self._send(status, json.dumps(payload, separators=(",", ":")))
+
     # ------------------------------------------------------------------ plumbing
 
     def _send(self, status: int, body: str, content_type: str = "application/json", headers: dict | None = None):
@@ -267,13 +308,20 @@ def _binance_exchange_info(fake, params, fault):
         "symbol": sid, "pair": sid, "contractType": "PERPETUAL", "deliveryDate": 4133404800000,
         "onboardDate": 1569398400000, "status": "TRADING", "baseAsset": base, "quoteAsset": "USDT",
         "marginAsset": "USDT", "pricePrecision": 2, "quantityPrecision": 3, "underlyingType": "COIN",
+        "orderTypes": ["LIMIT", "MARKET", "STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET",
+                       "TRAILING_STOP_MARKET"],
         "filters": [{"filterType": "PRICE_FILTER", "minPrice": "0.10", "maxPrice": "4529764", "tickSize": "0.10"},
                     {"filterType": "LOT_SIZE", "minQty": "0.001", "maxQty": "1000", "stepSize": "0.001"},
                     {"filterType": "MIN_NOTIONAL", "notional": "100"}],
         "liquidationFee": "0.012500", "marketTakeBound": "0.05",
     } for sid, (base, _) in SYMBOLS.items()]
-    return 200, {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "exchangeFilters": [],
+    now = fake.clock() if fake.clock is not None else int(time.time() * 1000)
+    return 200, {"timezone": "UTC", "serverTime": now, "rateLimits": [], "exchangeFilters": [],
                  "assets": [], "symbols": symbols}
+
+
+def _binance_time(fake, params, fault):
+    return 200, {"serverTime": fake.clock() if fake.clock is not None else int(time.time() * 1000)}
 
 
 def _binance_range(fake, params, what_of_interval):
@@ -302,6 +350,10 @@ def _drop_one(rows: np.ndarray, fault: Fault | None) -> np.ndarray:
         rows[len(rows) // 2, 0] += 30_000
     if fault is not None and fault.kind == "empty":
         return rows[:0]
+    if fault is not None and fault.kind == "duplicate" and len(rows):
+        return np.concatenate([rows, rows[-1:], rows[:1]])
+    if fault is not None and fault.kind == "late":
+        return rows[:-2]
     return rows
 
 
@@ -328,6 +380,46 @@ def _binance_funding(fake, params, fault):
     rows = _drop_one(rows, fault)
     return 200, [{"symbol": sid, "fundingTime": int(r[0]), "fundingRate": _num(r[1]), "markPrice": "42000.0"}
                  for r in rows]
+
+
+def _binance_order(fake, params, fault):
+    """A market order on the demo account: filled at the open of the 1m candle in progress on the exchange's
+    clock (or its last close without a clock), taker fee 0.05 %; a ``partial`` fault fills half."""
+    sid = params.get("symbol")
+    if sid not in SYMBOLS or params.get("type") != "MARKET" or params.get("side") not in ("BUY", "SELL"):
+        return _binance_error(-1102, "Mandatory parameter was not sent, was empty/null, or malformed.")
+    qty = float(params["quantity"])
+    filled = qty / 2 if fault is not None and fault.kind == "partial" else qty
+    now = fake.clock() if fake.clock is not None else None
+    rows = fake.rows(sid, "1m", None, now)
+    price = float(rows[-1, 1] if now is not None else rows[-1, 4])
+    with fake._lock:
+        order_id = len(fake.orders) + 1
+        order = {"orderId": order_id, "symbol": sid, "status": "FILLED" if filled == qty else "PARTIALLY_FILLED",
+                 "clientOrderId": params.get("newClientOrderId", f"x-{order_id}"), "price": "0",
+                 "avgPrice": _num(price), "origQty": _num(qty), "executedQty": _num(filled),
+                 "cumQuote": _num(filled * price), "timeInForce": "GTC", "type": "MARKET", "reduceOnly": False,
+                 "closePosition": False, "side": params["side"], "positionSide": "BOTH", "stopPrice": "0",
+                 "workingType": "CONTRACT_PRICE", "priceProtect": False, "origType": "MARKET",
+                 "updateTime": now or int(time.time() * 1000), "time": now or int(time.time() * 1000)}
+        fake.orders.append(order)
+    return 200, order
+
+
+def _binance_user_trades(fake, params, fault):
+    orders = [o for o in fake.orders if o["symbol"] == params.get("symbol")
+              and ("orderId" not in params or str(o["orderId"]) == params["orderId"])]
+    return 200, [{"symbol": o["symbol"], "id": o["orderId"], "orderId": o["orderId"], "side": o["side"],
+                  "price": o["avgPrice"], "qty": o["executedQty"], "realizedPnl": "0", "marginAsset": "USDT",
+                  "quoteQty": o["cumQuote"], "commission": _num(float(o["cumQuote"]) * 0.0005),
+                  "commissionAsset": "USDT", "time": o["time"], "positionSide": "BOTH", "buyer": o["side"] == "BUY",
+                  "maker": False} for o in orders]
+
+
+def _binance_leverage(fake, params, fault):
+    fake.leverage[params.get("symbol")] = int(params.get("leverage", 1))
+    return 200, {"leverage": fake.leverage[params.get("symbol")], "maxNotionalValue": "1000000",
+                 "symbol": params.get("symbol")}
 
 
 # ---------------------------------------------------------------------- Bybit v5
@@ -407,15 +499,35 @@ def _bybit_funding(fake, params, fault):
 
 
 ROUTES = {
+    "/fapi/v1/time": _binance_time,
     "/fapi/v1/exchangeInfo": _binance_exchange_info,
     "/fapi/v1/klines": _binance_klines,
     "/fapi/v1/markPriceKlines": lambda fake, p, f: _binance_klines(fake, p, f, mark=True),
     "/fapi/v1/fundingRate": _binance_funding,
+    "/fapi/v1/userTrades": _binance_user_trades,
     "/v5/market/instruments-info": _bybit_instruments,
     "/v5/market/kline": _bybit_klines,
     "/v5/market/mark-price-kline": lambda fake, p, f: _bybit_klines(fake, p, f, mark=True),
     "/v5/market/funding/history": _bybit_funding,
     "/v5/market/risk-limit": _bybit_risk_limit,
+}
+
+
+class AcceleratedClock:
+    """An exchange clock that starts at ``start`` (epoch ms) and runs ``speed`` times faster than real time:
+    ``AcceleratedClock(start, speed=300)`` closes one 1m candle every 0.2 s."""
+
+    def __init__(self, start_ms: int, speed: float):
+        self.start_ms, self.speed = int(start_ms), float(speed)
+        self._t0 = time.monotonic()
+
+    def __call__(self) -> int:
+        return self.start_ms + int((time.monotonic() - self._t0) * 1000 * self.speed)
+
+
+POST_ROUTES = {
+    "/fapi/v1/order": _binance_order,
+    "/fapi/v1/leverage": _binance_leverage,
 }
 
 
