@@ -140,14 +140,15 @@ def watch_parent(pid: int) -> None:
         if fd is not None:
             select.select([fd], [], [])
         else:
-            while _alive(pid):
+            while process_alive(pid):
                 time.sleep(1.0)
         os._exit(1)
 
     threading.Thread(target=watch, name="lstmbt-watch-client", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
+from backtests.executors import process_alive
 from backtests.config import BacktestConfig
 from backtests.engine import load_run_data, run_backtest
 from backtests.result import BacktestResult
@@ -143,19 +144,9 @@ def _clean_stale(parent: Path) -> None:
     for path in parent.glob(f".*{STAGING}*"):
         parts = path.name.split(".")           # "", name..., pid, random, "building"
         pid = int(parts[-3]) if len(parts) >= 4 and parts[-3].isdigit() else None
-        if pid is None or pid == os.getpid() or _alive(pid):
+        if pid is None or pid == os.getpid() or process_alive(pid):
             continue
         shutil.rmtree(path, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def run_and_report(config: BacktestConfig, out: str | Path | None = None, progress: Progress | None = None, *,
