@@ -18,6 +18,50 @@ FILL_COLUMNS = ["time", "size", "price", "notional", "fee", "slippage", "kind", 
 TRADE_COLUMNS = ["entry_time", "exit_time", "direction", "size", "entry_price", "exit_price", "bars",
                  "price_pnl", "fees", "funding", "pnl", "return_pct", "status"]
 REJECT_COLUMNS = ["time", "size", "price", "reason"]
+LIQUIDATION_COLUMNS = ["time", "symbol", "size", "price", "fee", "loss"]
+
+
+@dataclass
+class PortfolioBook:
+    """What a multi-symbol run adds to its :class:`BacktestResult` (``result.portfolio``); plain pandas only.
+
+    Every frame shares the account's bar index (bar open times, UTC) and has one column per symbol, in ``symbols``
+    order. A symbol without a candle at a bar (it starts later, or has a gap) is NaN there in ``prices`` and
+    ``notional``, never forward-filled; ``coverage`` names those spans.
+
+    - ``symbols``: the traded symbols (ccxt unified, ``"BTC/USDT:USDT"``); ``margin_mode``: ``"cross"`` or
+      ``"isolated"``; ``weights``: each symbol's share of equity x leverage at a full target of 1.
+    - ``prices``: symbol -> OHLCV frame (last-price candles) on the account index.
+    - ``position``: signed contracts held at each bar's close; ``notional``: signed position value at the mark close
+      (USDT); ``target``: the strategy's target per symbol in [-1, 1], decided at each close.
+    - ``pnl``: per-bar change of the account's equity caused by each symbol (price, fees, slippage, funding,
+      liquidation; USDT); ``pnl.sum(axis=1)`` equals ``equity.diff()`` (the first bar: equity - initial cash).
+    - ``attribution``: index = symbols, columns = ``ATTRIBUTION_TERMS`` (backtests.attribution), USDT; the whole
+      table sums to final equity - initial cash.
+    - ``margin_balance``: the account's margin balance (wallet + unrealised PnL at mark) at each close;
+      ``maintenance``: maintenance margin per symbol at each close (USDT); ``margin_ratio``: in cross,
+      ``maintenance.sum(axis=1) / margin_balance``; in isolated, the highest of each position's own ratio
+      (maintenance / (isolated margin + unrealised PnL)). Liquidation happens when it reaches 1.
+    - ``liquidations``: one row per liquidation (``LIQUIDATION_COLUMNS``; ``loss`` = USDT the account lost to it,
+      price move from entry plus fee).
+    - ``coverage``: symbol -> {"first": Timestamp, "last": Timestamp, "missing_bars": int,
+      "gaps": [[start, end], ...]} over the account's span.
+    """
+
+    symbols: list
+    margin_mode: str
+    weights: dict
+    prices: dict
+    position: pd.DataFrame
+    notional: pd.DataFrame
+    target: pd.DataFrame
+    pnl: pd.DataFrame
+    attribution: pd.DataFrame
+    margin_balance: pd.Series
+    maintenance: pd.DataFrame
+    margin_ratio: pd.Series
+    liquidations: pd.DataFrame
+    coverage: dict
 
 
 @dataclass
@@ -44,6 +88,10 @@ class BacktestResult:
     - ``fold_boundaries``: where each walk-forward model's test span starts (UTC timestamps).
     - ``source``: the strategy class and its source file with that file's sha256 (``strategy_source``).
     - ``extras``: anything else a caller attaches (not written by the engine).
+    - ``portfolio``: for multi-symbol runs, the per-symbol book (:class:`PortfolioBook`); then ``symbol`` joins the
+      symbols with ``+``, ``equity``/``funding``/``fees`` are the account's, ``fills``/``trades``/``rejected`` gain a
+      ``symbol`` column, and ``position``/``target``/``prices`` hold the first symbol's (use the book). None for a
+      single-symbol run.
     """
 
     name: str
@@ -69,6 +117,7 @@ class BacktestResult:
     models: list = field(default_factory=list)
     fold_boundaries: list = field(default_factory=list)
     source: dict = field(default_factory=dict)
+    portfolio: PortfolioBook | None = None
 
     @property
     def fees_paid(self) -> float:
