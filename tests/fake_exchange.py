@@ -10,10 +10,14 @@ Faults are injected per endpoint with :class:`Fault` (HTTP 429 with Retry-After,
 connection, a slow answer, malformed JSON, an HTML page, an empty page, a page missing a candle),
 and a real exchange gap (maintenance: the exchange has no rows) with :meth:`FakeExchange.remove`.
 Every request is logged in :attr:`FakeExchange.requests`.
+
+With ``websocket=True`` it also serves Binance USDT-M's kline stream (:class:`KlineStream`, aiohttp) on its own
+loopback port; :meth:`FakeExchange.ccxt_config` then points ccxt.pro's ``urls['api']['ws']`` there.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import threading
@@ -26,6 +30,7 @@ from typing import Callable
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import ccxt
+import ccxt.pro as ccxt_pro
 import numpy as np
 import pandas as pd
 
@@ -92,6 +97,8 @@ class FakeExchange:
     """The exchange's "now" in epoch ms for live tests (see :class:`AcceleratedClock`); None serves every row.
     With a clock, rows after "now" do not exist yet and the candle that is still forming is served with
     provisional values (high = low = close = open, half the volume), as a live exchange serves it."""
+    websocket: bool = False
+    """Also serve the kline websocket (:attr:`stream`, a :class:`KlineStream`); needs a ``clock``."""
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -99,6 +106,7 @@ class FakeExchange:
         self._server: ThreadingHTTPServer | None = None
         self.orders: list[dict] = []  # demo-account orders received (Binance USDT-M order endpoint)
         self.leverage: dict[str, int] = {}
+        self.stream: KlineStream | None = None
 
     # ------------------------------------------------------------------ life cycle
 
@@ -116,8 +124,14 @@ class FakeExchange:
         self._server.daemon_threads = True
         self._server.block_on_close = False
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        if self.websocket:
+            self.stream = KlineStream(self)
+            self.stream.start()
 
     def stop(self) -> None:
+        if self.stream is not None:
+            self.stream.stop()
+            self.stream = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -142,6 +156,9 @@ class FakeExchange:
             return urlunsplit((loop.scheme, loop.netloc, parts.path, parts.query, parts.fragment))
 
         out = {"api": rewrite(api)}
+        if self.stream is not None:  # ccxt.pro's stream urls (the REST class has none)
+            ws = getattr(ccxt_pro, exchange_id)().urls["api"]["ws"]
+            out["api"]["ws"] = _rewrite_urls(ws, "ws", f"127.0.0.1:{self.stream.port}")
         if demo:
             out["demo"] = rewrite(urls["demo"])
         return {"urls": out, "rateLimit": 1, "timeout": timeout_ms}
@@ -208,6 +225,13 @@ class _QuietServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
             super().handle_error(request, client_address)
+
+
+def _rewrite_urls(value, scheme: str, netloc: str):
+    if isinstance(value, dict):
+        return {k: _rewrite_urls(v, scheme, netloc) for k, v in value.items()}
+    parts = urlsplit(value)
+    return urlunsplit((scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 def _num(x: float) -> str:
@@ -540,3 +564,140 @@ def source_frame(symbol_id: str, what: str, start: str, end: str) -> pd.DataFram
     out = df.drop(columns="timestamp").set_axis(index)
     lo, hi = pd.Timestamp(start, tz="UTC"), pd.Timestamp(end, tz="UTC")
     return out[(out.index >= lo) & (out.index < hi)].astype("float64")
+
+
+# ---------------------------------------------------------------------- Binance USDT-M kline websocket
+
+
+class KlineStream:
+    """Binance USDT-M's kline stream (``<symbol>@kline_<interval>``) on 127.0.0.1, driven by the fake's clock.
+
+    After a client's ``SUBSCRIBE`` (answered ``{"result": null, "id": N}``), every ``tick`` real seconds it sends the
+    forming candle (provisional values, ``"x": false``); when the clock enters a new bar it first sends the final
+    values of the bar that just closed (``"x": true``), as Binance does. Faults on endpoint ``"ws_kline"``, taken at
+    each bar change: ``duplicate`` sends that final kline again after the next bar's first update, ``late`` sends
+    the final kline of two bars back, ``drop`` closes the socket before the final kline (it is lost) and refuses
+    new connections for ``fault.delay`` real seconds. :meth:`drop` does the same on demand.
+    """
+
+    def __init__(self, fake: FakeExchange, tick: float = 0.02):
+        self.fake, self.tick = fake, tick
+        self.port: int | None = None
+        self.connections = 0            # successful websocket handshakes
+        self.drops = 0                  # sockets closed by the server
+        self.refused = 0                # handshakes refused while "down"
+        self._refuse_until = 0.0
+        self._sockets: set = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner = None
+
+    def start(self) -> None:
+        from aiohttp import web
+
+        ready = threading.Event()
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            app = web.Application()
+            app.router.add_get("/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, handle_signals=False)
+            loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            loop.run_until_complete(site.start())
+            self.port = site._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            loop.close()
+
+        threading.Thread(target=main, daemon=True).start()
+        if not ready.wait(10):
+            raise RuntimeError("the fake kline stream did not start")
+
+    def stop(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop = None
+
+    async def _shutdown(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close()
+        await self._runner.cleanup()
+
+    def drop(self, down_seconds: float = 0.0) -> None:
+        """Close every open socket now and refuse new connections for ``down_seconds`` (real time)."""
+        async def close_all():
+            self._refuse_until = time.monotonic() + down_seconds
+            for ws in list(self._sockets):
+                self.drops += 1
+                await ws.close()
+        asyncio.run_coroutine_threadsafe(close_all(), self._loop).result(10)
+
+    async def _handle(self, request):
+        from aiohttp import WSMsgType, web
+
+        if time.monotonic() < self._refuse_until:
+            self.refused += 1
+            return web.Response(status=503, text="503 Service Temporarily Unavailable")
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.connections += 1
+        self._sockets.add(ws)
+        senders = []
+        try:
+            async for msg in ws:
+                if msg.type != WSMsgType.TEXT:
+                    continue
+                data = json.loads(msg.data)
+                if data.get("method") == "SUBSCRIBE":
+                    await ws.send_str(json.dumps({"result": None, "id": data.get("id")}))
+                    for stream in data.get("params", []):
+                        senders.append(asyncio.create_task(self._send_klines(ws, stream)))
+        finally:
+            for task in senders:
+                task.cancel()
+            self._sockets.discard(ws)
+        return ws
+
+    def _kline(self, sid: str, tf: str, t: int, closed: bool) -> str | None:
+        rows = self.fake.rows(sid, tf, t, t)
+        if not len(rows):
+            return None
+        r, step = rows[0], STEP_MS[tf]
+        k = {"t": int(r[0]), "T": int(r[0]) + step - 1, "s": sid, "i": tf, "f": 0, "L": 0, "o": _num(r[1]),
+             "c": _num(r[4]), "h": _num(r[2]), "l": _num(r[3]), "v": _num(r[5]), "n": 1000, "x": closed,
+             "q": _num(r[5] * r[4]), "V": _num(r[5] / 2), "Q": _num(r[5] * r[4] / 2), "B": "0"}
+        return json.dumps({"e": "kline", "E": self.fake.clock(), "s": sid, "k": k}, separators=(",", ":"))
+
+    async def _send_klines(self, ws, stream: str) -> None:
+        market, _, channel = stream.partition("@")
+        sid, tf = market.upper(), channel.removeprefix("kline_")
+        step = STEP_MS[tf]
+        sent: int | None = None
+        while not ws.closed:
+            t = self.fake.clock() // step * step
+            later: list[str | None] = []
+            if sent is not None and t > sent:
+                fault = self.fake._take_fault("ws_kline", {"symbol": sid})
+                if fault is not None and fault.kind == "drop":
+                    self._refuse_until = time.monotonic() + fault.delay
+                    self.drops += 1
+                    await ws.close()
+                    return
+                final = self._kline(sid, tf, sent, True)
+                if final:
+                    await ws.send_str(final)
+                if fault is not None and fault.kind == "duplicate":
+                    later.append(final)
+                elif fault is not None and fault.kind == "late":
+                    later.append(self._kline(sid, tf, sent - step, True))
+            forming = self._kline(sid, tf, t, False)
+            if forming:
+                await ws.send_str(forming)
+            for text in later:
+                if text:
+                    await ws.send_str(text)
+            sent = t
+            await asyncio.sleep(self.tick)

@@ -42,7 +42,7 @@ def sma_config() -> BacktestConfig:
 def runner(fake: FakeExchange, folder: Path, lines: list[str] | None = None) -> PaperRunner:
     exchange = make_exchange("binanceusdm", fake.ccxt_config("binanceusdm"))
     return PaperRunner(sma_config(), folder, exchange, progress=(lines.append if lines is not None else None),
-                       poll_seconds=0.05, history_bars=5, report_every=0, reconnect=RECONNECT, request_policy=QUICK)
+                       poll_seconds=0.05, history_bars=5, report_every=None, reconnect=RECONNECT, request_policy=QUICK)
 
 
 def test_paper_run_equals_a_backtest_of_the_same_bars_across_duplicates_late_candles_and_a_disconnect(tmp_path):
@@ -92,7 +92,8 @@ def test_resuming_with_another_strategy_config_is_refused(tmp_path):
 
 
 def test_cli_paper_stops_cleanly_on_sigint_then_status_and_reconcile_work(tmp_path, capsys):
-    with FakeExchange(clock=clock()) as fake:
+    """Through the CLI with ``--feed ws``: SIGINT also closes the websocket thread cleanly."""
+    with FakeExchange(clock=clock(), websocket=True) as fake:
         config = tmp_path / "exchange.json"
         config.write_text(json.dumps(fake.ccxt_config("binanceusdm")))
         out = tmp_path / "run"
@@ -100,7 +101,7 @@ def test_cli_paper_stops_cleanly_on_sigint_then_status_and_reconcile_work(tmp_pa
         toml.write_text('name = "sma-paper"\nstrategy = "sma_cross"\n[params]\nfast = 2\nslow = 4\n'
                         '[data]\nexchange = "binanceusdm"\nsymbol = "BTC/USDT:USDT"\ntimeframe = "1m"\n')
         cmd = [sys.executable, "-m", "backtests.cli", "paper", "--config", str(toml), "--exchange-config", str(config),
-               "--out", str(out), "--poll", "0.05", "--report-every", "0"]
+               "--out", str(out), "--poll", "0.05", "--report-every", "0", "--feed", "ws"]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
@@ -112,7 +113,7 @@ def test_cli_paper_stops_cleanly_on_sigint_then_status_and_reconcile_work(tmp_pa
     assert proc.returncode == 0, stderr
     assert "Traceback" not in stderr and "stopped at" in stdout
     state = json.loads((out / "paper.json").read_text())
-    assert state["status"] == "stopped" and state["bars"] >= 1
+    assert state["status"] == "stopped" and state["bars"] >= 1 and state["feed"] == "ws"
     assert (out / "report" / "report.html").exists()
     assert main(["paper", "status", str(out)]) == 0
     assert "stopped" in capsys.readouterr().out
@@ -142,7 +143,7 @@ def test_demo_orders_go_to_the_demo_account_and_reconcile_names_partial_fills_an
         orders = DemoAccount(make_exchange("binanceusdm", options, environ=env), "BTC/USDT:USDT", policy=QUICK)
         orders.set_leverage(2)
         market = make_exchange("binanceusdm", fake.ccxt_config("binanceusdm"))
-        PaperRunner(sma_config(), folder, market, poll_seconds=0.05, history_bars=5, report_every=0,
+        PaperRunner(sma_config(), folder, market, poll_seconds=0.05, history_bars=5, report_every=None,
                     reconnect=RECONNECT, request_policy=QUICK, demo=orders).run(max_bars=10)
         sent = list(fake.orders)
         assert fake.leverage == {"BTCUSDT": 2}
@@ -164,3 +165,36 @@ def test_demo_mode_refuses_missing_keys_and_non_demo_order_hosts(tmp_path):
     live = {"urls": {"demo": {"fapiPrivate": "https://fapi.binance.com/fapi/v1"}}}  # a real-money host as "demo"
     with pytest.raises(DemoRefused, match="fapi.binance.com"):
         enable_demo(make_exchange("binanceusdm", live, environ=keys))
+
+
+def test_websocket_feed_equals_a_backtest_across_a_socket_drop_duplicate_and_late_klines(tmp_path):
+    """--feed ws: ccxt.pro's kline stream from the fake's websocket; the socket is closed mid-run just before a
+    bar's final kline (that bar comes from REST), one final kline is sent twice and an old one late."""
+    from backtests.paper.stream import make_stream_exchange
+
+    faults = [Fault("duplicate", "ws_kline", skip=2), Fault("late", "ws_kline", skip=3),
+              Fault("drop", "ws_kline", skip=5, delay=0.3)]
+    lines: list[str] = []
+    with FakeExchange(faults=faults, clock=clock(), websocket=True) as fake:
+        options = fake.ccxt_config("binanceusdm")
+        paper = PaperRunner(sma_config(), tmp_path / "run", make_exchange("binanceusdm", options),
+                            progress=lines.append, poll_seconds=0.05, history_bars=5, report_every=None,
+                            reconnect=RECONNECT, request_policy=QUICK,
+                            stream=make_stream_exchange("binanceusdm", options))
+        state = paper.run(max_bars=10)
+        assert fake.stream.connections >= 2 and fake.stream.drops == 1
+    assert state.feed == "ws" and state.disconnects >= 1 and any("websocket down" in line for line in lines)
+    assert paper.source.streamed >= 5 and paper.source.backfilled >= 1  # the bar whose final kline was lost
+    result = reconcile(tmp_path / "run")
+    assert result.differences.empty, result.differences
+    assert len(result.paper.fills) > 0
+    held = pd.read_parquet(tmp_path / "run" / "data" / "paper_candles.parquet")
+    truth = source_frame("BTCUSDT", "1m", str(held.index[0]), str(held.index[-1] + pd.Timedelta(minutes=1)))
+    pd.testing.assert_frame_equal(held, truth, check_freq=False, check_index_type=False)  # final values only
+
+
+def test_websocket_feed_is_refused_where_ccxt_has_no_kline_stream():
+    from backtests.paper.stream import make_stream_exchange
+
+    with pytest.raises(ValueError, match="downloads support exchanges"):
+        make_stream_exchange("nope")

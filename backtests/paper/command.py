@@ -9,6 +9,7 @@ from pathlib import Path
 EXAMPLES = """examples:
   lstmbt paper --config backtests/configs/btc_lstm_1h.toml --exchange bybit      # simulated fills on live candles
   lstmbt paper --strategy sma_cross --symbol ETH/USDT:USDT --timeframe 1m --exchange binanceusdm --out runs/eth-paper
+  lstmbt paper --config my.toml --exchange binanceusdm --feed ws # candles from ccxt's websocket kline stream
   lstmbt paper --out runs/eth-paper --config same.toml        # resume a stopped run (same folder, same config)
   lstmbt paper status runs/eth-paper
   lstmbt paper reconcile runs/eth-paper                         # paper vs a backtest of exactly the same bars
@@ -20,8 +21,12 @@ def add_paper_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="*", metavar="[status|reconcile RUN_DIR]",
                    help="nothing: start or resume a paper run; 'status RUN_DIR' or 'reconcile RUN_DIR'")
     p.add_argument("--exchange-config", help="TOML/JSON file of ccxt constructor options (urls, timeout, proxies...)")
+    p.add_argument("--feed", choices=("rest", "ws"), default="rest",
+                   help="where new closed candles come from: 'rest' polls ccxt's REST API (default: works everywhere, "
+                        "one request per poll); 'ws' listens to ccxt's websocket kline stream (ccxt.pro) and still "
+                        "uses REST for the history, funding, mark prices and any bar the stream missed")
     p.add_argument("--poll", type=float, help="seconds between polls while no candle has closed (default: bar/10, "
-                                              "at most 5)")
+                                              "at most 5); with --feed ws, between checks of the exchange clock")
     p.add_argument("--max-bars", type=int, help="stop after this many new bars (default: run until Ctrl-C)")
     p.add_argument("--report-every", type=int, default=1, help="refresh the report every N bars (default 1)")
     p.add_argument("--demo", action="store_true",
@@ -61,8 +66,13 @@ def paper_run(args: argparse.Namespace, config) -> int:
 
         demo = DemoAccount(make_exchange(config.data.exchange, options), config.data.symbol)
         demo.set_leverage(config.broker.leverage)
+    stream = None
+    if args.feed == "ws":
+        from backtests.paper.stream import make_stream_exchange
+
+        stream = make_stream_exchange(config.data.exchange, options)
     runner = PaperRunner(config, folder, exchange, progress=lambda line: print(line, flush=True),
-                         poll_seconds=args.poll, report_every=args.report_every, demo=demo)
+                         poll_seconds=args.poll, report_every=args.report_every, demo=demo, stream=stream)
     state = runner.run(max_bars=args.max_bars)
     print(f"report: {folder / 'report' / 'report.html'}" if (folder / "report").exists() else f"run folder: {folder}")
     print(f"paper: {state.bars} bar(s), position {state.position:+.6g}, equity {state.equity:,.2f}, "

@@ -118,6 +118,7 @@ class PaperState:
     ignored: int = 0                # duplicate or late candles dropped
     disconnects: int = 0
     models: list = field(default_factory=list)
+    feed: str = "rest"              # where new candles come from: "rest" polling or the "ws" kline stream
     status: str = "running"
     updated: str = ""
 
@@ -139,13 +140,16 @@ class PaperRunner:
     A folder that already holds a paper run is resumed (its saved config must match). ``poll_seconds``: the wait
     between polls when no new candle has closed (default a tenth of the bar, at most 5 s). ``history_bars``
     extra bars before the start are fetched for indicator warm-up (the strategy's own ``history_bars`` are always
-    fetched). ``report_every``: refresh the report every N bars (0: only at the end).
+    fetched). ``report_every``: refresh the report every N bars (0: only at the end; None: never, the files of
+    ``paper reconcile`` and ``paper status`` are still written). ``stream``: a ``ccxt.pro`` client (see
+    :func:`~backtests.paper.stream.make_stream_exchange`) to take new candles from its kline stream (``--feed ws``)
+    instead of polling REST.
     """
 
     def __init__(self, config: BacktestConfig, folder: str | Path, exchange, *, progress: Progress | None = None,
-                 poll_seconds: float | None = None, history_bars: int = 0, report_every: int = 1,
+                 poll_seconds: float | None = None, history_bars: int = 0, report_every: int | None = 1,
                  reconnect: RetryPolicy | None = None, request_policy: RetryPolicy | None = None,
-                 demo: DemoAccount | None = None):
+                 demo: DemoAccount | None = None, stream=None):
         from backtests.engine import strategy_class
 
         self.config, self.folder = config, Path(folder)
@@ -157,8 +161,19 @@ class PaperRunner:
         self.report_every = report_every
         self.reconnect = reconnect or RetryPolicy(max_attempts=1_000_000, max_elapsed=float("inf"), base_delay=1.0,
                                                   max_delay=60.0)
-        self.source = LiveSource(exchange, config.data.symbol, config.data.timeframe, policy=request_policy,
-                                 on_retry=self._on_retry)
+        if stream is None:   # --feed rest: poll REST for closed candles
+            self.source = LiveSource(exchange, config.data.symbol, config.data.timeframe, policy=request_policy,
+                                     on_retry=self._on_retry)
+        else:                # --feed ws: ccxt.pro's kline stream, REST for history, gaps, funding and mark
+            from backtests.paper.stream import StreamSource
+
+            self.source = StreamSource(exchange, stream, config.data.symbol, config.data.timeframe,
+                                       policy=request_policy, on_retry=self._on_retry, reconnect=self.reconnect,
+                                       progress=self.progress, resync_seconds=self.poll_seconds)
+        self.feed = "rest" if stream is None else "ws"
+        # with the stream, a look at its buffer costs no request: look often; poll_seconds paces the clock checks
+        self.look_seconds = self.poll_seconds if stream is None else min(self.poll_seconds, 0.1)
+        self._drops_seen = 0
         self.demo = demo
         self._stop = threading.Event()
         self.state: PaperState | None = None
@@ -203,12 +218,13 @@ class PaperRunner:
                 if until is not None and self.source.now_ms() >= until.value // 1_000_000:
                     break
                 if not new:
-                    self._sleep(self.poll_seconds)
+                    self._sleep(self.look_seconds)
         finally:
+            self.source.close()
             if handler is not None:
                 signal.signal(signal.SIGINT, handler)
         self.state.status = "stopped"
-        self._save(report=True)
+        self._save(report=self.report_every is not None)
         self.progress(f"paper: stopped at {self.state.last_bar}; state saved in {self.folder / STATE_FILE}")
         return self.state
 
@@ -223,6 +239,7 @@ class PaperRunner:
         except GiveUp as exc:
             raise PaperError(f"{self.config.data.exchange}: cannot reach the exchange ({exc})") from None
         self.state.status = "running"
+        self.state.feed = self.feed
         return self.state
 
     def _start_new(self) -> None:
@@ -271,6 +288,9 @@ class PaperRunner:
         """One poll: handle every candle closed since the last one held; returns how many were new."""
         last = pd.Timestamp(self.state.last_bar) if self.state.last_bar else None
         polled = self.source.poll(last, pd.Timestamp(self.state.start))
+        drops = getattr(self.source, "drops", 0)
+        self.state.disconnects += drops - self._drops_seen
+        self._drops_seen = drops
         self.state.ignored += polled.ignored
         if polled.ignored:
             self.progress(f"paper: ignored {polled.ignored} duplicate or late candle(s)")
@@ -279,7 +299,7 @@ class PaperRunner:
         if not len(new):
             return 0
         self._decide(new)
-        self._save(report=self.report_every > 0 and self.state.bars % self.report_every == 0)
+        self._save(report=bool(self.report_every) and self.state.bars % self.report_every == 0)
         return len(new)
 
     def _decide(self, new: pd.DatetimeIndex) -> None:

@@ -90,7 +90,15 @@ class LiveSource:
         now = self.now_ms()
         last_closed = self.last_closed_open_ms(now)
         first = int(since.value // 1_000_000) if after is None else int(after.value // 1_000_000) + self.step_ms
-        rows = self._rows("candles", first, last_closed)
+        return self._polled(self._rows("candles", first, last_closed), after, first, now, last_closed)
+
+    def close(self) -> None:
+        """Release what the source holds open (nothing for REST polling)."""
+
+    def _polled(self, rows: np.ndarray, after: pd.Timestamp | None, first: int, now: int,
+                last_closed: int) -> Polled:
+        """Candle ``rows`` (column 0: open ms) filtered to the closed ones after ``after`` and de-duplicated, with
+        the funding settlements and mark candles fetched from ``first``."""
         held = int(after.value // 1_000_000) if after is not None else first - 1
         fresh = rows[(rows[:, 0] > held) & (rows[:, 0] <= last_closed)] if len(rows) else rows
         fresh = fresh[np.unique(fresh[:, 0], return_index=True)[1]] if len(fresh) else fresh
