@@ -198,3 +198,28 @@ def test_websocket_feed_is_refused_where_ccxt_has_no_kline_stream():
 
     with pytest.raises(ValueError, match="downloads support exchanges"):
         make_stream_exchange("nope")
+
+
+def test_lstm_paper_run_with_walk_forward_retraining_equals_a_backtest_of_the_same_bars(tmp_path):
+    """The model strategy unchanged: its first model is fitted on the history before the start (before the start
+    bar closes), a new fold's model every 4 bars as in a backtest; decisions, positions and equity equal."""
+    import torch.optim  # noqa: F401  Adam's first use imports torch._dynamo (seconds): before the fast clock runs
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+
+    model = {"window": 8, "hidden": 4, "train_bars": 300, "val_bars": 100, "epochs": 1, "walk_forward_test_bars": 4}
+    config = BacktestConfig(name="paper-lstm", strategy="lstm", model=model, cache_dir=str(tmp_path / "models"),
+                            data=DataConfig(symbol="BTC/USDT:USDT", timeframe="1m"))
+    lines: list[str] = []
+    with FakeExchange(clock=clock()) as fake:
+        exchange = make_exchange("binanceusdm", fake.ccxt_config("binanceusdm"))
+        state = PaperRunner(config, tmp_path / "run", exchange, progress=lines.append, poll_seconds=0.05,
+                            report_every=None, reconnect=RECONNECT, request_policy=QUICK).run(max_bars=8)
+    assert any("prepared on the history before the start" in line for line in lines)
+    start = pd.Timestamp(state.start)
+    names = [m["name"] for m in state.models]
+    assert names[0] == f"fold-{start:%Y%m%dT%H%MZ}" and len(names) >= 2  # retrained on schedule
+    assert len({m["weights_sha256"] for m in state.models}) == len(names)
+    result = reconcile(tmp_path / "run")
+    assert state.missed == 0 and result.differences.empty, result.differences
+    assert (result.table["paper_position"] == result.table["backtest_position"]).all()
+    assert result.paper.equity.iloc[-1] == pytest.approx(state.equity, abs=1e-9)

@@ -21,6 +21,7 @@ How a bar is handled (one :meth:`PaperRunner.step`):
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import threading
@@ -246,20 +247,56 @@ class PaperRunner:
         if self.folder.exists() and any(self.folder.iterdir()):
             raise PaperError(f"{self.folder} is not empty and holds no paper run; choose a new --out folder")
         self.folder.mkdir(parents=True, exist_ok=True)
-        last_closed = pd.Timestamp(self.source.last_closed_open_ms(), unit="ms", tz="UTC")
-        start = last_closed + self.step_delta  # the first bar that closes after the start is traded on paper
-        run_config = self._run_config(start)
-        history = self.cls.history_bars(run_config) + self.extra_history
-        first = start - history * self.step_delta
-        self.progress(f"paper: {self.config.strategy} on {self.config.data.exchange} {self.config.data.symbol} "
-                      f"{self.config.data.timeframe}; fetching {history:,} bars of history from {first:%Y-%m-%d %H:%M}")
-        polled = self.source.poll(None, first)
-        self._append(polled)
+        for attempt in range(3):  # the start is the first bar that closes after the model is ready
+            self.source.sync_clock()
+            last_closed = pd.Timestamp(self.source.last_closed_open_ms(), unit="ms", tz="UTC")
+            start = last_closed + self.step_delta  # the first bar that closes after the start is traded on paper
+            run_config = self._run_config(start)
+            if attempt == 0 or not len(self.candles):
+                history = self.cls.history_bars(run_config) + self.extra_history
+                first = start - history * self.step_delta
+                self.progress(f"paper: {self.config.strategy} on {self.config.data.exchange} "
+                              f"{self.config.data.symbol} {self.config.data.timeframe}; fetching {history:,} bars of "
+                              f"history from {first:%Y-%m-%d %H:%M}")
+                self._append(self.source.poll(None, first))
+            else:
+                self._append(self.source.poll(self.candles.index[-1], first))
+            if not self._pretrain(run_config, start):
+                break
+            self.source.sync_clock()
+            if self.source.last_closed_open_ms() < start.value // 1_000_000:
+                break
+            self.progress("paper: the start bar closed while the model was prepared; starting at a later bar")
         self.state = PaperState(self.config.data.exchange, self.config.data.symbol, self.config.data.timeframe,
                                 start.isoformat(), run_config.to_dict(), equity=self.config.broker.cash)
         self.state.last_bar = self.candles.index[-1].isoformat() if len(self.candles) else None
         self._save(report=False)
         self.progress(f"paper: trading from the bar opening {start:%Y-%m-%d %H:%M} UTC; run folder {self.folder}")
+
+    def _pretrain(self, run_config: BacktestConfig, start: pd.Timestamp) -> bool:
+        """Fit (or load from the cache) the strategy's model on the history before ``start`` now, so the first
+        decision does not wait for training: ``prepare`` is called as a backtest starting at ``start`` would call
+        it, on the history plus one provisional bar at ``start`` (models train strictly before the span, so that
+        bar is never learnt from; the first decision's ``prepare`` then finds the same model in the cache).
+        A walk-forward model is refitted on schedule by the decisions themselves. Returns whether it prepared."""
+        if self.cls.history_bars(run_config) == 0 or not len(self.candles):
+            return False  # no model to fit
+        from backtests.engine import prepare_strategy
+
+        last = self.candles.iloc[-1]
+        provisional = pd.DataFrame([[last["close"]] * 4 + [0.0]], columns=self.candles.columns,
+                                   index=pd.DatetimeIndex([start], name=self.candles.index.name).as_unit(
+                                       self.candles.index.unit))
+        market = dataclasses.replace(self.market(), candles=pd.concat([self.candles, provisional]))
+        started = time.perf_counter()
+        try:
+            prepare_strategy(self.cls, run_config, market, start, None)
+        except ValueError as exc:
+            self.progress(f"paper: the model is fitted at the first bar instead ({exc})")
+            return False
+        self.progress(f"paper: {self.config.strategy} prepared on the history before the start "
+                      f"in {time.perf_counter() - started:.1f} s")
+        return True
 
     def _resume(self) -> None:
         self.state = PaperState.load(self.folder)
@@ -336,7 +373,7 @@ class PaperRunner:
         st.position = float(self.account.position.iloc[-1])
         st.equity = float(self.account.equity.iloc[-1])
         st.pending_target = float(self.decisions["executed_target"].iloc[-1])
-        st.models = list(self.backtest.extras.get("checkpoints", []))
+        st.models = [dict(m) for m in self.backtest.models]  # the model id(s) deciding: name, weights sha256...
         pending = self.account.extras.get("pending_size")
         if self.demo is not None and pending is not None and not self.decisions["missed"].iloc[-1]:
             self._send_demo_order(pending, new[-1] + self.step_delta)
