@@ -106,7 +106,7 @@ def test_cli_paper_stops_cleanly_on_sigint_then_status_and_reconcile_work(tmp_pa
         proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
         decisions = out / "decisions.csv"
-        while time.monotonic() < deadline and not (decisions.exists() and len(decisions.read_text().splitlines()) > 6):
+        while time.monotonic() < deadline and not (decisions.exists() and len(decisions.read_text().splitlines()) > 3):
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=60)
@@ -213,7 +213,7 @@ def test_lstm_paper_run_with_walk_forward_retraining_equals_a_backtest_of_the_sa
     with FakeExchange(clock=clock()) as fake:
         exchange = make_exchange("binanceusdm", fake.ccxt_config("binanceusdm"))
         state = PaperRunner(config, tmp_path / "run", exchange, progress=lines.append, poll_seconds=0.05,
-                            report_every=None, reconnect=RECONNECT, request_policy=QUICK).run(max_bars=8)
+                            report_every=None, reconnect=RECONNECT, request_policy=QUICK).run(max_bars=6)
     assert any("prepared on the history before the start" in line for line in lines)
     start = pd.Timestamp(state.start)
     names = [m["name"] for m in state.models]

@@ -85,7 +85,7 @@ def paper_status(folder: Path) -> int:
 
     state = PaperState.load(folder)
     rows = [("run", str(folder)), ("status", state.status), ("market", f"{state.exchange} {state.symbol} "
-            f"{state.timeframe}"), ("strategy", str(state.config.get("strategy"))), ("trading since", state.start),
+            f"{state.timeframe}"), ("strategy", str(state.config.get("strategy"))), ("feed", state.feed), ("trading since", state.start),
             ("last closed bar", state.last_bar or "none yet"), ("paper bars", f"{state.bars:,}"),
             ("position", f"{state.position:+.6g}"), ("equity", f"{state.equity:,.2f}"),
             ("next open fills target", f"{state.pending_target:+g}"), ("missed decisions", str(state.missed)),
