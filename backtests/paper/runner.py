@@ -364,7 +364,7 @@ class PaperRunner:
             previous = executed
         rows = pd.DataFrame(rows, columns=DECISION_COLUMNS)
         self.decisions = pd.concat([self.decisions, rows], ignore_index=True) if len(self.decisions) else rows
-        self.account = paper_account(run_config, market, self.decisions, self.backtest.target.index)
+        self.account = self._account(run_config, market)
         self.backtest.name = self.backtest.strategy = f"backtest {self.config.strategy}"
         st = self.state
         st.bars = len(self.decisions)
@@ -383,6 +383,20 @@ class PaperRunner:
         close = float(self.candles["close"].iloc[-1])
         self.progress(f"paper: {new[-1]:%Y-%m-%d %H:%M} close {close:,.2f} target {st.pending_target:+g} "
                       f"position {st.position:+.6g} equity {st.equity:,.2f}")
+
+    def _account(self, run_config: BacktestConfig, market: MarketData) -> BacktestResult:
+        """The paper account. When every executed target equals the backtest's target at its bar (no missed
+        decision) and no demo order needs the size ordered at the last close, it *is* the backtest (the same
+        targets through the same sizing and broker), so the second run over the span is skipped."""
+        index = self.backtest.target.index
+        executed = pd.Series(self.decisions["executed_target"].to_numpy("float64"),
+                             index=pd.DatetimeIndex(pd.to_datetime(self.decisions["time"], utc=True)))
+        executed = executed.reindex(index).ffill().fillna(0.0).to_numpy()
+        if self.demo is None and np.array_equal(executed, self.backtest.target.to_numpy("float64")):
+            name = f"paper {self.config.strategy}"
+            return dataclasses.replace(self.backtest, name=name, strategy=name,
+                                       extras={**self.backtest.extras, "pending_size": None})
+        return paper_account(run_config, market, self.decisions, index)
 
     def _warming_up(self, new: pd.DatetimeIndex, why: str) -> None:
         """The strategy refuses a span this short (a backtest of these bars would be refused too): stay flat."""
