@@ -83,22 +83,108 @@ class BacktestRun:
     result: BacktestResult
     config: BacktestConfig
     metrics: pd.Series = field(repr=False)
+    market: MarketData | None = field(default=None, repr=False)     # the data given in memory (a DataFrame)
 
     def __getattr__(self, name: str):
-        if name in ("result", "config", "metrics"):          # not set yet (unpickling): no recursion
+        if name in ("result", "config", "metrics", "market"):          # not set yet (unpickling): no recursion
             raise AttributeError(name)
         return getattr(self.result, name)
 
     def report(self, folder: str | os.PathLike, *, baselines: list[BacktestResult] = ()) -> Path:
         """Write the report folder (``report.html``, ``metrics.json``, CSVs, charts, ``data/``, ``manifest.json``)
-        into ``folder``, as ``lstmbt backtest`` does; returns ``report.html``'s path. ``lstmbt report FOLDER``
-        re-renders it; ``--rerun`` works when the data came from a DataConfig (a DataFrame is not stored)."""
+        into ``folder``, as ``lstmbt backtest`` does (with the report's 1x buy-and-hold run on the same data unless
+        ``baselines`` hold one); returns ``report.html``'s path. ``lstmbt report FOLDER`` re-renders it and
+        ``lstmbt report FOLDER --rerun`` runs it again: a run on a DataFrame keeps its candles (and funding) in
+        ``FOLDER/input/`` with their SHA-256 in the manifest, and the rerun reads them from there."""
         from backtests.manifest import build_manifest
         from backtests.persist import write_run_folder
+        from backtests.session import reference_run
+        from strategies.registry import get_strategy
 
+        folder = Path(folder)
+        baselines = list(baselines)
+        names = [self.config.strategy, *(b.name for b in baselines)]
+        reference = reference_run(self.config, names, self.market)
+        if reference is not None:
+            baselines.append(reference)
+        rerunnable = []                 # baselines the rerun can run again by name
+        for b in baselines:
+            if b is not reference and b.name != self.config.strategy:
+                try:
+                    get_strategy(b.name)
+                    rerunnable.append(b.name)
+                except ValueError:
+                    pass
+        config = self.config.replace(baselines=tuple(rerunnable))
         argv = [sys.argv[0] if sys.argv else "python", f"Backtest(..., {self.config.strategy!r}).run()"]
-        return write_run_folder(folder, self.result, list(baselines),
-                                build_manifest(self.config, self.result, baselines, argv))
+        manifest = build_manifest(config, self.result, baselines, argv)
+        if self.market is not None:
+            manifest["input"] = save_input(folder, self.market)
+        return write_run_folder(folder, self.result, baselines, manifest)
+
+
+INPUT_DIR = "input"
+INPUT_FRAMES = ("candles", "funding", "mark")
+
+
+def save_input(folder: str | os.PathLike, market: MarketData) -> dict:
+    """Save the market data a run was given in memory (a DataFrame) into ``folder/input/*.parquet``; returns the
+    manifest's ``input`` record: each file's relative path, rows and SHA-256, and the market's names."""
+    import hashlib
+
+    out = Path(folder) / INPUT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"exchange": market.exchange, "symbol": market.symbol, "timeframe": market.timeframe,
+              "source": market.source, "files": {}}
+    for kind in INPUT_FRAMES:
+        frame = getattr(market, kind)
+        if frame is None:
+            continue
+        path = out / f"{kind}.parquet"
+        tmp = path.with_suffix(".parquet.tmp")
+        frame.to_parquet(tmp)
+        os.replace(tmp, path)
+        record["files"][kind] = {"file": f"{INPUT_DIR}/{kind}.parquet", "rows": len(frame),
+                                 "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    return record
+
+
+def load_input(folder: str | os.PathLike, record: dict) -> MarketData:
+    """The :class:`MarketData` that :func:`save_input` saved in ``folder`` (a run folder); raises DataError when
+    a file is missing or its SHA-256 is not the manifest's."""
+    import hashlib
+
+    from backtests.persist import inside
+
+    frames = {}
+    files = record.get("files") if isinstance(record, dict) else None
+    if not isinstance(files, dict) or "candles" not in files:
+        raise DataError(f"{folder}: the manifest's 'input' record names no saved candles")
+    for kind in INPUT_FRAMES:
+        entry = files.get(kind)
+        if entry is None:
+            continue
+        path = inside(folder, entry.get("file"), f"input {kind}")
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{path}: the run's saved {kind} cannot be read ({exc.strerror or exc})") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != entry.get("sha256"):
+            raise DataError(f"{path}: sha256 {digest[:12]}... is not the manifest's {str(entry.get('sha256'))[:12]}...; "
+                            f"the run's saved {kind} changed, so the run cannot be reproduced")
+        try:
+            frames[kind] = pd.read_parquet(path)
+        except Exception as exc:            # pyarrow raises several types on a damaged file
+            raise DataError(f"{path}: unreadable parquet ({type(exc).__name__})") from None
+    candles = frames["candles"]
+    funding = frames.get("funding")
+    if funding is None:
+        funding = pd.DataFrame({"funding_rate": pd.Series(dtype="float64")},
+                               index=pd.DatetimeIndex([], tz="UTC", name="timestamp"))
+    timeframe = str(record.get("timeframe"))
+    return MarketData(str(record.get("exchange")), str(record.get("symbol")), timeframe, candles, funding,
+                      frames.get("mark"), str(record.get("source", FRAME_SOURCE)), find_gaps(candles.index, timeframe))
 
 
 class Backtest:
@@ -165,7 +251,7 @@ class Backtest:
         from reports.metrics import result_metrics
 
         result = run_backtest(self.config, strategy=self.strategy, market=self.market, progress=progress)
-        return BacktestRun(result=result, config=self.config, metrics=result_metrics(result))
+        return BacktestRun(result=result, config=self.config, metrics=result_metrics(result), market=self.market)
 
 
-__all__ = ["Backtest", "BacktestRun", "frame_candles", "infer_timeframe"]
+__all__ = ["Backtest", "BacktestRun", "frame_candles", "infer_timeframe", "load_input", "save_input"]

@@ -118,7 +118,27 @@ def rerun_from_manifest(manifest_path: str | os.PathLike, out: str | os.PathLike
     if progress:
         for line in source_changes(manifest):
             progress(f"warning: {line}")
-    folder, main, _ = run_and_report(config, out, progress, force=force)
+    market, extra = None, {}
+    if "input" in manifest:                  # a run on a DataFrame: its candles are saved in the run folder
+        from backtests.api import load_input
+
+        run_dir = Path(manifest_path)
+        run_dir = run_dir if run_dir.is_dir() else run_dir.parent
+        market = load_input(run_dir, manifest["input"])
+        extra = {"input": manifest["input"]}
+        if progress:
+            progress(f"data: the run's saved candles, {run_dir / manifest['input']['files']['candles']['file']} "
+                     f"({len(market.candles):,} rows, sha256 as recorded)")
+    run = manifest.get("run") if isinstance(manifest.get("run"), dict) else {}
+    label = run.get("strategy") if isinstance(run.get("strategy"), str) else None
+    folder, main, _ = run_and_report(config, out, progress, force=force, market=market, label=label, extra=extra)
+    if market is not None:
+        import shutil
+
+        for entry in manifest["input"]["files"].values():     # the rerun's folder can itself be rerun
+            target = folder / entry["file"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(run_dir / entry["file"], target)
     recorded = manifest.get("data", {})
     if not isinstance(recorded, dict):
         recorded = {}

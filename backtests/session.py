@@ -32,17 +32,34 @@ def _needs_reference(config: BacktestConfig, names: list[str]) -> bool:
     return REFERENCE not in names or config.broker.leverage != 1.0
 
 
+def reference_run(config: BacktestConfig, names: Sequence[str], market=None,
+                  progress: Progress | None = None) -> BacktestResult | None:
+    """The report's buy-and-hold (``buy_hold`` at 1x) when ``names`` do not include it, else None; named
+    ``buy_hold 1x`` when a leveraged ``buy_hold`` runs too."""
+    if not _needs_reference(config, list(names)):
+        return None
+    reference = run_backtest(config.replace(broker={"leverage": 1.0}), strategy=REFERENCE, progress=progress,
+                             market=market)
+    if REFERENCE in names:
+        reference.name = f"{REFERENCE} 1x"
+    return reference
+
+
 def run_with_baselines(config: BacktestConfig, progress: Progress | None = None, *,
-                       plot_path: str | Path | None = None) -> tuple[BacktestResult, list[BacktestResult]]:
+                       plot_path: str | Path | None = None, market=None,
+                       label: str | None = None) -> tuple[BacktestResult, list[BacktestResult]]:
     """Run ``config.strategy`` and each of ``config.baselines`` on one load of the data, with the same broker,
     plus the report's buy-and-hold (``buy_hold`` at 1x, the last baseline) when they do not include it (named
     ``buy_hold 1x`` when a leveraged ``buy_hold`` runs too).
 
-    ``plot_path``: also save Backtrader's own plot of the strategy's run there (PNG).
+    ``plot_path``: also save Backtrader's own plot of the strategy's run there (PNG). ``market``: run on this
+    :class:`~data_feeds.MarketData` instead of loading the config's data (a rerun of a DataFrame run).
+    ``label``: the strategy's name in the results (default: as the config names it).
     """
     names = [config.strategy] + [b for b in config.baselines if b != config.strategy]
-    history = max(get_strategy(n).history_bars(config.replace(strategy=n, params={})) for n in names)
-    market, _, _ = load_run_data(config, history)
+    if market is None:
+        history = max(get_strategy(n).history_bars(config.replace(strategy=n, params={})) for n in names)
+        market, _, _ = load_run_data(config, history)
     if progress:
         progress(f"data: {config.data.symbol} {config.data.timeframe} {market.candles.index[0]:%Y-%m-%d} .. "
                  f"{market.candles.index[-1]:%Y-%m-%d %H:%M} ({len(market.candles):,} bars incl. history, "
@@ -54,13 +71,12 @@ def run_with_baselines(config: BacktestConfig, progress: Progress | None = None,
         _warn(progress, line)
     results = [run_backtest(config, strategy=name, progress=progress, market=market,
                             plot_path=plot_path if i == 0 else None) for i, name in enumerate(names)]
+    if label:
+        results[0].name = results[0].strategy = label
     if plot_path and progress:
         progress(f"backtrader plot: {plot_path}")
-    if _needs_reference(config, names):
-        reference = run_backtest(config.replace(broker={"leverage": 1.0}), strategy=REFERENCE, progress=progress,
-                                 market=market)
-        if REFERENCE in names:
-            reference.name = f"{REFERENCE} 1x"
+    reference = reference_run(config, names, market, progress)
+    if reference is not None:
         results.append(reference)
     if progress:
         seen = set()
@@ -151,7 +167,8 @@ def _clean_stale(parent: Path) -> None:
 
 def run_and_report(config: BacktestConfig, out: str | Path | None = None, progress: Progress | None = None, *,
                    plot_backtrader: bool = False, argv: Sequence[str] | None = None, force: bool = False,
-                   ledger: str | Path | None = None) -> tuple[Path, BacktestResult, list[BacktestResult]]:
+                   ledger: str | Path | None = None, market=None, label: str | None = None,
+                   extra: dict | None = None) -> tuple[Path, BacktestResult, list[BacktestResult]]:
     """Run the strategy and its baselines, then write the run folder: the saved data (``data/``), the
     reproducibility manifest and the report. Returns (folder, result, baselines); ``out`` defaults to
     ``runs/<UTC time>-<name>``. ``argv`` is the command line the manifest records (default ``sys.argv``).
@@ -160,7 +177,9 @@ def run_and_report(config: BacktestConfig, out: str | Path | None = None, progre
     temporary name and renamed when complete, so a failed run leaves nothing that looks like a run folder.
     Every run is recorded in the trial ledger (``ledger``, default ``$LSTMBT_LEDGER`` or the user cache; see
     :mod:`backtests.ledger`), and the strategy's result carries ``extras["trials"]``: the configurations tried on
-    its span so far, for the report's deflated Sharpe ratio."""
+    its span so far, for the report's deflated Sharpe ratio. ``market`` and ``label``: see
+    :func:`run_with_baselines`; ``extra``: more top-level manifest entries (``input``, the saved candles of a
+    DataFrame run)."""
     from backtests import ledger as trial_ledger
     from backtests.manifest import build_manifest
     from backtests.persist import write_run_folder
@@ -171,12 +190,12 @@ def run_and_report(config: BacktestConfig, out: str | Path | None = None, progre
     for line in config_warnings(config.broker):
         _warn(progress, line)
     with staged_folder(folder, force=force) as tmp:
-        main, baselines = run_with_baselines(config, progress,
+        main, baselines = run_with_baselines(config, progress, market=market, label=label,
                                              plot_path=tmp / "backtrader.png" if plot_backtrader else None)
         path = trial_ledger.record_results("backtest", [main, *baselines], ledger)
         trials = trial_ledger.trials_for(main, path)
         main.extras["trials"] = {"count": trials.count, "sharpes": list(trials.sharpes), "ledger": str(path)}
-        write_run_folder(tmp, main, baselines, build_manifest(config, main, baselines, argv))
+        write_run_folder(tmp, main, baselines, {**build_manifest(config, main, baselines, argv), **(extra or {})})
     if progress:
         progress(f"report: {folder} ({time.perf_counter() - started:.1f} s in all)")
     return folder, main, baselines
