@@ -32,6 +32,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to train: auto picks cuda when torch sees a GPU (default auto)")
     parser.add_argument("--seed", type=int, help="random seed (default: the config's, 42)")
     parser.add_argument("--cache-dir", help="folder for trained models (default: the backtest's model cache)")
+    parser.add_argument("--model-kind", help="[model] kind: lstm, gru, transformer, logreg, gbm or "
+                                             "path/to/my_model.py:MyModel")
     _add_data_flags(parser)
 
 
@@ -138,13 +140,15 @@ def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int
     from strategies.lstm.folds import make_folds
     from strategies.lstm.threshold import MIN_VALIDATION_TRADES
     from strategies.lstm.walkforward import train_walk_forward
-    from strategies.lstm_strategy import default_cache_dir, label_cost
+    from strategies.lstm_strategy import default_cache_dir, describe, label_cost
+    from strategies.ml.kinds import model_class
 
     out = out or sys.stdout
     say = lambda line: print(line, file=out, flush=True)  # noqa: E731
     config = build_config(args)
     d = config.data
     cfg = ModelConfig.from_dict({"seed": config.seed, **config.model})
+    model_class(cfg.kind)          # a missing model file or extra fails here, before any data is loaded
     cfg = cfg.replace(device=resolve_device(getattr(args, "device", "auto"), torch.cuda.is_available()))
     if getattr(args, "expanding", False):
         cfg = cfg.replace(walk_forward_expanding=True)
@@ -164,7 +168,7 @@ def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int
     cost = label_cost(config.broker)
     cache = config.cache_dir or default_cache_dir()
     say(f"lstmbt train: {d.symbol} {d.timeframe} {d.start} .. {d.end}: {len(folds)} fold(s) of up to "
-        f"{test_bars or span} bars, {cfg.cell.upper()} window {cfg.window}, {cfg.train_bars:,} train + "
+        f"{test_bars or span} bars, {describe(cfg)}, {cfg.train_bars:,} train + "
         f"{cfg.val_bars:,} validation bars{' (expanding)' if cfg.walk_forward_expanding else ''}, "
         f"device {cfg.device}, round-trip cost {cost:.4%}, cache {cache}")
     pairs = train_walk_forward(candles, market.funding, cfg, folds, cost=cost, cache_dir=cache, progress=say)

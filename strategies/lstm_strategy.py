@@ -1,7 +1,7 @@
 """The model strategy: asks its Predictor, every bar, for the signal of the window (or row) ending at that bar.
 
 One class drives every model kind through :mod:`strategies.ml`: ``lstm`` (the config's ``[model] kind``, LSTM by
-default), and the names ``gru``, ``transformer`` and ``logreg``, which are the same strategy with that kind
+default), and the names ``gru``, ``transformer``, ``logreg`` and ``gbm``, which are the same strategy with that kind
 preset, so ``compare --strategies lstm,gru,transformer,logreg,buy_hold`` trains each on identical samples.
 """
 
@@ -34,8 +34,8 @@ def label_cost(broker) -> float:
 
 def describe(cfg: ModelConfig) -> str:
     """One line naming the model: ``LSTM window 48, hidden 32`` / ``LOGREG on the decision bar's 6 features``."""
-    if cfg.kind == "logreg":
-        return f"LOGREG on the decision bar's {len(cfg.features)} features"
+    if cfg.kind in ("logreg", "gbm"):
+        return f"{cfg.kind.upper()} on the decision bar's {len(cfg.features)} features"
     if cfg.is_user_model:
         return f"user model {cfg.kind} (window {cfg.window})"
     return f"{cfg.kind.upper()} window {cfg.window}, hidden {cfg.hidden}"
@@ -116,6 +116,12 @@ class LogRegStrategy(LSTMStrategy):
     """The model strategy with ``kind = "logreg"``: multinomial logistic regression, the non-deep baseline."""
 
     model_kind = "logreg"
+
+
+class GBMStrategy(LSTMStrategy):
+    """The model strategy with ``kind = "gbm"``: LightGBM gradient-boosted trees (optional extra ``lstmbt[gbm]``)."""
+
+    model_kind = "gbm"
 
 
 def model_fingerprint(trained, name: str) -> ModelRecord:

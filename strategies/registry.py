@@ -18,6 +18,7 @@ _REGISTRY: dict[str, object] = {
     "gru": "strategies.lstm_strategy:GRUStrategy",
     "transformer": "strategies.lstm_strategy:TransformerStrategy",
     "logreg": "strategies.lstm_strategy:LogRegStrategy",
+    "gbm": "strategies.lstm_strategy:GBMStrategy",
     "buy_hold": "strategies.baselines:BuyAndHold",
     "sma_cross": "strategies.baselines:SmaCross",
     "flat": "strategies.baselines:Flat",

@@ -159,6 +159,7 @@ def test_train_command_prints_a_line_per_fold_and_epoch_then_one_table_row_per_f
     out = io.StringIO()
     assert train_command(args, out=out) == 0
     lines = out.getvalue().splitlines()
+    assert "3 fold(s) of up to 48 bars, LSTM window 8, hidden 8, 400 train" in lines[0]
     assert sum(line.startswith("fold ") and "/3 fold-" in line for line in lines) == 3
     assert sum(line.startswith("epoch ") for line in lines) == 6
     header = lines.index(next(line for line in lines if line.startswith("fold  ")))
@@ -180,3 +181,20 @@ def test_device_auto_picks_cuda_only_when_torch_sees_it_and_cuda_without_one_is_
     assert resolve_device("cpu", True) == "cpu"
     with pytest.raises(ValueError, match="torch sees no CUDA device"):
         resolve_device("cuda", False)
+
+
+def test_train_command_names_the_model_kind_in_its_header(tmp_path):
+    import argparse
+    import io
+
+    from backtests.training import add_train_arguments, train_command
+
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+    (tmp_path / "tiny.toml").write_text("[model]\nwindow = 8\ntrain_bars = 400\nval_bars = 120\n")
+    args = parser.parse_args(["--config", str(tmp_path / "tiny.toml"), "--model-kind", "logreg", "--start",
+                              "2023-02-10", "--end", "2023-02-11", "--device", "cpu", "--cache-dir", str(tmp_path)])
+    out = io.StringIO()
+    assert train_command(args, out=out) == 0
+    header = out.getvalue().splitlines()[0]
+    assert "LOGREG on the decision bar's 6 features" in header and "LSTM" not in header

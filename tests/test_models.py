@@ -19,7 +19,14 @@ from conftest import btc_1h_early_2023
 TRAIN_END = pd.Timestamp("2023-02-10", tz="UTC")
 TINY = ModelConfig(window=8, hidden=8, train_bars=400, val_bars=120, epochs=2, batch_size=64, lr=0.01)
 EXAMPLE = Path(__file__).resolve().parents[1] / "strategies" / "examples" / "my_model.py"
-KINDS = ("transformer", "logreg")      # lstm/gru: the tests of strategies.lstm (one network, two cells)
+try:
+    import lightgbm  # noqa: F401
+    NO_GBM = False
+except ImportError:
+    NO_GBM = True
+GBM = pytest.param("gbm", marks=pytest.mark.skipif(NO_GBM, reason="LightGBM absent: pip install 'lstmbt[gbm]' "
+                                                                  "(the test extra installs it)"))
+KINDS = ("transformer", "logreg", GBM)      # lstm/gru: the tests of strategies.lstm (one network, two cells)
 market = btc_1h_early_2023
 
 
@@ -44,7 +51,7 @@ def test_each_kind_is_a_protocol_model_and_the_same_seed_gives_identical_predict
     again = train_model(*market(), TINY.replace(kind=kind), cost=0.001, train_end=TRAIN_END)
     pd.testing.assert_frame_equal(span_probabilities(first), span_probabilities(again), check_exact=True)
     assert first.weights_sha256 == again.weights_sha256
-    assert first.meta["model"]["input_kind"] == ("rows" if kind == "logreg" else "windows")
+    assert first.meta["model"]["input_kind"] == ("rows" if kind in ("logreg", "gbm") else "windows")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -126,3 +133,21 @@ def test_a_model_returning_no_probabilities_is_refused(tmp_path):
     with pytest.raises(ModelError, match=r"Wrong.predict_proba returned shape \(\d+, 2\), expected"):
         train_model(*market(), TINY.replace(kind=f"{path}:Wrong", options={"steps": 25}), cost=0.001,
                     train_end=TRAIN_END)
+
+
+def test_without_lightgbm_the_gbm_kind_is_one_line_naming_the_extra(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lightgbm", None)       # as if the extra were not installed
+    with pytest.raises(ModelError, match=r"^model kind 'gbm' needs the optional package lightgbm: "
+                                         r"pip install 'lstmbt\[gbm\]'$"):
+        model_class("gbm")
+
+
+@pytest.mark.skipif(NO_GBM, reason="LightGBM absent: pip install 'lstmbt[gbm]' (the test extra installs it)")
+def test_gbm_state_is_the_boosters_text_as_bytes_and_json_never_a_pickle():
+    model = trained("gbm").model
+    tensors, meta = model.state()
+    assert list(tensors) == ["booster"] and tensors["booster"].dtype == np.uint8
+    assert tensors["booster"].tobytes().startswith(b"tree\n") and json.loads(json.dumps(meta)) == meta
+    assert 1 <= trained("gbm").meta["training"]["best_epoch"] <= 400

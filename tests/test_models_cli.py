@@ -3,6 +3,7 @@ model files as one line with exit 2, and the lookahead audit for the logreg and 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -57,7 +58,8 @@ def test_a_user_model_file_runs_through_the_backtest_command_from_another_folder
     assert len(err) == 1 and "missing.py not found" in err[0]
 
 
-@pytest.mark.parametrize("strategy", ["logreg", "transformer"])
+@pytest.mark.parametrize("strategy", ["logreg", "transformer", pytest.param("gbm", marks=pytest.mark.skipif(
+    importlib.util.find_spec("lightgbm") is None, reason="LightGBM absent: pip install 'lstmbt[gbm]'"))])
 def test_lookahead_audit_passes_every_component_for_other_model_kinds(strategy, tmp_path):
     config = BacktestConfig(strategy=strategy, model=TINY_MODEL, cache_dir=str(tmp_path)).replace(
         data={"start": "2024-01-01", "end": "2024-01-05"})

@@ -15,7 +15,7 @@ from strategies.ml.errors import ConfigError
 from strategies.ml.features import FEATURES
 
 CELLS = ("lstm", "gru")
-BUILTIN_KINDS = ("lstm", "gru", "transformer", "logreg")
+BUILTIN_KINDS = ("lstm", "gru", "transformer", "logreg", "gbm")
 
 # Fields that do not change the trained weights: a cached model stays valid when only these differ.
 RUNTIME_FIELDS = ("min_confidence", "device", "threads", "walk_forward_test_bars", "walk_forward_expanding")
@@ -26,7 +26,8 @@ class ModelConfig:
     """Model kind, network, windowing, labels, training and decision rule of one signal model.
 
     ``kind``: ``"lstm"``, ``"gru"`` (the recurrent net with a GRU cell; ``cell = "gru"`` says the same),
-    ``"transformer"``, ``"logreg"`` (multinomial logistic regression on the decision bar's features), or a user
+    ``"transformer"``, ``"logreg"`` (multinomial logistic regression on the decision bar's features), ``"gbm"``
+    (LightGBM gradient-boosted trees on the same features; the optional extra ``lstmbt[gbm]``), or a user
     model ``"path/to/my_model.py:MyModel"`` / ``"pkg.mod:MyModel"`` (see :mod:`strategies.ml.protocol`);
     ``options``: a free table handed to the model (``[model.options]``; the Transformer reads ``heads``).
 

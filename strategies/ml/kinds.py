@@ -25,6 +25,7 @@ BUILTIN = {
     "gru": "strategies.lstm.networks:RecurrentModel",
     "transformer": "strategies.lstm.networks:TransformerModel",
     "logreg": "strategies.ml.logreg:LogisticRegressionModel",
+    "gbm": "strategies.ml.gbm:GradientBoostingModel",          # optional extra: LightGBM
 }
 REQUIRED = ("fit", "predict_proba", "state", "from_state")
 
@@ -118,7 +119,11 @@ def model_class(kind: str) -> type:
     """The class implementing model ``kind`` (a shipped name, ``file.py:Class`` or ``pkg.mod:Class``)."""
     if kind in BUILTIN:
         module, _, attr = BUILTIN[kind].partition(":")
-        return getattr(importlib.import_module(module), attr)
+        cls = getattr(importlib.import_module(module), attr)
+        requires = getattr(cls, "requires", None)      # an optional extra's package (gbm: lightgbm)
+        if requires and importlib.util.find_spec(requires) is None:
+            raise ModelError(f"model kind {kind!r} needs the optional package {requires}: pip install 'lstmbt[{kind}]'")
+        return cls
     where, name = split_kind(kind)
     if _is_file(where):
         path = Path(where).expanduser().resolve()
