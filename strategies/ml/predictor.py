@@ -29,7 +29,36 @@ from strategies.signal import CLASS_NAMES, Signal
 MODES = ("batched", "online")
 
 
-class Predictor:
+class AttachedSpan:
+    """The span a predictor is attached to: its length, its bar open times and the check of a bar number (shared
+    by :class:`Predictor` and :class:`~strategies.ml.walkforward.WalkForwardPredictor`)."""
+
+    _index: pd.DatetimeIndex | None = None
+
+    def __len__(self) -> int:
+        """Bars in the attached span."""
+        return 0 if self._index is None else len(self._index)
+
+    @property
+    def index(self) -> pd.DatetimeIndex:
+        """Open times of the span bars (bar i is ``index[i]``)."""
+        self._require_attached()
+        return self._index
+
+    def _require_attached(self) -> None:
+        if self._index is None:
+            raise RuntimeError(f"call {type(self).__name__}.attach(candles, funding, span_start) before asking "
+                               f"for predictions")
+
+    def _check(self, i: int) -> int:
+        self._require_attached()
+        i = int(i)
+        if not 0 <= i < len(self._index):
+            raise IndexError(f"bar {i} is outside the attached span of {len(self._index)} bars")
+        return i
+
+
+class Predictor(AttachedSpan):
     """Per-bar probabilities and signals of a trained model over a span of candles.
 
     >>> p = Predictor(trained)                              # doctest: +SKIP
@@ -111,16 +140,6 @@ class Predictor:
             self._probs = np.full((n, 3), np.nan)
             self._queried = {}
 
-    def __len__(self) -> int:
-        """Bars in the attached span."""
-        return 0 if self._index is None else len(self._index)
-
-    @property
-    def index(self) -> pd.DatetimeIndex:
-        """Open times of the span bars (bar i is ``index[i]``)."""
-        self._require_attached()
-        return self._index
-
     def probabilities(self, i: int) -> np.ndarray:
         """(3,) probabilities (short, flat, long) for span bar i, from the window ending at that bar's close."""
         i = self._check(i)
@@ -155,17 +174,6 @@ class Predictor:
             part = inputs[a:a + chunk]
             out[a:a + len(part)] = check_probabilities(model.predict_proba(part), len(part), type(model).__name__)
         return out
-
-    def _require_attached(self) -> None:
-        if self._index is None:
-            raise RuntimeError("call Predictor.attach(candles, funding, span_start) before asking for predictions")
-
-    def _check(self, i: int) -> int:
-        self._require_attached()
-        i = int(i)
-        if not 0 <= i < len(self._index):
-            raise IndexError(f"bar {i} is outside the attached span of {len(self._index)} bars")
-        return i
 
 
 def _device_of(model) -> str:

@@ -27,7 +27,7 @@ from strategies.ml.config import ModelConfig
 from strategies.ml.errors import ConfigError
 from strategies.ml.features import warmup_bars
 from strategies.ml.folds import Fold, make_folds
-from strategies.ml.predictor import MODES, Predictor
+from strategies.ml.predictor import MODES, AttachedSpan, Predictor
 from strategies.ml.train import TrainedModel, train_model
 from strategies.signal import CLASS_NAMES, Signal
 
@@ -85,7 +85,7 @@ def train_walk_forward(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelC
     return out
 
 
-class WalkForwardPredictor:
+class WalkForwardPredictor(AttachedSpan):
     """:class:`Predictor`'s interface over several folds: bar i is answered by the model whose test span holds it.
 
     ``fold_boundaries`` lists the first bar of each fold inside the attached span (the first is the span start).
@@ -146,16 +146,6 @@ class WalkForwardPredictor:
         self._index = idx[start:]
         self.fold_boundaries = boundaries
 
-    def __len__(self) -> int:
-        """Bars in the attached span."""
-        return 0 if self._index is None else len(self._index)
-
-    @property
-    def index(self) -> pd.DatetimeIndex:
-        """Open times of the span bars (bar i is ``index[i]``)."""
-        self._require_attached()
-        return self._index
-
     def probabilities(self, i: int) -> np.ndarray:
         """(3,) probabilities (short, flat, long) for span bar i from its fold's model."""
         part, local = self._route(i)
@@ -172,14 +162,7 @@ class WalkForwardPredictor:
         frames = [p.probability_frame() for p in self._parts]
         return pd.concat(frames) if frames else pd.DataFrame(columns=list(CLASS_NAMES))
 
-    def _require_attached(self) -> None:
-        if self._index is None:
-            raise RuntimeError("call attach(candles, funding, span_start) before asking for predictions")
-
     def _route(self, i: int) -> tuple[Predictor, int]:
-        self._require_attached()
-        i = int(i)
-        if not 0 <= i < len(self._index):
-            raise IndexError(f"bar {i} is outside the attached span of {len(self._index)} bars")
+        i = self._check(i)
         k = int(self._part_of[i])
         return self._parts[k], i - int(self._offsets[k])
