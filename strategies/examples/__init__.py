@@ -5,6 +5,11 @@
   overbought.
 - :mod:`strategies.examples.lstm_trend`: ``LSTMTrend``, asks the shipped LSTM every bar and trades its signal
   only with the trend (close above or below its moving average).
+- :mod:`strategies.examples.my_model`: ``MyModel``, a user model (a small numpy MLP) plugged into the walk-forward
+  machinery with ``[model] kind = "my_model.py:MyModel"``.
+
+``tests/test_examples_outside_repo.py`` runs all three from a folder outside the repository through ``backtest``,
+``report --rerun``, ``compare`` (process pool) and ``check-lookahead``, and from Python through ``Backtest(...)``.
 
 ::
 
