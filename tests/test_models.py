@@ -22,7 +22,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "strategies" / "examples" / "my_
 try:
     import lightgbm  # noqa: F401
     NO_GBM = False
-except ImportError:
+except (ImportError, OSError):         # not installed, or its OpenMP runtime (libgomp1) is missing
     NO_GBM = True
 GBM = pytest.param("gbm", marks=pytest.mark.skipif(NO_GBM, reason="LightGBM absent: pip install 'lstmbt[gbm]' "
                                                                   "(the test extra installs it)"))

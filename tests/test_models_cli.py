@@ -3,7 +3,6 @@ model files as one line with exit 2, and the lookahead audit for the logreg and 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +14,11 @@ from backtests.config import BacktestConfig
 from backtests.lookahead import audit_lookahead
 
 ROOT = Path(__file__).resolve().parents[1]
+try:
+    import lightgbm  # noqa: F401
+    NO_GBM = False
+except (ImportError, OSError):
+    NO_GBM = True
 TINY_MODEL = {"window": 8, "hidden": 4, "train_bars": 600, "val_bars": 200, "epochs": 1}
 USER_CONFIG = """
 name = "my-model"
@@ -59,7 +63,7 @@ def test_a_user_model_file_runs_through_the_backtest_command_from_another_folder
 
 
 @pytest.mark.parametrize("strategy", ["logreg", "transformer", pytest.param("gbm", marks=pytest.mark.skipif(
-    importlib.util.find_spec("lightgbm") is None, reason="LightGBM absent: pip install 'lstmbt[gbm]'"))])
+    NO_GBM, reason="LightGBM absent or unloadable: pip install 'lstmbt[gbm]' (and libgomp1)"))])
 def test_lookahead_audit_passes_every_component_for_other_model_kinds(strategy, tmp_path):
     config = BacktestConfig(strategy=strategy, model=TINY_MODEL, cache_dir=str(tmp_path)).replace(
         data={"start": "2024-01-01", "end": "2024-01-05"})

@@ -29,6 +29,9 @@ def _lightgbm():
         import lightgbm
     except ImportError:
         raise ConfigError(f"model kind 'gbm' needs LightGBM, an optional extra: {EXTRA}") from None
+    except OSError as exc:          # the wheel links the system's OpenMP runtime (Debian: apt install libgomp1)
+        raise ConfigError(f"model kind 'gbm': LightGBM is installed but cannot load ({exc}); on Debian or Ubuntu "
+                          f"install its OpenMP runtime: apt install libgomp1") from None
     return lightgbm
 
 

@@ -123,6 +123,11 @@ def model_class(kind: str) -> type:
         requires = getattr(cls, "requires", None)      # an optional extra's package (gbm: lightgbm)
         if requires and importlib.util.find_spec(requires) is None:
             raise ModelError(f"model kind {kind!r} needs the optional package {requires}: pip install 'lstmbt[{kind}]'")
+        if requires:
+            try:
+                importlib.import_module(requires)
+            except (ImportError, OSError) as exc:      # installed, but a shared library it links is missing
+                raise ModelError(f"model kind {kind!r}: {requires} is installed but cannot load ({exc})") from None
         return cls
     where, name = split_kind(kind)
     if _is_file(where):
