@@ -35,7 +35,8 @@ COLORS = {"long": "#2e9e44", "short": "#d64541", "flat": "#9e9e9e", "strategy": 
 BASELINE_COLORS = ("#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 """Colours for strategies without a fixed one (see :func:`strategy_color`)."""
 STRATEGY_COLORS = {"lstm": "#1f77b4", "buy_hold": "#6f6f6f", "sma_cross": "#ff7f0e", "flat": "#9467bd",
-                   "momentum": "#8c564b", "strategy": "#1f77b4"}
+                   "momentum": "#8c564b", "strategy": "#1f77b4", "gru": "#17becf", "transformer": "#e377c2",
+                   "logreg": "#2ca02c", "gbm": "#bcbd22"}
 """The fixed colour of each shipped strategy, the same in every chart of every report and comparison."""
 MAX_FILL_MARKERS = 300
 """Above this many fills, the price chart draws entries only (smaller), exits being where the shading ends."""
