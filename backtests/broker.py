@@ -51,8 +51,8 @@ from __future__ import annotations
 
 import backtrader as bt
 
-from backtests.margin import TradingRules, below_minimum, funding_kept, is_liquidated, leverage_allowed, \
-    liquidation_exit, liquidation_fee_rate, market_rules, minimum_cost
+from backtests.margin import TradingRules, below_minimum, fee_rates, funding_kept, is_liquidated, \
+    leverage_allowed, liquidation_fee_rate, liquidation_steps, market_rules, minimum_cost, to_tick
 from backtests.config import BrokerConfig  # noqa: F401  (re-exported: it configures this broker)
 from backtests.slippage import fill_price
 
@@ -120,23 +120,27 @@ class FuturesBroker(bt.brokers.BackBroker):
         self.fill_log: list[dict] = []
         self._fill = ("market", "taker", None)  # kind, liquidity, reference price of the execution in progress
         self._per_data: dict = {}  # data -> (comminfo, margin table, adverse-low line, adverse-high line)
+        # fee rates: the market's stored fees unless the user set them (see :func:`backtests.margin.fee_rates`)
+        self._taker, self._maker, self.fee_source = fee_rates(self.p.config, self.p.rules)
 
     # ------------------------------------------------------------------ fills
 
     def _try_exec(self, order):
         comminfo = self.getcommissioninfo(order.data)
-        cfg = self.p.config
         if order.exectype == bt.Order.Limit:
             created = order.created
+            tick = self._about(order.data)[1].price_tick
+            if tick:   # a limit price on the tick grid, on its passive side: never worse than the strategy asked
+                created.price = to_tick(created.price, tick, up=not order.isbuy())
             marketable = created.price >= created.pclose if order.isbuy() else created.price <= created.pclose
-            liquidity, comminfo.rate = ("taker", cfg.taker_fee) if marketable else ("maker", cfg.maker_fee)
+            liquidity, comminfo.rate = ("taker", self._taker) if marketable else ("maker", self._maker)
         else:
-            liquidity, comminfo.rate = "taker", cfg.taker_fee
+            liquidity, comminfo.rate = "taker", self._taker
         self._fill = (order.getordername().lower(), liquidity, None)
         try:
             super()._try_exec(order)
         finally:
-            comminfo.rate = cfg.taker_fee
+            comminfo.rate = self._taker
             self._fill = ("market", "taker", None)
 
     def _try_exec_market(self, order, popen, phigh, plow):
@@ -145,8 +149,12 @@ class FuturesBroker(bt.brokers.BackBroker):
         if data.datetime[0] <= order.created.dt:
             return
         cfg = self.p.config
-        price = fill_price(cfg.slippage, order.executed.remsize, popen, phigh, plow, data.volume[0],
+        size = order.executed.remsize
+        price = fill_price(cfg.slippage, size, popen, phigh, plow, data.volume[0],
                            bps=cfg.slippage_bps, coef=cfg.slippage_coef)
+        tick = self._about(data)[1].price_tick
+        if tick:   # on the tick grid, against the order: the deepest book level a slipped fill reaches
+            price = to_tick(price, tick, up=size > 0)
         self._fill = (self._fill[0], self._fill[1], popen)
         self._execute(order, ago=0, price=price)
 
@@ -221,7 +229,7 @@ class FuturesBroker(bt.brokers.BackBroker):
                 return
             rules = self._about(data)[1]
             cfg = self.p.config
-            if self.cash < minimum_cost(rules, data.close[0], cfg.leverage, cfg.taker_fee):
+            if self.cash < minimum_cost(rules, data.close[0], cfg.leverage, self._taker):
                 self.wiped_out_at = data.datetime[0]
                 return
 
@@ -339,7 +347,9 @@ class FuturesBroker(bt.brokers.BackBroker):
         return paid_any
 
     def _liquidate_if_due(self, data, pos) -> bool:
-        """Close ``pos`` at its liquidation price if the bar's adverse mark extreme breaches maintenance."""
+        """Liquidate ``pos`` if the bar's adverse mark extreme breaches maintenance, in the steps
+        :func:`~backtests.margin.liquidation_steps` gives (a partial IOC close of large positions, a full close,
+        or a bankruptcy close), each executed as a fill of kind ``"liquidation"``."""
         comminfo, rules, low, high = self._about(data)
         table = rules.margin_table
         size, entry = pos.size, pos.price
@@ -348,21 +358,25 @@ class FuturesBroker(bt.brokers.BackBroker):
         if not is_liquidated(size, entry, margin, adverse, table):
             return False
         cfg = self.p.config
-        price, fee = liquidation_exit(size, entry, margin, data.open[0], table,
-                                      liquidation_fee_rate(cfg.liquidation_fee, rules), cfg.liquidation_model)
-        cls = bt.order.SellOrder if size > 0 else bt.order.BuyOrder
-        order = cls(owner=None, data=data, size=abs(size), price=price, exectype=bt.Order.Market)
-        order.addinfo(kind="liquidation")
-        self._ocoize(order, None)
-        order.submit(self)
-        order.accept(self)
-        comminfo.rate = fee / (abs(size) * price) if price else 0.0
-        self._fill = ("liquidation", "liquidation", price)
-        try:
-            self._execute(order, ago=0, price=price)
-        finally:
-            comminfo.rate = self.p.config.taker_fee
-            self._fill = ("market", "taker", None)
+        steps = liquidation_steps(size, entry, margin, data.open[0], adverse, table,
+                                  liquidation_fee_rate(cfg.liquidation_fee, rules), cfg.liquidation_model,
+                                  rules.price_tick, rules.qty_step)
+        for step in steps:
+            cls = bt.order.BuyOrder if step.size > 0 else bt.order.SellOrder
+            order = cls(owner=None, data=data, size=abs(step.size), price=step.price, exectype=bt.Order.Market)
+            order.addinfo(kind="liquidation")
+            self._ocoize(order, None)
+            order.submit(self)
+            order.accept(self)
+            comminfo.rate = step.fee / (abs(step.size) * step.price) if step.price else 0.0
+            self._fill = ("liquidation", "liquidation", step.price)
+            try:
+                self._execute(order, ago=0, price=step.price)
+            finally:
+                comminfo.rate = self._taker
+                self._fill = ("market", "taker", None)
+            if step.partial:   # the rest keeps the margin left: what its initial margin is not, it has paid
+                comminfo.held_funding = abs(pos.size) * comminfo.get_margin(pos.price) - step.margin
         return True
 
 
@@ -379,6 +393,6 @@ def make_broker(config: BrokerConfig, symbol: str | None = None, rules: TradingR
     broker = FuturesBroker(config=config, rules=rules,
                            int2pnl=False, shortcash=False, checksubmit=False)
     broker.setcash(config.cash)
-    comminfo = FuturesCommInfo(commission=config.taker_fee, automargin=1.0 / config.leverage, funding=config.funding)
+    comminfo = FuturesCommInfo(commission=broker._taker, automargin=1.0 / config.leverage, funding=config.funding)
     broker.addcommissioninfo(comminfo)
     return broker, comminfo

@@ -63,8 +63,8 @@ def _add_broker_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("broker")
     g.add_argument("--cash", type=float, help="starting cash in USDT (default 10000)")
     g.add_argument("--leverage", type=float, help="1 to 125 (default 1)")
-    g.add_argument("--taker-fee", type=float, help="fraction of notional for market orders, 0.0005 = 0.05%% (default)")
-    g.add_argument("--maker-fee", type=float, help="fraction of notional for resting limit orders (default 0.0002)")
+    g.add_argument("--taker-fee", type=float, help="fraction of notional for market orders, 0.0005 = 0.05%% (default: the market's stored fee, else 0.0005)")
+    g.add_argument("--maker-fee", type=float, help="fraction of notional for resting limit orders (default: the market's stored fee, else 0.0002)")
     g.add_argument("--slippage", dest="slippage_model", choices=SLIPPAGE_MODELS,
                    help="slippage model: none, fixed (--slippage-bps), range or volume (default fixed)")
     g.add_argument("--slippage-bps", type=float, help="basis points against each market fill (default 1)")
@@ -82,6 +82,8 @@ def broker_overrides(args: argparse.Namespace) -> dict:
     broker = {k: getattr(args, k) for k in ("cash", "leverage", "taker_fee", "maker_fee", "slippage_bps",
                                             "slippage_coef", "liquidation_fee", "liquidation_model")
               if getattr(args, k, None) is not None}
+    if "taker_fee" in broker or "maker_fee" in broker:
+        broker["fee_source"] = "config"      # fees given on the command line are the user's, even at the defaults
     if getattr(args, "slippage_model", None) is not None:
         broker["slippage"] = args.slippage_model
     if getattr(args, "no_funding", False):

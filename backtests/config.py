@@ -52,7 +52,10 @@ class BrokerConfig:
     insurance fund (:func:`backtests.margin.liquidation_exit`); ``"flat"`` closes at the liquidation price with
     the flat fee capped at the maintenance margin left (the earlier model: same loss, other fill price).
     ``funding=False`` / ``liquidation=False`` switch those off (e.g. to isolate a strategy's
-    price PnL).
+    price PnL). ``fee_source="auto"`` (neither fee set by the user): a run uses the market's stored maker/taker
+    fees where its rules carry them (:func:`backtests.margin.fee_rates`), these defaults otherwise; the run's
+    resolved config then names where its fees came from. Fees set in a config, by a flag or in Python are used as
+    given (``"config"``).
     """
 
     cash: float = 10_000.0
@@ -66,9 +69,12 @@ class BrokerConfig:
     liquidation: bool = True
     liquidation_fee: float | None = None
     liquidation_model: str = "binance"
+    fee_source: str = "auto"
 
     def __post_init__(self):
         check_fields(self)
+        if self.fee_source == "auto" and (self.taker_fee, self.maker_fee) != (0.0005, 0.0002):
+            object.__setattr__(self, "fee_source", "config")   # fees set by the user are theirs
         if not self.cash > 0:
             raise ValueError(f"cash must be positive, got {self.cash}")
         if not 1 <= self.leverage <= 125:
@@ -194,7 +200,10 @@ def config_from_dict(values: dict, where: str = "config") -> BacktestConfig:
             raise ConfigError(f"{where}: {key} must be a [{key}] table, got {table!r:.60}")
         tables[key] = table
     data = _build(DataConfig, dict(tables["data"]), f"{where} [data]")
-    broker = _build(BrokerConfig, dict(tables["broker"]), f"{where} [broker]")
+    broker_table = dict(tables["broker"])
+    if ("taker_fee" in broker_table or "maker_fee" in broker_table) and "fee_source" not in broker_table:
+        broker_table["fee_source"] = "config"      # fees written in the file are the user's, even at the defaults
+    broker = _build(BrokerConfig, broker_table, f"{where} [broker]")
     return _build(BacktestConfig, {**values, "data": data, "broker": broker}, where)
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from backtests.broker import make_broker
 from backtests.config import BacktestConfig, BrokerConfig
-from backtests.margin import TradingRules, market_rules
+from backtests.margin import TradingRules, fee_rates, market_rules
 from backtests.recorder import Recorder
 from backtests.result import FILL_COLUMNS, REJECT_COLUMNS, BacktestResult
 from backtests.trades import trades_from_fills
@@ -96,6 +96,8 @@ def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | 
     >>> result = run_backtest(config, strategy=RsiLongShort)             # doctest: +SKIP
     >>> result.final_equity                                              # doctest: +SKIP
     """
+    rules = run_rules(config)
+    config = with_market_fees(config, rules)
     cls, run_config, name = resolve_run(config, strategy)
     if market is None:
         market, t0, t1 = load_run_data(run_config, cls.history_bars(run_config))
@@ -107,7 +109,6 @@ def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | 
 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True, quicknotify=True)
     cerebro.adddata(FuturesData(market=span))
-    rules = run_rules(config)
     broker, comminfo = make_broker(config.broker, rules=rules)
     cerebro.broker = broker
     cerebro.addstrategy(cls, fraction=config.fraction, leverage=config.broker.leverage, cost_rate=opening_cost(config.broker),
@@ -140,6 +141,15 @@ def run_rules(config: BacktestConfig) -> TradingRules:
     flagged conservative defaults (see :func:`data_feeds.market_rules.load_rules`)."""
     d = config.data
     return market_rules(d.symbol, d.exchange, store_dir=d.store_dir, path=d.market_rules)
+
+
+def with_market_fees(config: BacktestConfig, rules: TradingRules) -> BacktestConfig:
+    """``config`` with the fees the run uses written in (see :func:`backtests.margin.fee_rates`): the market's
+    stored maker/taker fees when the user set none, and ``fee_source`` naming where they come from."""
+    if config.broker.fee_source != "auto":
+        return config
+    taker, maker, source = fee_rates(config.broker, rules)
+    return config.replace(broker={"taker_fee": taker, "maker_fee": maker, "fee_source": source})
 
 
 def run_notices(rules: TradingRules, market: MarketData) -> list[str]:

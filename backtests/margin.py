@@ -21,8 +21,11 @@ Pure functions over floats, shared by the Backtrader broker and the reference ac
 from __future__ import annotations
 
 import bisect
+import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from data_feeds.errors import DataError
 from data_feeds.market_rules import MarketRules, default_rules, load_rules
 
 
@@ -61,8 +64,9 @@ class MarginTable:
             raise ValueError("a margin table needs one maintenance amount and one max leverage per tier")
 
     def tier(self, notional: float) -> int:
-        """Index of the tier holding ``notional`` (a notional on a floor belongs to the tier it starts)."""
-        return bisect.bisect_right(self.floors, abs(notional)) - 1
+        """Index of the tier holding ``notional``: tier k holds ``(floor_k, floor_{k+1}]`` as Binance's brackets
+        (``notionalFloor``, ``notionalCap``] do, so a notional on a floor belongs to the tier below it."""
+        return max(bisect.bisect_left(self.floors, abs(notional)) - 1, 0)
 
     def maintenance(self, notional: float) -> float:
         """Maintenance margin in USDT for a position of ``notional`` USDT (sign ignored)."""
@@ -115,12 +119,55 @@ class TradingRules:
     min_notional: float = 0.0
     liquidation_fee: float | None = None
     rules: MarketRules | None = None
+    price_tick: float = 0.0
 
 
 def trading_rules(rules: MarketRules) -> TradingRules:
-    """:class:`TradingRules` from a market's rules record."""
+    """:class:`TradingRules` from a market's rules record. A market whose contract is not one unit of the base
+    asset is refused (see :func:`check_contract_size`)."""
+    check_contract_size(rules)
     return TradingRules(qty_step=rules.qty_step, min_qty=rules.min_qty, margin_table=table_from_rules(rules),
-                        min_notional=rules.min_notional, liquidation_fee=rules.liquidation_fee, rules=rules)
+                        min_notional=rules.min_notional, liquidation_fee=rules.liquidation_fee, rules=rules,
+                        price_tick=rules.price_tick)
+
+
+def check_contract_size(rules: MarketRules) -> None:
+    """Refuse, in one line, a market whose contract size is not 1: lstmbt counts sizes in base units (notional =
+    size x price), which is right only for linear contracts of one base unit (Binance and Bybit USDT perpetuals;
+    ccxt ``contractSize`` 1). Rather than price such a market wrongly, the run stops with a :class:`DataError`."""
+    if abs(rules.contract_size - 1.0) > 1e-12:
+        raise DataError(f"{rules.exchange} {rules.symbol} has contract size {rules.contract_size:g} (ccxt "
+                        f"contractSize); lstmbt accounts only contracts of one base unit (notional = size x price): "
+                        f"not supported")
+
+
+def fee_rates(config, rules: "TradingRules | None") -> tuple[float, float, str]:
+    """(taker, maker, where from) fee rates of a run: the market's stored fees (ccxt ``taker``/``maker`` of
+    ``load_markets()``) when the config leaves them to the market (``fee_source="auto"``: the user set neither
+    fee) and the rules carry both; otherwise the config's. BTCUSDT snapshot: taker 0.0005, maker 0.0002."""
+    r = rules.rules if rules is not None else None
+    if (getattr(config, "fee_source", "config") == "auto" and r is not None
+            and r.taker_fee is not None and r.maker_fee is not None):
+        where = f"market rules of {r.exchange} {r.symbol}" + (f" ({r.fetched})" if r.fetched else "")
+        return r.taker_fee, r.maker_fee, where[:200]
+    if getattr(config, "fee_source", "config") == "auto":
+        return config.taker_fee, config.maker_fee, "defaults (Binance USDT-M base tier; the market's rules carry no fees)"
+    return config.taker_fee, config.maker_fee, config.fee_source if config.fee_source != "config" else "set by the user"
+
+
+def to_tick(price: float, tick: float, up: bool) -> float:
+    """``price`` on the tick grid, rounded up (``up``) or down; unchanged when ``tick`` is 0 (unknown).
+
+    Prices within 1e-9 of a tick count as on it (floating-point noise): BTC (tick 0.1): 60,000.06 up is
+    60,000.1, down 60,000.0; 60,000.1 stays 60,000.1 either way.
+    """
+    if not tick:
+        return price
+    steps = price / tick
+    near = round(steps)
+    if abs(steps - near) <= 1e-9 * max(1.0, abs(steps)):
+        return near * tick
+    return (math.ceil(steps) if up else math.floor(steps)) * tick
 
 
 def market_rules(symbol: str | None, exchange: str = "binanceusdm", *, store_dir=None, path=None) -> TradingRules:
@@ -217,19 +264,23 @@ def liquidation_fee(size: float, price: float, rate: float, table: MarginTable) 
 
 
 def liquidation_exit(size: float, entry: float, margin: float, open_price: float, table: MarginTable,
-                     fee_rate: float, model: str = "flat") -> tuple[float, float]:
-    """(price, fee) of a liquidation found in a bar that opened at ``open_price``.
+                     fee_rate: float, model: str = "flat", tick: float = 0.0) -> tuple[float, float]:
+    """(price, fee) of the full liquidation of a position found in a bar that opened at ``open_price``.
 
-    The position is taken over at :func:`liquidation_price`, or at the open when the bar already opened beyond it
-    (a gap, or funding taken from the margin at the open moved it), never beyond the bankruptcy price
-    ``entry - margin / size``, where the isolated margin is gone: an isolated position loses at most its margin,
-    the exchange's insurance fund takes the rest. What is left of the margin there, ``left``, decides the rest:
+    The position is taken over at :func:`liquidation_price` put on the market's tick grid on the trader's adverse
+    side (a long's rounded down, a short's up: mark prices move on the grid, so the first one at which a falling
+    mark makes a long liquidatable is the tick at or below its liquidation price), or at the open when the bar
+    already opened beyond it (a gap, or funding taken from the margin at the open moved it), never beyond the
+    bankruptcy price ``entry - margin / size``, where the isolated margin is gone: an isolated position loses at
+    most its margin, the exchange's insurance fund takes the rest. What is left of the margin there, ``left``,
+    decides the rest:
 
     - ``model="binance"`` (Binance's liquidation protocols, FAQ 360033525271): the liquidation ("insurance
       clearance") fee is ``fee_rate x notional``. If ``left`` covers it the position is margin-compliant: it
       closes at that price, pays the fee and the trader keeps ``left - fee``. Otherwise it is margin-deficient:
       it is closed at the bankruptcy price and the remaining collateral (``left``) goes to the insurance fund;
-      the trader keeps nothing and pays no further fee.
+      the trader keeps nothing and pays no further fee. The bankruptcy close is a transfer to the insurance
+      fund, not an order on the book: its price is exact, not on the tick grid, so exactly the margin is lost.
     - ``model="flat"``: it closes at that price and pays ``fee_rate x notional`` capped at the maintenance margin
       and at ``left`` (the same loss as "binance", booked as a fee at the liquidation price).
 
@@ -237,16 +288,102 @@ def liquidation_exit(size: float, entry: float, margin: float, open_price: float
     margin) < 1.25 % x 95.38 = 1.19: "binance" closes at the bankruptcy price 95 with no fee; "flat" at 95.3815
     with a fee of 0.3815. Either way 5 is lost. Opening at 94: 95 and no fee in both.
     """
-    liq = liquidation_price(size, entry, margin, table)
-    gapped = open_price < liq if size > 0 else open_price > liq
-    price = open_price if gapped else liq
-    bankrupt = entry - max(margin, 0.0) / size
-    price = max(price, bankrupt) if size > 0 else min(price, bankrupt)
+    price, bankrupt = _takeover_price(size, entry, margin, open_price, table, tick)
     left = max(margin + size * (price - entry), 0.0)
     if model == "binance":
         fee = fee_rate * abs(size) * price
         return (price, fee) if left >= fee else (bankrupt, 0.0)
     return price, min(liquidation_fee(size, price, fee_rate, table), left)
+
+
+def _takeover_price(size: float, entry: float, margin: float, open_price: float, table: MarginTable,
+                    tick: float) -> tuple[float, float]:
+    """(price a liquidation order executes at, bankruptcy price): see :func:`liquidation_exit`."""
+    liq = to_tick(liquidation_price(size, entry, margin, table), tick, up=size < 0)
+    gapped = open_price < liq if size > 0 else open_price > liq
+    price = open_price if gapped else liq
+    bankrupt = entry - max(margin, 0.0) / size
+    return (max(price, bankrupt) if size > 0 else min(price, bankrupt)), bankrupt
+
+
+class LiquidationStep(NamedTuple):
+    """One execution of a liquidation: ``size`` (signed, against the position), ``price``, ``fee`` (USDT), what
+    is left of the isolated margin after it (``margin``: the remaining position's margin; 0 when it closed) and
+    ``partial`` (the remaining position stays open)."""
+
+    size: float
+    price: float
+    fee: float
+    margin: float
+    partial: bool
+
+
+def liquidation_steps(size: float, entry: float, margin: float, open_price: float, adverse: float,
+                      table: MarginTable, fee_rate: float, model: str = "binance", tick: float = 0.0,
+                      qty_step: float = 0.0) -> list[LiquidationStep]:
+    """The executions that liquidate a position whose margin balance at the bar's ``adverse`` mark extreme is
+    below maintenance (empty when it is not), in a bar that opened at ``open_price``.
+
+    Binance's protocol (``model="binance"``; "Liquidation Protocols", FAQ 360033525271, and its copy on Binance's
+    TraderWagon docs, docs.traderwagon.com/faq/futures-trading-introduction/liquidation-protocol) says: Binance
+    "avoids full liquidation of a user's position whenever possible"; it "attempt[s] to reduce the user's margin
+    limit with one large Immediate or Cancel order without fully liquidating the user"; the fee is charged "on the
+    amount liquidated only"; "if the user is margin compliant after calculating the realized losses and
+    liquidation fee deductions, the liquidation will stop"; if still margin-deficient, the position "will be
+    closed at the bankruptcy price" and the remaining collateral goes to the insurance fund. What the documents do
+    not say, and lstmbt assumes:
+
+    - *how much* the IOC order closes: enough to bring the position down one leverage tier, to the largest size on
+      the quantity step whose notional at the execution price is at most the tier's floor (the top of the tier
+      below, where the maintenance rate is lower). A position in the first tier has no lower tier: it is
+      liquidated whole (:func:`liquidation_exit`, fee or bankruptcy close);
+    - the realised loss and the fee of that partial close come out of the position's isolated margin (nothing of
+      it is released); the rest stays open with the margin left;
+    - the check is repeated for the rest within the same bar: if the bar's adverse extreme also breaches the
+      smaller position's own liquidation price, it is liquidated again by the same rules;
+    - a margin-deficient result closes the *whole* position at its bankruptcy price with no fee: the IOC part's
+      loss and fee plus the rest's bankruptcy loss add up to exactly the isolated margin, which is what a
+      single bankruptcy close of the whole position loses, so one fill records it.
+
+    With continuous maintenance amounts, reducing from notional N in tier k to the floor F_k leaves the margin
+    ``(rate_k - fee_rate) x (N - F_k)`` above maintenance, so a partial liquidation holds exactly when the tier's
+    maintenance rate is at least the clearance fee rate (BTC 2021 tiers with a 1.25 % fee: from tier 4, 2.5 %).
+    Long 20 BTC at 60,000, 10x (margin 120,000, notional 1.2M in tier 4: 2.5 %, cum 16,300): liquidation price
+    54,548.72; 18.332 BTC stay (1,000,000 / 54,548.72 on the 0.001 step), 1.668 close at 54,548.72 for a loss of
+    9,092.7 and a fee of 1,137.3, leaving a margin of 109,769.9 on a position of 999,987 USDT (tier 3: 1 %, cum
+    1,300) whose maintenance margin is 8,699.9. A mark low of 54,000 then breaches the rest's own liquidation
+    price (54,486.06); tier 3's 1 % is below the 1.25 % fee, so the rest is margin-deficient and closes at its
+    bankruptcy price 60,000 - 109,769.9 / 18.332 = 54,012.11 with no fee.
+
+    ``model="flat"``: always one full close (:func:`liquidation_exit`).
+    """
+    steps: list[LiquidationStep] = []
+    while size != 0.0 and is_liquidated(size, entry, margin, adverse, table):
+        price, bankrupt = _takeover_price(size, entry, margin, open_price, table, tick)
+        k = table.tier(abs(size) * price)
+        if model == "binance" and k > 0:
+            keep = table.floors[k] / price
+            if keep * price > table.floors[k]:
+                keep = math.nextafter(keep, 0.0)
+            if qty_step:
+                keep = math.floor(keep / qty_step * (1 + 1e-12)) * qty_step
+                while keep * price > table.floors[k]:
+                    keep -= qty_step
+            if keep > 0.0:
+                rest = math.copysign(keep, size)
+                closed = size - rest
+                fee = fee_rate * abs(closed) * price
+                left = margin + closed * (price - entry) - fee
+                if left + rest * (price - entry) >= table.maintenance(abs(rest) * price):
+                    steps.append(LiquidationStep(-closed, price, fee, left, True))
+                    size, margin = rest, left
+                    continue
+                steps.append(LiquidationStep(-size, bankrupt, 0.0, 0.0, False))
+                return steps
+        price, fee = liquidation_exit(size, entry, margin, open_price, table, fee_rate, model, tick)
+        steps.append(LiquidationStep(-size, price, fee, 0.0, False))
+        return steps
+    return steps
 
 
 def liquidation_fee_rate(config_rate: float | None, rules: "TradingRules | None") -> float:

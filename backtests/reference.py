@@ -29,8 +29,8 @@ import numpy as np
 
 from backtests.attribution import Attribution
 from backtests.config import BrokerConfig
-from backtests.margin import DEFAULT_TABLE, MarginTable, TradingRules, below_minimum, funding_kept, is_liquidated, \
-    leverage_allowed, liquidation_exit, liquidation_fee_rate, minimum_cost
+from backtests.margin import DEFAULT_TABLE, MarginTable, TradingRules, below_minimum, check_contract_size, fee_rates, \
+    funding_kept, is_liquidated, leverage_allowed, liquidation_fee_rate, liquidation_steps, minimum_cost, to_tick
 from backtests.slippage import fill_price
 
 
@@ -160,30 +160,49 @@ def apply_fill(acct: Account, size: float, price: float, reference: float, fee_r
     return new, Fill(executed, price, fee, slip, pnl, liquidity), status
 
 
-def check_liquidation(acct: Account, mark_low: float, mark_high: float, leverage: float,
-                      table: MarginTable = DEFAULT_TABLE, fee_rate: float = 0.0125,
-                      open_price: float | None = None, model: str = "flat") -> tuple[Account, Fill | None]:
+def liquidate(acct: Account, mark_low: float, mark_high: float, leverage: float,
+              table: MarginTable = DEFAULT_TABLE, fee_rate: float = 0.0125, open_price: float | None = None,
+              model: str = "flat", tick: float = 0.0, qty_step: float = 0.0) -> tuple[Account, list[Fill]]:
     """Liquidate the position if its isolated margin balance at the bar's adverse mark extreme is below
-    maintenance. The isolated margin is the initial margin less the funding the position has paid from it.
+    maintenance. The isolated margin is the initial margin less what the position has paid from it (funding, and
+    the losses and fees of earlier partial liquidations: ``held_funding``).
 
-    It closes as :func:`~backtests.margin.liquidation_exit` says (``model`` "binance" or "flat") for a bar opening
-    at ``open_price`` (None: no gap, the liquidation price). Long 1 at 100, 20x (margin 5), mark low 95 on the BTC
-    table, "flat": closed at 95.3815 for -4.6185 and a fee of 0.3815; "binance": at the bankruptcy price 95 for
-    -5 and no fee (0.3815 left < the 1.25 % fee). Either way the margin of 5 is lost.
+    The executions are :func:`~backtests.margin.liquidation_steps`'s (``model`` "binance": a large position is
+    first reduced one leverage tier by a partial close; "flat": one full close) for a bar opening at
+    ``open_price`` (None: no gap, the liquidation price). A partial close leaves the rest open with the margin
+    left. Long 1 at 100, 20x (margin 5), mark low 95 on the BTC table, "flat": closed at 95.3815 for -4.6185 and
+    a fee of 0.3815; "binance": at the bankruptcy price 95 for -5 and no fee (0.3815 left < the 1.25 % fee).
+    Either way the margin of 5 is lost.
     """
     size = acct.size
     if size == 0.0:
-        return acct, None
+        return acct, []
     margin = position_margin(acct, leverage) - acct.held_funding
     adverse = mark_low if size > 0 else mark_high
     if not is_liquidated(size, acct.entry, margin, adverse, table):
-        return acct, None
-    price, fee = liquidation_exit(size, acct.entry, margin, acct.entry if open_price is None else open_price,
-                                  table, fee_rate, model)
-    pnl = size * (price - acct.entry)
-    new = acct._replace(wallet=acct.wallet + pnl - fee, size=0.0, entry=0.0, mark=price, held_funding=0.0,
-                        liq_realised=acct.liq_realised + pnl, liq_fees=acct.liq_fees + fee)
-    return new, Fill(-size, price, fee, 0.0, pnl, "liquidation")
+        return acct, []
+    steps = liquidation_steps(size, acct.entry, margin, acct.entry if open_price is None else open_price, adverse,
+                              table, fee_rate, model, tick, qty_step)
+    fills = []
+    for step in steps:
+        pnl = -step.size * (step.price - acct.entry)
+        rest = acct.size + step.size
+        acct = acct._replace(wallet=acct.wallet + pnl - step.fee, size=rest, entry=acct.entry if rest else 0.0,
+                             mark=step.price, liq_realised=acct.liq_realised + pnl, liq_fees=acct.liq_fees + step.fee,
+                             held_funding=0.0)
+        if step.partial:
+            acct = acct._replace(held_funding=position_margin(acct, leverage) - step.margin)
+        fills.append(Fill(step.size, step.price, step.fee, 0.0, pnl, "liquidation"))
+    return acct, fills
+
+
+def check_liquidation(acct: Account, mark_low: float, mark_high: float, leverage: float,
+                      table: MarginTable = DEFAULT_TABLE, fee_rate: float = 0.0125,
+                      open_price: float | None = None, model: str = "flat") -> tuple[Account, Fill | None]:
+    """:func:`liquidate` returning the last execution only (None: no liquidation); one execution unless a
+    "binance" liquidation of a large position went in steps."""
+    acct, fills = liquidate(acct, mark_low, mark_high, leverage, table, fee_rate, open_price, model)
+    return acct, (fills[-1] if fills else None)
 
 
 def mark_to_market(acct: Account, close: float) -> Account:
@@ -236,8 +255,12 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
     inside = np.asarray(arrays.get("funding_inside", np.zeros(len(rate))), dtype="float64").tolist()
     want = np.asarray(targets, dtype="float64").tolist()
     n, lev = len(c), config.leverage
+    tick = qty_step = 0.0
     if rules is not None:
-        table = rules.margin_table
+        table, tick, qty_step = rules.margin_table, rules.price_tick, rules.qty_step
+        if rules.rules is not None:
+            check_contract_size(rules.rules)
+    taker, _, _ = fee_rates(config, rules)
     wiped: int | None = None
     liq_rate = liquidation_fee_rate(config.liquidation_fee, rules)
     acct = Account(wallet=config.cash)
@@ -252,11 +275,12 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
             if delta != 0.0:
                 price = fill_price(config.slippage, delta, o[i], h[i], lo[i], vol[i], bps=config.slippage_bps,
                                    coef=config.slippage_coef)
+                if tick:      # on the tick grid, against the order (as the broker does)
+                    price = to_tick(price, tick, up=delta > 0)
                 if wiped is not None:
                     fill, status = None, "account wiped out"
                 else:
-                    acct, fill, status = apply_fill(acct, delta, price, o[i], config.taker_fee, lev, "taker", table,
-                                                    rules)
+                    acct, fill, status = apply_fill(acct, delta, price, o[i], taker, lev, "taker", table, rules)
                 if fill is not None:
                     fills.append(_fill_row(i, fill, "market", o[i]))
                 if status != "filled":
@@ -266,14 +290,14 @@ def run_reference(arrays: Mapping[str, np.ndarray], targets: np.ndarray, config:
             acct, paid = apply_funding(acct, inside[i], 1.0)
             paid_per_bar[i] += paid
         if config.liquidation:
-            acct, fill = check_liquidation(acct, m_low[i], m_high[i], lev, table, liq_rate, o[i],
-                                           config.liquidation_model)
-            if fill is not None:
+            acct, liquidations = liquidate(acct, m_low[i], m_high[i], lev, table, liq_rate, o[i],
+                                           config.liquidation_model, tick, qty_step)
+            for fill in liquidations:
                 fills.append(_fill_row(i, fill, "liquidation", fill.price))
         acct = mark_to_market(acct, c[i])
         eq[i], pos[i] = equity(acct, c[i]), acct.size
         if (rules is not None and wiped is None and acct.size == 0.0
-                and acct.wallet < minimum_cost(rules, c[i], lev, config.taker_fee)):
+                and acct.wallet < minimum_cost(rules, c[i], lev, taker)):
             wiped = i
     last = c[-1] if n else 0.0
     return ReferenceResult(eq, pos, paid_per_bar, fills, rejected, acct, attribution(acct, last), wiped)

@@ -14,11 +14,12 @@ import pytest
 from replay import FractionReplay, make_market, run_cerebro
 
 from backtests.broker import BrokerConfig
-from backtests.margin import BTC_TABLE
+from backtests.margin import BTC_TABLE, TradingRules
 from backtests.reference import run_reference
 from data_feeds.feed import feed_arrays
 
 FLAT = (100.0, 100.0, 100.0, 100.0)
+HAND = TradingRules(margin_table=BTC_TABLE)   # the BTC tiers on a market of prices near 100: no tick, no minimums
 # the "flat" liquidation model: the Binance protocol's loss booked as a fee at the liquidation price (the Binance
 # model's own fills are in test_liquidation_protocol.py)
 BASE = dict(cash=10_000.0, taker_fee=0.0005, maker_fee=0.0002, slippage="none", liquidation_fee=0.0125,
@@ -200,7 +201,7 @@ def _market(s):
 
 
 def _via_backtrader(s):
-    run = run_cerebro(_market(s), BrokerConfig(**s["config"]), sizes=s["sizes"], symbol="BTC/USDT:USDT")
+    run = run_cerebro(_market(s), BrokerConfig(**s["config"]), sizes=s["sizes"], rules=HAND)
     fills = [(f.size, f.price, f.fee, f.kind) for f in run.fills.itertuples()]
     return fills, run.equity, run.funding, len(run.rejected), run.attribution
 

@@ -6,6 +6,7 @@ import pytest
 from replay import make_market, run_cerebro
 
 from backtests.broker import BrokerConfig
+from backtests.margin import BTC_TABLE, TradingRules
 from backtests.slippage import check_model, fill_price
 
 BAR = dict(open_=100.0, high=102.0, low=98.0, volume=50.0)  # range 4
@@ -50,7 +51,7 @@ def test_unknown_model_is_refused_with_the_valid_names():
 ])
 def test_broker_fills_market_orders_at_the_models_price_and_records_the_cost(config, price):
     market = make_market([(100.0,) * 4, (100.0, 102.0, 98.0, 101.0), (101.0,) * 4], volume=50.0)
-    run = run_cerebro(market, config, sizes=[1, 1, 1])
+    run = run_cerebro(market, config, sizes=[1, 1, 1], rules=TradingRules(margin_table=BTC_TABLE))  # no tick
     (fill,) = run.fills.itertuples()
     assert fill.price == pytest.approx(price, rel=1e-12)
     assert fill.slippage == pytest.approx(price - 100.0, abs=1e-12)
