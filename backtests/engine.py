@@ -185,6 +185,8 @@ def _record_rules(result: BacktestResult, rules: TradingRules, broker, span: Mar
         # links stay in the rules file: the report page is self-contained (no URL in it)
         result.data_span["market_rules"] = {"summary": re.sub(r"\s*https?://\S+", "", r.describe()),
                                             "fetched": r.fetched, "is_default": r.is_default}
+    result.data_span["fees"] = (f"taker {broker._taker:.4%}, maker {broker._maker:.4%} of notional "
+                                f"({broker.fee_source})")
     notices = run_notices(rules, span)
     if broker.wiped_out_at is not None:
         when = _bt_times([broker.wiped_out_at], span.candles.index)[0]
