@@ -33,7 +33,7 @@ import traceback
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from backtests.config import BacktestConfig, ConfigError, config_from_dict, read_toml
 from backtests.executors import Executor, TaskFailure, make_executor
@@ -83,6 +83,9 @@ class CellTask:
     sources: dict | None = None
     """Text of the user strategy file the cell runs (``{absolute path: source}``), so a worker needs no shared
     disk; None for built-in and module strategies."""
+    rules: Any = None
+    """The market's :class:`~backtests.margin.TradingRules`, read here (``--market-rules``, store or snapshot), so
+    a worker needs no shared disk for them either."""
 
 
 # ---------------------------------------------------------------- the spec: TOML and flags
@@ -102,6 +105,8 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
 
     if config.data.funding_path and not config.data.path:
         raise ConfigError(f"{where}: a funding file (--funding-data) goes with a candles file (--data)")
+    if config.data.mark_path and not config.data.path:
+        raise ConfigError(f"{where}: a mark-price file (--mark-data) goes with a candles file (--data)")
     flat = sorted(k for k, v in config.params.items() if not isinstance(v, dict))
     if flat:
         raise ConfigError(f"{where}: in a comparison, [params] holds one table per strategy, e.g. "
@@ -218,7 +223,10 @@ def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
         d = spec.config.data
         try:
             full = load_market(d.exchange, symbol, d.timeframe, first, last, store_dir=d.store_dir, check_end=False,
-                               data_path=d.path, funding_path=d.funding_path)
+                               data_path=d.path, funding_path=d.funding_path, mark_path=d.mark_path)
+            from backtests.engine import run_rules
+
+            rules = run_rules(_cell_config(spec, mine[0]))
         except DataError as exc:
             failed += [CellOutcome(c, error=f"DataError: {exc}") for c in mine]
             continue
@@ -230,7 +238,7 @@ def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
                 failed.append(CellOutcome(cell, error=f"DataError: {exc}"))
                 continue
             tasks.append(CellTask(cell, config, market, spec.cell_reports, histories[cell.strategy],
-                                  _strategy_sources(config.strategy)))
+                                  _strategy_sources(config.strategy), rules))
     return tasks, failed
 
 
@@ -258,11 +266,12 @@ def run_cell(task: CellTask) -> CellOutcome:
 
             for path, text in task.sources.items():
                 provide_source(path, text)
-        result = run_backtest(task.config, market=task.market)
+        result = run_backtest(task.config, market=task.market, rules=task.rules)
         reference = None
         if not (task.config.strategy == REFERENCE_STRATEGY and task.config.broker.leverage == 1.0):
             reference = run_backtest(task.config.replace(strategy=REFERENCE_STRATEGY, params={},
-                                                         broker={"leverage": 1.0}), market=task.market)
+                                                         broker={"leverage": 1.0}), market=task.market,
+                                     rules=task.rules)
             result.extras["buy_hold_1x"] = reference.equity
     except Exception as exc:            # the cell's failure is its result; the grid goes on
         text = str(exc).strip().splitlines()
@@ -411,6 +420,10 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--data", dest="path", help="your own candles file (CSV or Parquet) instead of the store; "
                                                "one symbol")
     g.add_argument("--funding-data", dest="funding_path", help="your own funding file (timestamp,funding_rate)")
+    g.add_argument("--mark-data", dest="mark_path",
+                   help="your own mark-price candles (timestamp,open,high,low,close), with --data; one symbol")
+    g.add_argument("--market-rules", dest="market_rules",
+                   help="JSON/TOML file of the market rules (one market, or [markets.\"SYM\"] tables per symbol)")
     r = parser.add_argument_group("running")
     r.add_argument("--workers", type=int, help="local worker processes (default: one per core; 0 = in this process)")
     r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://scheduler-host:8786 (instead of local workers)")
@@ -437,7 +450,8 @@ def spec_from_args(args: argparse.Namespace) -> CompareSpec:
     where = str(args.config) if args.config else "command line"
     config, table = load_compare_file(args.config) if args.config else (BacktestConfig(), {})
     data = {k: getattr(args, k) for k in ("exchange", "timeframe", "start", "end", "store_dir", "path",
-                                          "funding_path") if getattr(args, k, None) is not None}
+                                          "funding_path", "mark_path", "market_rules")
+            if getattr(args, k, None) is not None}
     from backtests.cli import broker_overrides
 
     broker = broker_overrides(args)

@@ -88,15 +88,17 @@ def strategy_class(strategy):
 
 
 def run_backtest(config: BacktestConfig, *, strategy=None, progress: Progress | None = None,
-                 market: MarketData | None = None, plot_path: str | Path | None = None) -> BacktestResult:
+                 market: MarketData | None = None, plot_path: str | Path | None = None,
+                 rules: TradingRules | None = None) -> BacktestResult:
     """Backtest ``strategy`` (default ``config.strategy``; a name, a ``file.py:Class`` spec or a strategy class)
     on the config's data span; ``plot_path`` also saves Backtrader's own plot of the run there.
+    ``rules``: the market rules already read (a compare cell carries them to its worker); default: read them.
 
     >>> result = run_backtest(BacktestConfig(strategy="buy_hold"))      # doctest: +SKIP
     >>> result = run_backtest(config, strategy=RsiLongShort)             # doctest: +SKIP
     >>> result.final_equity                                              # doctest: +SKIP
     """
-    rules = run_rules(config)
+    rules = run_rules(config) if rules is None else rules     # given: read by the caller (a compare cell)
     config = with_market_fees(config, rules)
     cls, run_config, name = resolve_run(config, strategy)
     if market is None:
