@@ -31,7 +31,8 @@ Order of events within a bar (:class:`FuturesBroker`):
 1. funding settled exactly at the bar's open on the position held through it (before the open's fills), at the
    mark close of the bar before; as on Binance in isolated mode it comes out of the position's margin (the
    account value pays it either way), which moves the liquidation price;
-2. orders due at the open fill: market orders at the open moved by the slippage model, paying the taker fee;
+2. orders due at the open fill: market orders at the open moved by the slippage model and put on the market's
+   tick grid against the order, paying the taker fee (the market's stored fee unless the user set one);
    limit orders at their limit (or the better open), paying the maker fee if they rested (not marketable
    against the close they were placed at) and the taker fee otherwise;
 2b. funding settled strictly inside the bar (bars longer than the funding interval: 08:00 and 16:00 inside a 1d
@@ -41,7 +42,9 @@ Order of events within a bar (:class:`FuturesBroker`):
 3. liquidation check over the bar's adverse mark extreme (mark low for a long, mark high for a short; the
    last-price candle where no mark prices exist): below maintenance, the position is closed at the
    liquidation price with the liquidation fee, or at the open when the bar gapped past it, never losing more
-   than its margin (:func:`~backtests.margin.liquidation_exit`); recorded as a fill of kind ``"liquidation"``
+   than its margin (:func:`~backtests.margin.liquidation_exit`); a large position is first cut one leverage tier
+   down by a partial liquidation that leaves it margin-compliant where Binance's protocol allows it
+   (:func:`~backtests.margin.liquidation_steps`); each execution is recorded as a fill of kind ``"liquidation"``
    and notified to the strategy; the run goes on with what is left;
 4. mark to market at the close.
 """
