@@ -89,8 +89,10 @@ class MarketRules:
         """One line: what the rules say and (``source``) where they come from, e.g. for the CLI and the report."""
         tiers = (f"{len(self.tiers)} leverage tiers (max {self.tiers[0].max_leverage:g}x)" if self.tiers
                  else "no leverage tiers")
+        fees = (f", fees maker {self.maker_fee:.4%} / taker {self.taker_fee:.4%}"
+                if self.maker_fee is not None and self.taker_fee is not None else "")
         text = (f"{self.exchange} {self.symbol}: qty step {self.qty_step:g}, min qty {self.min_qty:g}, "
-                f"min notional {self.min_notional:g} USDT, {tiers}")
+                f"min notional {self.min_notional:g} USDT, price tick {self.price_tick:g}{fees}, {tiers}")
         return text + (f"; {self.source}" + (f", {self.fetched}" if self.fetched else "") if source else "")
 
 

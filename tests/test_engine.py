@@ -85,13 +85,14 @@ def test_decision_on_close_fills_at_next_open_with_slippage_against_the_order():
 
 
 def test_high_leverage_leaves_room_for_the_opening_fee_instead_of_being_refused():
-    candles = make_candles([100, 100, 100.5, 101, 101])
+    # BTC-like prices: the 1 bp slipped fill (60,006.0) lies on BTCUSDT's 0.1 tick grid
+    candles = make_candles([60_000, 60_000, 60_300, 60_600, 60_600])
     # at 20x the fee and slippage (0.06 % of notional) are 1.2 % of equity: more than a 1 % buffer
-    result = _run(candles, "buy_hold", leverage=20, cash=1_000)   # 19,800 notional: inside the 20x tier
+    result = _run(candles, "buy_hold", leverage=20, cash=100_000)   # 1.98M notional: inside the 20x tier
     assert result.rejected.empty and len(result.fills) == 1
     fill = result.fills.iloc[0]
     margin = fill["notional"] / 20
-    assert margin + fill.fee + fill.slippage == pytest.approx(0.99 * 1_000, rel=1e-3)
+    assert margin + fill.fee + fill.slippage == pytest.approx(0.99 * 100_000, rel=1e-3)
 
 
 def test_leverage_scales_position_and_pnl():
