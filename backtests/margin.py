@@ -156,12 +156,13 @@ def fee_rates(config, rules: "TradingRules | None") -> tuple[float, float, str]:
 
 
 def to_tick(price: float, tick: float, up: bool) -> float:
-    """``price`` on the tick grid, rounded up (``up``) or down; unchanged when ``tick`` is 0 (unknown).
+    """``price`` on the tick grid, rounded up (``up``) or down; unchanged when ``tick`` is 0 (unknown) or the
+    price is not finite.
 
     Prices within 1e-9 of a tick count as on it (floating-point noise): BTC (tick 0.1): 60,000.06 up is
     60,000.1, down 60,000.0; 60,000.1 stays 60,000.1 either way.
     """
-    if not tick:
+    if not tick or not math.isfinite(price):
         return price
     steps = price / tick
     near = round(steps)
