@@ -1,6 +1,7 @@
 """The trial ledger: every configuration tried on which data, so significance corrections count what was tried.
 
-Each backtest, comparison cell (and search trial) appends one line of JSON to a local file::
+Each backtest, comparison cell and search trial (``lstmbt optimize``: kind ``"optimize"`` over the search span,
+``"optimize-final"`` for the winner's one run on the final span) appends one line of JSON to a local file::
 
     {"v": 1, "time": "2026-01-01T12:00:00Z", "kind": "backtest", "config_hash": "3f2a...", "strategy": "lstm",
      "summary": "lstm seed=42 lev=1 window=48 horizon=24", "exchange": "binanceusdm", "symbol": "BTC/USDT:USDT",
@@ -138,10 +139,10 @@ def read(path: str | os.PathLike | None = None) -> list[dict]:
     return out
 
 
-def trials_on(exchange: str, symbol: str, timeframe: str, start, end, *, path: str | os.PathLike | None = None,
-              entries: list[dict] | None = None) -> Trials:
-    """Distinct configurations tried on ``exchange``/``symbol``/``timeframe`` over a span overlapping
-    ``start .. end``, with the latest Sharpe ratio recorded for each."""
+def configs_on(exchange: str, symbol: str, timeframe: str, start, end, *, path: str | os.PathLike | None = None,
+               entries: list[dict] | None = None) -> dict[str, float | None]:
+    """Config hash -> its latest recorded Sharpe ratio (None when undefined), for every configuration tried on
+    ``exchange``/``symbol``/``timeframe`` over a span overlapping ``start .. end``."""
     t0, t1 = pd.Timestamp(_iso(start)), pd.Timestamp(_iso(end))
     latest: dict[str, float | None] = {}
     for e in entries if entries is not None else read(path):
@@ -153,6 +154,14 @@ def trials_on(exchange: str, symbol: str, timeframe: str, start, end, *, path: s
             continue
         if s0 <= t1 and t0 <= s1:
             latest[e.get("config_hash", "?")] = e.get("sharpe")
+    return latest
+
+
+def trials_on(exchange: str, symbol: str, timeframe: str, start, end, *, path: str | os.PathLike | None = None,
+              entries: list[dict] | None = None) -> Trials:
+    """Distinct configurations tried on ``exchange``/``symbol``/``timeframe`` over a span overlapping
+    ``start .. end``, with the latest Sharpe ratio recorded for each."""
+    latest = configs_on(exchange, symbol, timeframe, start, end, path=path, entries=entries)
     sharpes = tuple(float(s) for s in latest.values() if isinstance(s, (int, float)) and math.isfinite(s))
     return Trials(len(latest), sharpes, str(ledger_path(path)))
 
@@ -175,5 +184,5 @@ def trials_for(result, path: str | os.PathLike | None = None) -> Trials:
                      result.equity.index[-1], path=path)
 
 
-__all__ = ["LEDGER_ENV", "Trials", "config_hash", "config_summary", "ledger_path", "make_entry", "read", "record",
+__all__ = ["LEDGER_ENV", "Trials", "config_hash", "configs_on", "config_summary", "ledger_path", "make_entry", "read", "record",
            "record_results", "trials_for", "trials_on"]

@@ -165,7 +165,7 @@ def train_command(args: argparse.Namespace, *, out: TextIO | None = None) -> int
         raise DataError(f"no {d.symbol} {d.timeframe} candles in {d.start} .. {d.end}; run lstmbt download first")
     folds = make_folds(candles.index, cfg.train_bars, cfg.val_bars, test_bars or span,
                        expanding=cfg.walk_forward_expanding, start=t0)
-    cost = label_cost(config.broker)
+    cost = cfg.label_cost if cfg.label_cost is not None else label_cost(config.broker)
     cache = config.cache_dir or default_cache_dir()
     say(f"lstmbt train: {d.symbol} {d.timeframe} {d.start} .. {d.end}: {len(folds)} fold(s) of up to "
         f"{test_bars or span} bars, {describe(cfg)}, {cfg.train_bars:,} train + "

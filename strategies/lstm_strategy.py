@@ -73,7 +73,7 @@ class LSTMStrategy(TargetPositionStrategy):
     def prepare(cls, config, market, span_start, progress=None) -> Prepared:
         params = cls.check_params(config.params)
         cfg = cls.model_config(config)
-        cost = label_cost(config.broker)
+        cost = cfg.label_cost if cfg.label_cost is not None else label_cost(config.broker)
         cache = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
         if progress:
             progress(f"model: {describe(cfg)}, {cfg.train_bars:,} training + {cfg.val_bars:,} validation bars "

@@ -48,6 +48,12 @@ folds = 2
 """
 
 
+@pytest.fixture(autouse=True)
+def _own_ledger(tmp_path, monkeypatch):
+    """Every search records its trials in the trial ledger: keep it in the test's folder."""
+    monkeypatch.setenv("LSTMBT_LEDGER", str(tmp_path / "ledger.jsonl"))
+
+
 def _write(tmp_path: Path, text: str, name: str = "search.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
@@ -101,6 +107,9 @@ def test_a_killed_lstm_search_resumes_and_its_winner_runs_as_a_backtest(tmp_path
     ('"hidden" = { choices = [4, 8] }', 'must be "params.<name>" or "model.<field>"'),
     ('"model.hidden" = { type = "int", low = 0, high = 64 }', "hidden must be a whole number >= 1"),
     ('"model.cell" = { choices = ["lstm", "rnn"] }', "unknown cell 'rnn'"),
+    ('"model.label_cost" = { choices = ["wide", "narrow"] }', "takes float or int values, the search draws str"),
+    ('"model.label_cost" = { type = "float", low = -0.01, high = 0.01 }', "label_cost must be a log return"),
+    ('"model.kind" = { choices = ["lstm", "xgboost"] }', "unknown model kind 'xgboost'"),
 ])
 def test_a_bad_search_entry_is_one_line_and_exit_2(tmp_path, capsys, entry, message):
     text = TINY_LSTM.split("[search]")[0] + "[search]\n" + entry + "\n"

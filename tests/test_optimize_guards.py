@@ -215,7 +215,9 @@ def test_a_search_table_becomes_typed_dimensions_and_values_land_in_params_and_m
     tried = apply_values(config, values)
     assert tried.model == {"hidden": values["model.hidden"], "lr": values["model.lr"], "cell": values["model.cell"]}
     assert tried.params == {"mode": "batched"}
-    assert len(parse_space({}, config).dimensions) == 8                 # the default LSTM space
+    default = parse_space({}, config)                                    # the default LSTM space
+    assert {d.field for d in default.dimensions} == {"window", "hidden", "layers", "cell", "horizon", "lr",
+                                                     "dropout", "label_cost", "tune_threshold"}
 
 
 def test_the_shipped_search_example_and_the_main_job_config_are_valid_searches():
@@ -225,6 +227,8 @@ def test_the_shipped_search_example_and_the_main_job_config_are_valid_searches()
 
     configs = Path(__file__).resolve().parents[1] / "backtests" / "configs"
     example = load_optimize_spec(configs / "optimize_example.toml")
-    assert example.trials == 60 and len(example.space.dimensions) == 8 and example.workers == 2
+    assert example.trials == 60 and len(example.space.dimensions) == 9 and example.workers == 2
     main_job = load_optimize_spec(configs / "btc_lstm_1h.toml")           # no [search]: the default space
     assert main_job.space.names == example.space.names
+    small = load_optimize_spec(configs / "optimize_lstm_small.toml")    # the 30-trial search of the README
+    assert small.trials == 30 and small.folds == 3 and "model.label_cost" in small.space.names

@@ -21,6 +21,12 @@ NOISE_SEED = 11
 FREE = {"taker_fee": 0.0, "maker_fee": 0.0, "slippage": "none", "funding": False}   # no costs: signal only
 
 
+@pytest.fixture(autouse=True)
+def _own_ledger(tmp_path, monkeypatch):
+    """Every search records its trials in the trial ledger: keep it in the test's folder."""
+    monkeypatch.setenv("LSTMBT_LEDGER", str(tmp_path / "ledger.jsonl"))
+
+
 def random_walk(n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
@@ -136,3 +142,30 @@ def test_the_median_pruner_stops_trials_below_the_median_after_a_fold(tmp_path):
     pruned = t[t["state"] == "PRUNED"]
     assert len(pruned) >= 1 and (t.loc[t["number"] < 5, "state"] == "COMPLETE").all()      # 5 startup trials
     assert (pruned["folds_run"] == 2).all()      # not before the second fold; not after the last, which saves nothing
+
+
+def test_every_trial_goes_into_the_ledger_and_the_deflated_sharpe_counts_the_ledger_too(tmp_path):
+    from backtests import ledger
+
+    closes = random_walk(900, seed=6)
+    spec = _spec(tmp_path, closes, "ledger", trials=3, folds=2)
+    path = tmp_path / "ledger.jsonl"
+    # five other configurations already tried on these bars, one on another symbol, one on a later span
+    others = [ledger.make_entry("backtest", {"strategy": "sma_cross", "params": {"fast": k}}, exchange="binanceusdm",
+                                symbol="TEST/USDT:USDT", timeframe="1h", start="2024-01-05", end="2024-01-20",
+                                sharpe=0.5 * k) for k in range(5)]
+    others.append(ledger.make_entry("backtest", {"strategy": "x"}, exchange="binanceusdm", symbol="ETH/USDT:USDT",
+                                    timeframe="1h", start="2024-01-05", end="2024-01-20", sharpe=1.0))
+    others.append(ledger.make_entry("backtest", {"strategy": "y"}, exchange="binanceusdm", symbol="TEST/USDT:USDT",
+                                    timeframe="1h", start="2025-01-05", end="2025-01-20", sharpe=1.0))
+    ledger.record(others, path)
+    out = run_search(spec, InlineExecutor(), show_bar=False, write=False)
+    g = out.summary["guards"]
+    searched = [e for e in ledger.read(path) if e["kind"] == "optimize"]
+    assert len(searched) == 3                                         # every trial, on the search span
+    assert {e["start"][:10] for e in searched} == {"2024-01-01"}
+    assert g["dsr_search_configs"] == len({e["config_hash"] for e in searched}) >= 2
+    assert g["dsr_ledger_trials"] == 5
+    assert g["dsr_trials"] == g["dsr_search_configs"] + 5
+    final = [e for e in ledger.read(path) if e["kind"] == "optimize-final"]
+    assert len(final) == 1 and final[0]["start"] >= out.plan.final_start.isoformat()

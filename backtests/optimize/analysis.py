@@ -18,7 +18,8 @@ from backtests.optimize.space import apply_values, uses_model
 from backtests.optimize.study import load_returns, save_returns
 from data_feeds import MarketData
 from data_feeds.files import atomic_write
-from reports.statistics import deflated_sharpe_ratio, probabilistic_sharpe_ratio, sharpe_ratio
+from backtests.ledger import config_hash, configs_on, ledger_path
+from reports.statistics import expected_max_sharpe, probabilistic_sharpe_ratio, sharpe_ratio
 
 if TYPE_CHECKING:
     from backtests.optimize.search import Search, SearchOutcome
@@ -122,6 +123,14 @@ def _final_evaluation(search: "Search", best, config, full: MarketData, executor
              "evaluated": pd.Timestamp.now(tz="UTC").isoformat()}
     if not error:
         save_returns(folder / "final", best.number, returns)
+        from backtests import ledger
+
+        d, plan = config.data, search.plan
+        ledger.record([ledger.make_entry("optimize-final", config.to_dict(), exchange=d.exchange, symbol=d.symbol,
+                                         timeframe=d.timeframe, start=plan.final_start,
+                                         end=plan.final[-1].stop - pd.Timedelta(seconds=1),
+                                         sharpe=metric_value("sharpe", np.concatenate(returns), d.timeframe)
+                                         if returns else None)], search.spec.ledger)
     record["evaluations"].append(entry)
     atomic_write(path, json.dumps(record, indent=2))
     return {**entry, "returns": np.concatenate(returns) if returns and not error else None,
@@ -186,18 +195,38 @@ def analyse(search: "Search", study, full: MarketData, executor: Executor) -> "S
                                          & (full.candles.index < plan.final[-1].stop)]
             summary["final_buy_hold"] = span_metrics(buy_hold_returns(final_candles), tf)
 
-    # the deflated Sharpe ratio: every trial that produced returns counts (pruned ones over their folds)
-    trial_sharpes = []
+    # the deflated Sharpe ratio: every trial that produced returns counts (pruned ones over their folds), and so
+    # does every other configuration the trial ledger holds for this symbol and timeframe over the search span
+    trial_sharpes, hashes = [], set()
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     for number in table.loc[table["state"].isin(["COMPLETE", "PRUNED"]), "number"] if len(table) else []:
         segs = load_returns(folder, int(number))
         if segs:
             trial_sharpes.append(sharpe_ratio(np.concatenate(segs)))
+            params = dict(by_number[int(number)].params)
+            hashes.add(config_hash(apply_values(spec.config, params).to_dict()))
     finite = [s for s in trial_sharpes if math.isfinite(s)]
-    guards["n_trials_dsr"] = len(finite)
+    d = spec.config.data
+    others = {}
+    try:
+        held = configs_on(d.exchange, d.symbol, d.timeframe, plan.search[0].start,
+                          plan.search[-1].stop - pd.Timedelta(seconds=1), path=spec.ledger)
+        others = {h: v for h, v in held.items() if h not in hashes}
+    except (OSError, ValueError):
+        pass
+    scale = math.sqrt(_periods(tf))
+    other_sharpes = [float(v) / scale for v in others.values() if isinstance(v, (int, float)) and math.isfinite(v)]
+    guards["n_trials_search"] = len(finite)
+    guards["n_configs_search"] = len(hashes)
+    guards["n_trials_ledger"] = len(others)
+    guards["n_trials_dsr"] = len(hashes) + len(others) if hashes else len(finite)
+    guards["ledger"] = str(ledger_path(spec.ledger))
     if search_returns is not None and finite:
-        guards["dsr"] = deflated_sharpe_ratio(search_returns, finite)
-        guards["trial_sharpe_std_ann"] = float(np.std(finite, ddof=1) * math.sqrt(_periods(tf))) \
-            if len(finite) > 1 else 0.0
+        pooled = finite + other_sharpes
+        variance = float(np.var(pooled, ddof=1)) if len(pooled) > 1 else 0.0
+        guards["dsr"] = probabilistic_sharpe_ratio(search_returns,
+                                                   expected_max_sharpe(guards["n_trials_dsr"], variance))
+        guards["trial_sharpe_std_ann"] = float(np.std(pooled, ddof=1) * scale) if len(pooled) > 1 else 0.0
 
     numbers, matrix = _complete_matrix(folder, table, len(plan.search)) if len(table) else ([], None)
     guards["n_trials_matrix"] = len(numbers)
@@ -233,6 +262,8 @@ def analyse(search: "Search", study, full: MarketData, executor: Executor) -> "S
         guards["importances"] = importances(complete[spec.space.names], complete[spec.objectives[0].text])
     summary["guards"] = {
         "dsr": guards.get("dsr"), "dsr_trials": guards.get("n_trials_dsr"),
+        "dsr_search_trials": guards.get("n_trials_search"), "dsr_search_configs": guards.get("n_configs_search"),
+        "dsr_ledger_trials": guards.get("n_trials_ledger"), "ledger": guards.get("ledger"),
         "pbo": guards["pbo"].pbo if "pbo" in guards else None,
         "pbo_slices": guards["pbo"].n_slices if "pbo" in guards else None,
         "pbo_trials": guards["pbo"].n_trials if "pbo" in guards else None,

@@ -35,6 +35,8 @@ def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://HOST:8786 (instead of local workers)")
     r.add_argument("--study", help="study name: its folder is runs/optimize-NAME, and a rerun resumes it")
     r.add_argument("--out", help="run folder (default runs/<UTC time>-optimize, or runs/optimize-NAME)")
+    r.add_argument("--ledger", help="trial ledger file every trial is recorded in (default $LSTMBT_LEDGER or "
+                                    "ledger.jsonl in the user cache)")
     r.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     r.add_argument("--data-dir", dest="store_dir", help="local data store folder")
     r.add_argument("--start", help="first day of the span (search + final), YYYY-MM-DD")
@@ -54,7 +56,8 @@ def spec_from_args(args: argparse.Namespace):
         raise ConfigError(str(exc)) from exc
     flags = {"trials": args.trials, "objectives": args.objectives, "folds": args.folds,
              "final_fraction": args.final_fraction, "prune": args.prune, "workers": args.workers,
-             "scheduler": args.scheduler, "study": args.study, "out": args.out}
+             "scheduler": args.scheduler, "study": args.study, "out": args.out,
+             "ledger": getattr(args, "ledger", None)}
     return resolve_spec(config, search, {**table, **{k: v for k, v in flags.items() if v is not None}},
                         str(args.config))
 
@@ -94,7 +97,8 @@ def optimize_command(args: argparse.Namespace) -> int:
               f"max drawdown {fmt(final.get('max_drawdown'), 1)} %, PSR {fmt(final.get('psr'))}"
               + (f"  ({s['final_error']})" if s.get("final_error") else ""))
     print(f"  guards: PBO {fmt(g.get('pbo'), 2)}, deflated Sharpe {fmt(g.get('dsr'))} over {g.get('dsr_trials')} "
-          f"trials, CPCV median OOS Sharpe of the selection {fmt(g.get('cpcv_selected_oos_sharpe_median'), 2)}")
+          f"configurations ({g.get('dsr_search_configs')} in this search + {g.get('dsr_ledger_trials')} more in the "
+          f"ledger), CPCV median OOS Sharpe of the selection {fmt(g.get('cpcv_selected_oos_sharpe_median'), 2)}")
     print(f"best config: {outcome.folder / 'best.toml'}")
     print(f"report: {outcome.folder / 'report.html'}")
     return 0

@@ -330,7 +330,11 @@ comes from out-of-sample segments (models trained only on bars before each segme
         cls = "ok" if dsr >= 0.95 else "warn"
         verdict.append(f"<p class='big {cls}'>Deflated Sharpe ratio = {dsr:.3f}</p><p>Probability that the winner's "
                        f"true Sharpe ratio over the search span is above zero after accounting for "
-                       f"{g['dsr_trials']} trials tried (complete and pruned; Bailey and López de Prado 2014). "
+                       f"{g['dsr_trials']} configurations tried: {_fmt(g.get('dsr_search_configs'), 0)} distinct ones in "
+                       f"this search ({_fmt(g.get('dsr_search_trials'), 0)} complete and pruned trials) and "
+                       f"{_fmt(g.get('dsr_ledger_trials'), 0)} others the trial ledger "
+                       f"(<code>{escape(str(g.get('ledger') or ''))}</code>) holds for this symbol and timeframe over "
+                       f"the search span (Bailey and López de Prado 2014). "
                        f"0.95 or more: significant at 5 %.</p>")
     if g.get("cpcv_path_sharpes") is not None:
         paths = ", ".join(f"{x:.2f}" for x in g["cpcv_path_sharpes"])

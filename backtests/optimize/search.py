@@ -191,6 +191,7 @@ class Search:
                     live.trial.report(value, k)
                     if k < len(self.plan.search) - 1 and live.trial.should_prune():    # the last fold saves nothing
                         live.pruned = True
+        self._record_ledger(lives)
         for live in lives:
             t = live.trial
             for key, value in (("fold_values", live.fold_values), ("trades", live.trades),
@@ -207,6 +208,18 @@ class Search:
                 study.tell(t, state=TrialState.PRUNED)
             else:
                 study.tell(t, _fold_values(self.spec.objectives, live.returns, self.timeframe))
+
+    def _record_ledger(self, lives: list[_Live]) -> None:
+        """Every trial that produced returns goes into the trial ledger, over the search span."""
+        from backtests import ledger
+
+        d = self.spec.config.data
+        start, end = self.plan.search[0].start, self.plan.search[-1].stop - pd.Timedelta(seconds=1)
+        entries = [ledger.make_entry("optimize", live.config.to_dict(), exchange=d.exchange, symbol=d.symbol,
+                                     timeframe=d.timeframe, start=start, end=end,
+                                     sharpe=_value("sharpe", live.returns, self.timeframe))
+                   for live in lives if live.returns and live.config is not None]
+        ledger.record(entries, self.spec.ledger)
 
     def _best_text(self, study) -> str:
         try:

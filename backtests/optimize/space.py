@@ -25,6 +25,7 @@ from typing import Any
 from backtests.config import BacktestConfig, ConfigError
 
 KINDS = ("int", "float", "categorical")
+_NUMBER_FIELDS = ("label_cost",)        # model fields whose default (None) does not tell their kind
 _ENTRY_KEYS = {"type", "low", "high", "step", "log", "choices"}
 
 DEFAULT_LSTM_SEARCH: dict[str, dict] = {
@@ -35,10 +36,12 @@ DEFAULT_LSTM_SEARCH: dict[str, dict] = {
     "model.horizon": {"choices": [4, 12, 24]},
     "model.lr": {"type": "float", "low": 3e-4, "high": 3e-3, "log": True},
     "model.dropout": {"type": "float", "low": 0.0, "high": 0.3, "step": 0.1},
+    "model.label_cost": {"choices": [0.0012, 0.003, 0.006]},
     "model.tune_threshold": {"choices": [True, False]},
 }
 """The search when an LSTM config has no ``[search]`` table: window, size, cell, label horizon, learning rate,
-dropout and the threshold policy (tuned on validation, or trade every argmax)."""
+dropout, label cost (the move below which a label is FLAT: the broker's 0.12 % round trip, or wider) and the
+threshold policy (tuned on validation, or trade every argmax)."""
 
 DEFAULT_SMA_SEARCH: dict[str, dict] = {
     "params.fast": {"type": "int", "low": 5, "high": 40, "step": 5},
@@ -188,6 +191,9 @@ def _model_field_kinds(cls, config: BacktestConfig) -> dict[str, set[str] | None
     model = cls.model_config(config)
     out: dict[str, set[str] | None] = {}
     for f in dataclasses.fields(type(model)):
+        if f.name in _NUMBER_FIELDS:
+            out[f.name] = {"int", "float"}
+            continue
         default = _field_default(f)
         kind = _kind_of(default)
         out[f.name] = None if default is None else {"int", "float"} if kind == "float" else {kind}

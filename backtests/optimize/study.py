@@ -34,7 +34,7 @@ from backtests.optimize.space import SearchSpace, parse_space
 from data_feeds.files import atomic_path, atomic_write
 
 OPTIMIZE_KEYS = ("trials", "objectives", "folds", "final_fraction", "workers", "scheduler", "study", "out", "prune",
-                 "top", "cpcv_groups", "cpcv_test_groups", "purge", "embargo", "pbo_slices", "population")
+                 "top", "cpcv_groups", "cpcv_test_groups", "purge", "embargo", "pbo_slices", "population", "ledger")
 JOURNAL = "study.journal"
 SETTINGS = "study.json"
 
@@ -51,6 +51,8 @@ class OptimizeSpec:
     ``cpcv_groups`` / ``cpcv_test_groups``: N and k; ``purge``: bars purged before each test group (default the
     model's label horizon, else 0); ``embargo``: fraction of the search bars embargoed after each test group;
     ``pbo_slices``: S of the CSCV (even). ``population``: NSGA-II's population with two objectives.
+    ``ledger``: the trial ledger file every trial is recorded in (default ``$LSTMBT_LEDGER`` or the user cache's
+    ``ledger.jsonl``); the deflated Sharpe counts its other configurations on the same data too.
     """
 
     config: BacktestConfig
@@ -72,6 +74,7 @@ class OptimizeSpec:
     pbo_slices: int = 16
     population: int = 12
     search_table: dict = field(default_factory=dict)
+    ledger: str | None = None
 
     @property
     def multi(self) -> bool:
@@ -123,7 +126,7 @@ def resolve_spec(config: BacktestConfig, search: dict, table: dict, where: str =
         raise ConfigError(f"{where} [optimize]: cpcv_test_groups ({tests}) must be below cpcv_groups ({groups})")
     if "prune" in values and not isinstance(values["prune"], bool):
         raise ConfigError(f"{where} [optimize]: prune must be true or false, got {values['prune']!r}")
-    for name in ("scheduler", "study", "out"):
+    for name in ("scheduler", "study", "out", "ledger"):
         if values.get(name) is not None and not isinstance(values[name], str):
             raise ConfigError(f"{where} [optimize]: {name} must be a string, got {values[name]!r}")
     if values.get("study") is not None and not _safe_name(values["study"]):

@@ -91,7 +91,7 @@ def _read_meta(path: Path) -> dict:
 
 def _config_diff(stored: ModelConfig, expected: ModelConfig) -> list[str]:
     old, new = stored.training_dict(), expected.training_dict()
-    return [f"{k}={old[k]!r} (expected {new[k]!r})" for k in new if old[k] != new[k]]
+    return [f"{k}={old[k]!r} (expected {new[k]!r})" for k in new if old.get(k) != new[k]]
 
 
 def load_checkpoint(directory: str | os.PathLike, *, expect_config: ModelConfig | None = None,

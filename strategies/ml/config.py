@@ -39,6 +39,8 @@ class ModelConfig:
     ``walk_forward_test_bars=720``: retrain every 720 bars (30 days of hours) through the backtest span, each model
     trading only the 720 bars after its validation span; 0 trains one model before the span. With
     ``walk_forward_expanding`` each fold's training span keeps the first fold's start and grows.
+    ``label_cost=0.003``: a move within +/- 0.3 % (log return) over the horizon is labelled FLAT; unset, the
+    broker's round-trip cost ``2 x (taker fee + slippage)`` is used.
     """
 
     window: int = 48
@@ -65,6 +67,7 @@ class ModelConfig:
     walk_forward_expanding: bool = False
     kind: str = "lstm"
     options: dict = field(default_factory=dict)
+    label_cost: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("window", "hidden", "layers", "horizon", "epochs", "patience", "batch_size", "train_bars",
@@ -86,6 +89,11 @@ class ModelConfig:
         if isinstance(bars, bool) or not isinstance(bars, int) or bars < 0:
             raise ConfigError(f"model config: walk_forward_test_bars must be a whole number >= 0 (0 = off), "
                               f"got {bars!r}")
+        if self.label_cost is not None and (isinstance(self.label_cost, bool)
+                                            or not isinstance(self.label_cost, (int, float))
+                                            or not 0.0 <= self.label_cost < 1.0):
+            raise ConfigError(f"model config: label_cost must be a log return in [0, 1) or absent (the broker's "
+                              f"round-trip cost), got {self.label_cost!r}")
         if self.cell not in CELLS:
             raise ConfigError(f"model config: unknown cell {self.cell!r}; use one of {', '.join(CELLS)}")
         self._check_kind()
@@ -149,7 +157,10 @@ class ModelConfig:
 
     def training_dict(self) -> dict[str, Any]:
         """:meth:`to_dict` without the fields that leave the trained weights unchanged (see ``RUNTIME_FIELDS``)."""
-        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        out = {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+        if out.get("label_cost") is None:         # unset: the keys of models cached before the field existed
+            out.pop("label_cost", None)
+        return out
 
     def replace(self, **changes: Any) -> "ModelConfig":
         """A copy with some fields changed (validated again)."""
