@@ -257,6 +257,8 @@ def analyse(search: "Search", study, full: MarketData, executor: Executor) -> "S
             guards["cpcv_candidates"] = top
         except ValueError as exc:
             guards["cpcv_error"] = str(exc)
+        if "cpcv" in guards and _refits(spec):
+            guards["cpcv_refit"] = _refit(search, spec, by_number, top, guards["cpcv"], executor)
     complete = table[table["state"] == "COMPLETE"] if len(table) else table
     if len(complete) >= 3:
         guards["importances"] = importances(complete[spec.space.names], complete[spec.objectives[0].text])
@@ -272,6 +274,7 @@ def analyse(search: "Search", study, full: MarketData, executor: Executor) -> "S
         if "cpcv" in guards else None,
         "cpcv_path_sharpes": [float(x * math.sqrt(_periods(tf))) for x in guards["cpcv"].path_sharpes]
         if "cpcv" in guards else None,
+        **_refit_summary(guards.get("cpcv_refit"), tf),
     }
     if spec.multi:
         summary["front"] = [t.number for t in study.best_trials]
@@ -279,6 +282,59 @@ def analyse(search: "Search", study, full: MarketData, executor: Executor) -> "S
     span = full.candles[(full.candles.index >= plan.search[0].start) & (full.candles.index < end)]
     return SearchOutcome(folder, spec, plan, table, best, best_config, search_returns, final_returns, final_error,
                          summary, guards, market_index=span.index, buy_hold=buy_hold_returns(span))
+
+
+def _refits(spec) -> bool:
+    """Whether the CPCV refits models: ``cpcv_refit`` if set, else yes for a strategy with a model."""
+    from strategies.registry import get_strategy
+
+    if spec.cpcv_refit is not None:
+        return bool(spec.cpcv_refit) and uses_model(get_strategy(spec.config.strategy))
+    return uses_model(get_strategy(spec.config.strategy))
+
+
+def _refit(search: "Search", spec, by_number: dict, top: list[int], cpcv, executor: Executor):
+    """The CPCV's selection with each split's selected candidate retrained on the split's training groups
+    (:mod:`backtests.optimize.refit`)."""
+    from backtests.optimize.refit import refit_cpcv
+    from strategies.lstm_strategy import label_cost
+    from strategies.ml.features import warmup_bars
+    from strategies.registry import get_strategy
+
+    cls = get_strategy(spec.config.strategy)
+    candidates = []
+    for number in top:
+        config = apply_values(spec.config, dict(by_number[number].params))
+        cfg = cls.model_config(config)
+        cost = cfg.label_cost if getattr(cfg, "label_cost", None) is not None else label_cost(config.broker)
+        candidates.append((cfg, cost))
+    market = search.search_market
+    first = search.plan.search[0].start
+    start = int((market.candles.index < first).sum())
+    lead = max(warmup_bars(cfg.features) + cfg.window for cfg, _ in candidates) + 10
+    trimmed = market.slice(market.candles.index[max(start - lead, 0)], search.plan.final_start)
+    offset = int((trimmed.candles.index < first).sum())
+    cache = spec.config.cache_dir
+    if not cache:
+        from strategies.lstm_strategy import default_cache_dir
+
+        cache = str(default_cache_dir())
+    return refit_cpcv(cpcv.splits, cpcv.selected, candidates, trimmed, offset, cpcv.n_groups, cpcv.n_test_groups,
+                      executor, cache)
+
+
+def _refit_summary(refit, timeframe: str) -> dict:
+    if refit is None:
+        return {"cpcv_refit": False}
+    scale = math.sqrt(_periods(timeframe))
+    finite = refit.selected_test[np.isfinite(refit.selected_test)]
+    return {"cpcv_refit": True,
+            "cpcv_refit_oos_sharpe_median": float(np.median(finite) * scale) if len(finite) else None,
+            "cpcv_refit_split_sharpes": [float(x * scale) if math.isfinite(x) else None
+                                         for x in refit.selected_test],
+            "cpcv_refit_path_sharpes": [float(x * scale) if math.isfinite(x) else None for x in refit.path_sharpes],
+            "cpcv_refit_trained": refit.trained, "cpcv_refit_cached": refit.cached,
+            "cpcv_refit_seconds": round(refit.seconds, 1), "cpcv_refit_errors": refit.errors[:5]}
 
 
 def _periods(timeframe: str) -> float:

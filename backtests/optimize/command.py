@@ -37,6 +37,9 @@ def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--out", help="run folder (default runs/<UTC time>-optimize, or runs/optimize-NAME)")
     r.add_argument("--ledger", help="trial ledger file every trial is recorded in (default $LSTMBT_LEDGER or "
                                     "ledger.jsonl in the user cache)")
+    g.add_argument("--cpcv-refit", dest="cpcv_refit", action=argparse.BooleanOptionalAction, default=None,
+                   help="retrain each CPCV split's selected candidate on the split's training groups (default: on "
+                        "for a model strategy; --no-cpcv-refit reuses the walk-forward returns only)")
     r.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     r.add_argument("--data-dir", dest="store_dir", help="local data store folder")
     r.add_argument("--start", help="first day of the span (search + final), YYYY-MM-DD")
@@ -57,7 +60,7 @@ def spec_from_args(args: argparse.Namespace):
     flags = {"trials": args.trials, "objectives": args.objectives, "folds": args.folds,
              "final_fraction": args.final_fraction, "prune": args.prune, "workers": args.workers,
              "scheduler": args.scheduler, "study": args.study, "out": args.out,
-             "ledger": getattr(args, "ledger", None)}
+             "ledger": getattr(args, "ledger", None), "cpcv_refit": getattr(args, "cpcv_refit", None)}
     return resolve_spec(config, search, {**table, **{k: v for k, v in flags.items() if v is not None}},
                         str(args.config))
 
@@ -99,6 +102,12 @@ def optimize_command(args: argparse.Namespace) -> int:
     print(f"  guards: PBO {fmt(g.get('pbo'), 2)}, deflated Sharpe {fmt(g.get('dsr'))} over {g.get('dsr_trials')} "
           f"configurations ({g.get('dsr_search_configs')} in this search + {g.get('dsr_ledger_trials')} more in the "
           f"ledger), CPCV median OOS Sharpe of the selection {fmt(g.get('cpcv_selected_oos_sharpe_median'), 2)}")
+    if g.get("cpcv_refit"):
+        print(f"  CPCV refitted per split: median OOS Sharpe of the selection "
+              f"{fmt(g.get('cpcv_refit_oos_sharpe_median'), 2)} ({g.get('cpcv_refit_trained')} model(s) trained, "
+              f"{g.get('cpcv_refit_cached')} from the cache, {fmt(g.get('cpcv_refit_seconds'), 1)} s)"
+              + (f"; {len(g['cpcv_refit_errors'])} split(s) failed: {g['cpcv_refit_errors'][0]}"
+                 if g.get("cpcv_refit_errors") else ""))
     print(f"best config: {outcome.folder / 'best.toml'}")
     print(f"report: {outcome.folder / 'report.html'}")
     return 0

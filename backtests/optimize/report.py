@@ -340,6 +340,17 @@ comes from out-of-sample segments (models trained only on bars before each segme
         paths = ", ".join(f"{x:.2f}" for x in g["cpcv_path_sharpes"])
         verdict.append(f"<p>CPCV: median out-of-sample Sharpe of the candidate selected on the training groups "
                        f"{_fmt(g['cpcv_selected_oos_sharpe_median'], 2)}; the selection's backtest paths: {paths}.</p>")
+    if g.get("cpcv_refit"):
+        paths = ", ".join("n/a" if x is None else f"{x:.2f}" for x in g.get("cpcv_refit_path_sharpes") or [])
+        errors = g.get("cpcv_refit_errors") or []
+        verdict.append(f"<p>CPCV with refitted models: in each split the selected candidate's model was retrained on "
+                       f"the split's training groups only (purged and embargoed) and traded on its test groups "
+                       f"(a vectorised replay: next-open fills, half the round-trip cost per position change, no "
+                       f"funding): median out-of-sample Sharpe {_fmt(g.get('cpcv_refit_oos_sharpe_median'), 2)}; "
+                       f"paths: {escape(paths)}. {_fmt(g.get('cpcv_refit_trained'), 0)} model(s) trained, "
+                       f"{_fmt(g.get('cpcv_refit_cached'), 0)} read from the cache, "
+                       f"{_fmt(g.get('cpcv_refit_seconds'), 1)} s."
+                       + (f" Failed: {escape('; '.join(errors))}." if errors else "") + "</p>")
     parts.append(f"<section><h2>Overfitting guards</h2>{''.join(verdict)}</section>")
     captions = {
         "equity": "Growth of 1 over the search span and the final span (shaded).",

@@ -34,7 +34,8 @@ from backtests.optimize.space import SearchSpace, parse_space
 from data_feeds.files import atomic_path, atomic_write
 
 OPTIMIZE_KEYS = ("trials", "objectives", "folds", "final_fraction", "workers", "scheduler", "study", "out", "prune",
-                 "top", "cpcv_groups", "cpcv_test_groups", "purge", "embargo", "pbo_slices", "population", "ledger")
+                 "top", "cpcv_groups", "cpcv_test_groups", "purge", "embargo", "pbo_slices", "population", "ledger",
+                 "cpcv_refit")
 JOURNAL = "study.journal"
 SETTINGS = "study.json"
 
@@ -51,6 +52,9 @@ class OptimizeSpec:
     ``cpcv_groups`` / ``cpcv_test_groups``: N and k; ``purge``: bars purged before each test group (default the
     model's label horizon, else 0); ``embargo``: fraction of the search bars embargoed after each test group;
     ``pbo_slices``: S of the CSCV (even). ``population``: NSGA-II's population with two objectives.
+    ``cpcv_refit``: for a model strategy, retrain each CPCV split's selected candidate on the split's training
+    groups (:mod:`backtests.optimize.refit`); None = yes for model strategies, False = reuse the walk-forward
+    returns only.
     ``ledger``: the trial ledger file every trial is recorded in (default ``$LSTMBT_LEDGER`` or the user cache's
     ``ledger.jsonl``); the deflated Sharpe counts its other configurations on the same data too.
     """
@@ -75,6 +79,7 @@ class OptimizeSpec:
     population: int = 12
     search_table: dict = field(default_factory=dict)
     ledger: str | None = None
+    cpcv_refit: bool | None = None
 
     @property
     def multi(self) -> bool:
@@ -126,7 +131,8 @@ def resolve_spec(config: BacktestConfig, search: dict, table: dict, where: str =
         raise ConfigError(f"{where} [optimize]: cpcv_test_groups ({tests}) must be below cpcv_groups ({groups})")
     if "prune" in values and not isinstance(values["prune"], bool):
         raise ConfigError(f"{where} [optimize]: prune must be true or false, got {values['prune']!r}")
-    for name in ("scheduler", "study", "out", "ledger"):
+    for name in ("scheduler", "study", "out", "ledger",
+                 "cpcv_refit"):
         if values.get(name) is not None and not isinstance(values[name], str):
             raise ConfigError(f"{where} [optimize]: {name} must be a string, got {values[name]!r}")
     if values.get("study") is not None and not _safe_name(values["study"]):
