@@ -60,6 +60,10 @@ def test_a_search_over_noise_is_flagged_and_its_winner_is_no_better_than_chance_
     out = run_search(_spec(tmp_path, random_walk(1200, seed=NOISE_SEED), "noise"), InlineExecutor(), show_bar=False)
     g, s = out.summary["guards"], out.summary
     assert s["trials"]["COMPLETE"] == 12
+    # not trivially: the trials really differ, traded, and the winner was run on the whole final span
+    assert out.trials["sharpe"].round(6).nunique() >= 8 and (out.trials["trades"] > 0).all()
+    assert s["final"]["bars"] == out.plan.final_bars > 0 and s["final"]["trades"] > 0
+    assert g["pbo_trials"] == 12 and g["dsr_trials"] >= 8
     assert g["pbo"] >= 0.4, g              # a coin flip out of sample; seeds 11, 1, 2, 3 give 0.79, 0.58, 0.54, 0.78
     assert g["dsr"] < 0.95                                      # not significant once 14 tries are counted
     assert s["final"]["psr"] < 0.95                             # the final span: no evidence of skill
@@ -69,6 +73,8 @@ def test_a_search_over_noise_is_flagged_and_its_winner_is_no_better_than_chance_
 def test_a_planted_edge_passes_the_guards_and_survives_the_final_span(tmp_path):
     out = run_search(_spec(tmp_path, planted_edge(1200, seed=5), "edge"), InlineExecutor(), show_bar=False)
     g, s = out.summary["guards"], out.summary
+    assert out.trials["sharpe"].round(6).nunique() >= 8 and s["final"]["trades"] > 0
+    assert g["pbo_trials"] == 12 and s["final"]["bars"] == out.plan.final_bars > 0
     assert g["pbo"] < 0.3, g                                    # seeds 5-8 give 0.19, 0.25, 0.03, 0.03
     assert g["dsr"] > 0.95
     assert s["final"]["sharpe"] > 2 and s["final"]["psr"] > 0.95
