@@ -128,3 +128,7 @@ def test_bad_optimize_settings_are_one_line_and_exit_2(tmp_path, capsys):
         assert main(["optimize", "--config", str(config), "--out", str(tmp_path / "x"), *flags]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, err
+    config = _write(tmp_path, TINY_LSTM.replace("folds = 2", "folds = 2\ncpcv_refit = \"yes\""), "refit.toml")
+    assert main(["optimize", "--config", str(config), "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cpcv_refit must be true or false" in err, err

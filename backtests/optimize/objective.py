@@ -228,7 +228,7 @@ def run_fold(task: FoldTask) -> FoldOutcome:
         return FoldOutcome(task.trial, task.segment.number, error=f"{type(exc).__name__}: {text[0]}" if text
                            else type(exc).__name__, detail=traceback.format_exc(),
                            seconds=time.perf_counter() - started)
-    models = len(result.extras.get("checkpoints", []))
+    models = len(getattr(result, "models", None) or result.extras.get("checkpoints", []))
     return FoldOutcome(task.trial, task.segment.number, returns, trades=len(result.trades),
                        seconds=time.perf_counter() - started, trained=max(models - counts["cached"], 0),
                        cached=counts["cached"], peak_mib=_peak_mib())

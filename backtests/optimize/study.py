@@ -131,8 +131,9 @@ def resolve_spec(config: BacktestConfig, search: dict, table: dict, where: str =
         raise ConfigError(f"{where} [optimize]: cpcv_test_groups ({tests}) must be below cpcv_groups ({groups})")
     if "prune" in values and not isinstance(values["prune"], bool):
         raise ConfigError(f"{where} [optimize]: prune must be true or false, got {values['prune']!r}")
-    for name in ("scheduler", "study", "out", "ledger",
-                 "cpcv_refit"):
+    if values.get("cpcv_refit") is not None and not isinstance(values["cpcv_refit"], bool):
+        raise ConfigError(f"{where} [optimize]: cpcv_refit must be true or false, got {values['cpcv_refit']!r}")
+    for name in ("scheduler", "study", "out", "ledger"):
         if values.get(name) is not None and not isinstance(values[name], str):
             raise ConfigError(f"{where} [optimize]: {name} must be a string, got {values[name]!r}")
     if values.get("study") is not None and not _safe_name(values["study"]):
