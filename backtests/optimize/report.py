@@ -189,15 +189,22 @@ def pbo_chart(pbo, path: Path) -> bytes:
     return _png(fig, path)
 
 
-def cpcv_chart(cpcv, labels: list[str], scale: float, path: Path) -> bytes:
+def cpcv_chart(cpcv, labels: list[str], scale: float, path: Path, refit=None) -> bytes:
     fig, axes = _figure(3.8)
     ax = axes[0, 0]
     data = [cpcv.test_sharpes[:, j] * scale for j in range(cpcv.test_sharpes.shape[1])]
     data = [d[np.isfinite(d)] for d in data] + [cpcv.selected_test[np.isfinite(cpcv.selected_test)] * scale]
-    ax.boxplot(data, tick_labels=labels + ["selected"], showmeans=True)
+    names = labels + ["selected"]
+    if refit is not None:
+        data.append(refit.selected_test[np.isfinite(refit.selected_test)] * scale)
+        names.append("selected,\nrefitted")
+    ax.boxplot(data, tick_labels=names, showmeans=True)
     paths = cpcv.path_sharpes[np.isfinite(cpcv.path_sharpes)] * scale
-    ax.scatter(np.full(len(paths), len(data) + 0.0), paths, color=ORANGE, zorder=3, s=24,
+    ax.scatter(np.full(len(paths), len(labels) + 1.0), paths, color=ORANGE, zorder=3, s=24,
                label=f"{len(paths)} backtest paths of the selection")
+    if refit is not None:
+        rpaths = refit.path_sharpes[np.isfinite(refit.path_sharpes)] * scale
+        ax.scatter(np.full(len(rpaths), len(labels) + 2.0), rpaths, color=ORANGE, zorder=3, s=24)
     ax.axhline(0, color=GREY, linewidth=1)
     ax.set_ylabel("annualised Sharpe on test groups")
     ax.set_title(f"CPCV: out-of-sample Sharpe of the top candidates (N={cpcv.n_groups}, k={cpcv.n_test_groups}, "
@@ -359,7 +366,8 @@ comes from out-of-sample segments (models trained only on bars before each segme
         "pareto": "Both objectives of every complete trial.",
         "pbo": "Logits of the in-sample winner's out-of-sample rank over every split of the time slices.",
         "cpcv": "Test-group Sharpe ratios of the top candidates across the CPCV splits; 'selected' is the one "
-                "chosen on the training groups (purged and embargoed) in each split.",
+                "chosen on the training groups (purged and embargoed) in each split; 'refitted': the same choice "
+                "with its model retrained on the split's training groups only.",
         "importances": "How much of the objective's spread each parameter explains on its own.",
         "slices": "The objective against each parameter (colour: trial number).",
     }
@@ -415,7 +423,7 @@ def write_outputs(outcome: "SearchOutcome") -> Path:
         charts["pbo"] = pbo_chart(g["pbo"], folder / "pbo.png")
     if "cpcv" in g:
         labels = [f"#{n}" for n in g["cpcv_candidates"]]
-        charts["cpcv"] = cpcv_chart(g["cpcv"], labels, scale, folder / "cpcv.png")
+        charts["cpcv"] = cpcv_chart(g["cpcv"], labels, scale, folder / "cpcv.png", g.get("cpcv_refit"))
     if "importances" in g and len(g["importances"]):
         charts["importances"] = importance_chart(g["importances"], folder / "importances.png")
     if outcome.best is not None:
