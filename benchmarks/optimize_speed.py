@@ -6,7 +6,8 @@ The config is ``backtests/configs/btc_lstm_1h.toml`` without a ``[search]`` tabl
 space (``backtests.optimize.space.DEFAULT_LSTM_SEARCH``: window, hidden, layers, cell, horizon, learning rate,
 dropout, threshold policy); 5 walk-forward folds over the first 80 % of the span, pruning on. Timed: the whole
 search from loading the data to the last trial told, the final-span run of the winner and the guards included
-(writing the report is not). Printed: trials per hour cold and warm, their ratio, the fold models trained and
+(writing the report is not; the guards include the CPCV refit of a model strategy, up to 15 model fits cold and
+none warm). Printed: trials per hour cold and warm, their ratio, the fold models trained and
 loaded from the cache in each run (the warm run must load every one), and the peak resident memory of the
 worker process running a fold. Machines here are shared and noisy: compare the ratio, not the hours.
 

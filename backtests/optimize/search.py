@@ -217,7 +217,7 @@ class Search:
         start, end = self.plan.search[0].start, self.plan.search[-1].stop - pd.Timedelta(seconds=1)
         entries = [ledger.make_entry("optimize", live.config.to_dict(), exchange=d.exchange, symbol=d.symbol,
                                      timeframe=d.timeframe, start=start, end=end,
-                                     sharpe=_value("sharpe", live.returns, self.timeframe))
+                                     sharpe=metric_value("sharpe", np.concatenate(live.returns), self.timeframe))
                    for live in lives if live.returns and live.config is not None]
         ledger.record(entries, self.spec.ledger)
 
