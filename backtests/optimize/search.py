@@ -139,7 +139,11 @@ class Search:
     def _ask(self, study) -> _Live:
         from backtests.optimize.study import make_sampler
 
-        study.sampler = make_sampler(self.spec, len(study.get_trials(deepcopy=False)))
+        # seeded by the trial's place among the trials that ran (a trial cut off by a crash and failed on resume
+        # does not count), so a resumed study draws what an uninterrupted one would have drawn
+        ran = sum(1 for t in study.get_trials(deepcopy=False)
+                  if not (t.state.name == "FAIL" and "folds_run" not in t.user_attrs))
+        study.sampler = make_sampler(self.spec, ran)
         trial = study.ask()
         values = self.spec.space.suggest(trial)
         config = apply_values(self.spec.config, values)
