@@ -1,0 +1,264 @@
+"""The Backtrader broker for a portfolio of perpetuals: several data feeds, one account, isolated or cross margin.
+
+:class:`PortfolioBroker` is :class:`backtests.broker.FuturesBroker` (fees, slippage, minimums, tier leverage
+limits, funding, the Binance liquidation protocol) with:
+
+- one :class:`PortfolioCommInfo` per data feed, so each symbol keeps its own funding log and the funding its
+  isolated position paid out of its margin; each symbol's :class:`~backtests.margin.TradingRules` (tiers,
+  minimums, liquidation fee) from the ``rules`` mapping, by symbol;
+- ``margin="isolated"``: every position liquidated on its own, exactly as the single-symbol broker does (a
+  one-symbol isolated portfolio gives the single-symbol result bit for bit);
+- ``margin="cross"``: one liquidation check per bar over the whole account: margin balance (wallet + unrealised
+  PnL of every position, each at its adverse mark extreme) against the sum of every position's maintenance margin
+  from its own tier table; a breach closes every position (:func:`backtests.portfolio.account.cross_liquidation`);
+- the available balance for a new order is the account's in both modes (Backtrader's cash: wallet + unrealised PnL
+  at the last valuation - initial margins); an order whose opening part it cannot pay is refused, never resized;
+- a feed without a bar at this step (it starts later, or has a gap) is left alone: no funding is paid twice, no
+  order fills, its last mark close values it and the cross check holds it still.
+
+Logs the engine reads (all times are Backtrader date numbers):
+
+- ``fill_log``: FuturesBroker's entries plus ``"symbol"``; liquidations have ``kind == "liquidation"``;
+- ``getcommissioninfo(data).funding_log``: (time, paid) per settlement of that symbol;
+- ``margin_log``: one dict per bar close: ``time``, ``margin_balance`` (wallet + unrealised PnL at the mark close),
+  ``maintenance`` ({symbol: USDT at the mark close, 0.0 when flat}), ``equity`` (broker value), ``wallet`` and
+  ``ratio`` (the margin ratio as :class:`backtests.result.PortfolioBook` defines it).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import backtrader as bt
+
+from backtests.broker import FuturesBroker, FuturesCommInfo
+from backtests.config import BrokerConfig
+from backtests.margin import TradingRules, liquidation_fee_rate, market_rules
+from backtests.portfolio.account import Position, check_mode, cross_liquidation, maintenance, margin_balance, \
+    margin_ratio
+
+
+class PortfolioCommInfo(FuturesCommInfo):
+    """One symbol's fees, margin and funding; funding at a bar's open is paid once per bar of *this* feed (a
+    step of the portfolio clock where the feed has no new bar pays nothing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.last_bar = -1
+
+    def get_credit_interest(self, data, pos, dt):
+        bar = len(data)
+        if bar == self.last_bar:
+            return 0.0
+        self.last_bar = bar
+        return super().get_credit_interest(data, pos, dt)
+
+
+def data_symbol(data) -> str:
+    """The symbol a feed trades: its market's (``FuturesData(market=...)``), else its Backtrader name."""
+    market = getattr(data.p, "market", None)
+    return getattr(market, "symbol", None) or data._name
+
+
+class PortfolioBroker(FuturesBroker):
+    """FuturesBroker over several feeds in one account (see the module docstring). ``rules``: symbol ->
+    :class:`~backtests.margin.TradingRules` (a symbol missing there uses its market's rules);
+    ``margin``: "isolated" or "cross"."""
+
+    params = (
+        ("margin", "isolated"),
+    )
+
+    def init(self):
+        super().init()
+        self.margin_log: list[dict] = []
+        self._comminfos: dict = {}
+        self._last_len: dict = {}  # data -> its length at the previous step (has it a new bar now?)
+
+    def start(self):
+        super().start()
+        check_mode(self.p.margin)
+
+    # ------------------------------------------------------------------ per-symbol set-up
+
+    def _datas(self) -> list:
+        """Every feed of the run (the ones the broker has seen, outside a Cerebro)."""
+        cerebro = getattr(self, "cerebro", None)
+        return list(cerebro.datas) if cerebro is not None else list(self.positions)
+
+    def getcommissioninfo(self, data):
+        """This feed's own :class:`PortfolioCommInfo`, made on first use from the broker's default one."""
+        comminfo = self._comminfos.get(data)
+        if comminfo is None:
+            base = self.comminfo[None]
+            comminfo = self._comminfos[data] = PortfolioCommInfo(
+                commission=base.p.commission, automargin=base.p.automargin, funding=base.p.funding)
+        return comminfo
+
+    def _about(self, data) -> tuple:
+        cached = self._per_data.get(data)
+        if cached is None:
+            rules = self.p.rules or {}
+            symbol = data_symbol(data)
+            found = rules.get(symbol) if isinstance(rules, Mapping) else rules
+            if found is None:
+                market = getattr(data.p, "market", None)
+                found = market_rules(symbol, getattr(market, "exchange", "binanceusdm"))
+            lines = data.lines
+            cached = self._per_data[data] = (self.getcommissioninfo(data), found,
+                                             getattr(lines, "mark_low", lines.low),
+                                             getattr(lines, "mark_high", lines.high))
+        return cached
+
+    def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
+        done = len(self.fill_log)
+        out = super()._execute(order, ago, price, cash, position, dtcoc)
+        if len(self.fill_log) > done:
+            symbol = data_symbol(order.data)
+            for entry in self.fill_log[done:]:
+                entry["symbol"] = symbol
+        return out
+
+    # ------------------------------------------------------------------ the bar
+
+    def next(self):
+        datas = self._datas()
+        fresh = {d: len(d) != self._last_len.get(d, 0) for d in datas}
+        self._last_len = {d: len(d) for d in datas}
+        self._fresh = fresh
+        if self.p.margin == "isolated":
+            super().next()  # FuturesBroker's: funding, fills, funding inside, per-position liquidation
+        else:
+            if self._stock_next_needed():
+                bt.brokers.BackBroker.next(self)
+            else:
+                self._next_fast()
+            changed = self._settle_inside_bar() if self.p.config.funding else False
+            if self.p.config.liquidation:
+                changed |= self._liquidate_cross()
+            if changed:
+                self._get_value()
+            self._check_wiped_out()
+        self._log_margin()
+
+    def _settle_inside_bar(self) -> bool:
+        """FuturesBroker's, for the feeds with a new bar at this step only (no settlement is paid twice)."""
+        fresh = getattr(self, "_fresh", {})
+        paid_any = False
+        for data, pos in self.positions.items():
+            inside = getattr(data.lines, "funding_inside", None)
+            if not pos.size or inside is None or inside[0] == 0.0 or not fresh.get(data, True):
+                continue
+            comminfo = self.getcommissioninfo(data)
+            paid = pos.size * inside[0]
+            comminfo.funding_log.append((data.datetime[0], paid))
+            comminfo.held_funding += paid
+            self.d_credit[data] += paid
+            self.cash -= paid
+            paid_any = True
+        return paid_any
+
+    def _liquidate_if_due(self, data, pos) -> bool:
+        """Isolated: FuturesBroker's check, for the feeds with a new bar at this step only."""
+        if not getattr(self, "_fresh", {}).get(data, True):
+            return False
+        return super()._liquidate_if_due(data, pos)
+
+    # ------------------------------------------------------------------ the account
+
+    def wallet(self) -> float:
+        """Wallet balance: starting cash + realised PnL - fees - funding (Backtrader's cash holds the unrealised
+        PnL up to each position's last valuation, less the initial margins)."""
+        wallet = self.cash
+        for data, pos in self.positions.items():
+            if pos.size:
+                comminfo = self._about(data)[0]
+                wallet += comminfo.getvalue(pos, None) - pos.size * (pos.adjbase - pos.price)
+        return wallet
+
+    def account_positions(self) -> dict[str, Position]:
+        """symbol -> :class:`~backtests.portfolio.account.Position` of every feed (flat ones too)."""
+        out = {}
+        for d in self._datas():
+            p = self.positions[d]
+            out[data_symbol(d)] = Position(p.size, p.price, p.adjbase or 0.0,
+                                           self.getcommissioninfo(d).held_funding) if p.size else Position()
+        return out
+
+    def _liquidate_cross(self) -> bool:
+        """Close every position if the account breaches its total maintenance in this bar (see
+        :func:`~backtests.portfolio.account.cross_liquidation`). A feed without a new bar holds at its mark close."""
+        held = {d: p for d, p in self.positions.items() if p.size}
+        if not held:
+            return False
+        fresh = getattr(self, "_fresh", {})
+        names = {d: data_symbol(d) for d in held}
+        opens, lows, highs, tables, rates = {}, {}, {}, {}, {}
+        cfg = self.p.config
+        for d in held:
+            s = names[d]
+            _, rules, low, high = self._about(d)
+            if fresh.get(d, True):
+                opens[s], lows[s], highs[s] = d.open[0], low[0], high[0]
+            else:
+                opens[s] = lows[s] = highs[s] = d.mark_close[0] if hasattr(d.lines, "mark_close") else d.close[0]
+            tables[s] = rules.margin_table
+            rates[s] = liquidation_fee_rate(cfg.liquidation_fee, rules)
+        positions = {names[d]: Position(p.size, p.price, p.adjbase) for d, p in held.items()}
+        out = cross_liquidation(self.wallet(), positions, opens, lows, highs, tables, rates, cfg.liquidation_model)
+        if out is None:
+            return False
+        for d, p in held.items():
+            self._force_close(d, p, out.prices[names[d]], out.fees[names[d]])
+        return True
+
+    def _force_close(self, data, pos, price: float, fee: float) -> None:
+        """Close ``pos`` at ``price`` paying ``fee``: a fill of kind "liquidation", notified to the strategy."""
+        comminfo = self._about(data)[0]
+        size = pos.size
+        cls = bt.order.SellOrder if size > 0 else bt.order.BuyOrder
+        order = cls(owner=None, data=data, size=abs(size), price=price, exectype=bt.Order.Market)
+        order.addinfo(kind="liquidation")
+        self._ocoize(order, None)
+        order.submit(self)
+        order.accept(self)
+        comminfo.rate = fee / (abs(size) * price) if price else 0.0
+        self._fill = ("liquidation", "liquidation", price)
+        try:
+            self._execute(order, ago=0, price=price)
+        finally:
+            comminfo.rate = self.p.config.taker_fee
+            self._fill = ("market", "taker", None)
+
+    def _log_margin(self) -> None:
+        datas = [d for d in self._datas() if len(d)]
+        if not datas:
+            return
+        marks = {data_symbol(d): (d.mark_close[0] if hasattr(d.lines, "mark_close") else d.close[0]) for d in datas}
+        tables = {data_symbol(d): self._about(d)[1].margin_table for d in datas}
+        positions = {s: p for s, p in self.account_positions().items() if s in marks}
+        wallet = self.wallet()
+        self.margin_log.append({
+            "time": max(d.datetime[0] for d in datas),
+            "margin_balance": margin_balance(wallet, positions, marks),
+            "maintenance": maintenance(positions, marks, tables),
+            "equity": self.getvalue(),
+            "wallet": wallet,
+            "ratio": margin_ratio(self.p.margin, wallet, positions, marks, tables, self.p.config.leverage),
+        })
+
+
+def make_portfolio_broker(config: BrokerConfig, rules: Mapping[str, TradingRules], margin: str) -> PortfolioBroker:
+    """A :class:`PortfolioBroker` set up like :func:`backtests.broker.make_broker` (cash, fees, margin per
+    contract ``1 / leverage``, funding, liquidation) for several feeds in one account.
+
+    ``rules``: symbol (as the feeds' ``market.symbol``, "BTC/USDT:USDT") -> :class:`~backtests.margin.TradingRules`;
+    ``margin``: "isolated" (each position on its own margin) or "cross" (one account, one liquidation).
+    """
+    check_mode(margin)
+    broker = PortfolioBroker(config=config, rules=dict(rules), margin=margin,
+                             int2pnl=False, shortcash=False, checksubmit=False)
+    broker.setcash(config.cash)
+    broker.addcommissioninfo(FuturesCommInfo(commission=config.taker_fee, automargin=1.0 / config.leverage,
+                                             funding=config.funding))
+    return broker

@@ -1,0 +1,234 @@
+"""The portfolio reference accountant: several perpetuals in one account, isolated or cross, without Backtrader.
+
+An independent second opinion on :class:`backtests.portfolio.broker.PortfolioBroker` (tests require both to agree
+on equity to 1e-9 of its peak on random target paths), written over plain floats with the shared pure rules of
+:mod:`backtests.portfolio.account` and :mod:`backtests.margin`.
+
+The account is a wallet plus one :class:`~backtests.portfolio.account.Position` per symbol. Bar by bar, in the
+broker's order of events (symbols in the order given):
+
+1. funding settled at the bar's open, per symbol at its own settlement (``size x previous mark close x rate``),
+   out of the shared wallet (isolated: also out of that position's own margin);
+2. each symbol's order for ``target[i - 1] - size`` fills at the open moved by the slippage model: the closed part
+   realises its PnL, the opening part needs the account's available balance to pay its initial margin and taker fee
+   (else it is refused, a flip then only closes); an order that opens below the market's minimums or above the
+   tier's leverage is refused whole;
+3. funding settled strictly inside the bar (``funding_inside``);
+4. liquidation: isolated, each position against its own margin; cross, the account against the total maintenance
+   of every position, all at their adverse mark extremes (:mod:`backtests.portfolio.account`);
+5. mark to market at the close; once flat with less cash than some market's minimum order costs, every later
+   order is refused ("account wiped out").
+
+Worked number: 10,000 USDT, 5x, buy 1 BTC at 10,000 and 10 ETH at 1,000 (taker 0.05 %): fees 5 + 5, margins
+2,000 + 2,000, available 5,990; closes 10,100 and 990: equity 10,000 - 10 + 100 - 100 = 9,990.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from backtests.config import BrokerConfig
+from backtests.margin import TradingRules, below_minimum, funding_kept, leverage_allowed, liquidation_fee_rate, \
+    minimum_cost
+from backtests.portfolio.account import FLAT, Position, available_balance, can_open, check_mode, \
+    cross_liquidation, isolated_liquidation, maintenance, margin_balance
+from backtests.slippage import fill_price
+
+_REASONS = {"margin": "not enough margin", "leverage": "leverage above the tier's limit"}
+_COLUMNS = ("open", "high", "low", "close", "volume", "funding_rate", "mark_high", "mark_low", "mark_close")
+
+
+@dataclass
+class PortfolioReference:
+    """What :func:`run_portfolio_reference` computes, per bar: account ``equity`` (at the close),
+    ``margin_balance`` (at the mark close), and per symbol ``position``, ``maintenance`` (at the mark close) and
+    ``funding`` (paid) arrays; ``fills`` and ``rejected`` as dicts keyed like the broker's (plus ``bar`` and
+    ``symbol``); the final ``wallet`` and ``positions``; ``wiped_out_at`` (bar index) or None."""
+
+    equity: np.ndarray
+    margin_balance: np.ndarray
+    position: dict
+    maintenance: dict
+    funding: dict
+    fills: list
+    rejected: list
+    wallet: float
+    positions: dict
+    wiped_out_at: int | None = None
+
+
+def _split(size: float, delta: float) -> tuple[float, float]:
+    """(opened, closed) parts of an execution of ``delta`` on a position of ``size``, both signed like delta."""
+    new = size + delta
+    if new == 0.0:
+        return 0.0, delta
+    if size == 0.0 or (delta > 0) == (size > 0):
+        return delta, 0.0
+    if (new > 0) == (size > 0):
+        return 0.0, delta
+    return new, -size
+
+
+def fill_order(wallet: float, positions: dict, symbol: str, delta: float, price: float, fee_rate: float,
+               leverage: float, rules: TradingRules) -> tuple[float, dict, dict | None, str]:
+    """Execute ``delta`` contracts of ``symbol`` at ``price``: (wallet, positions, fill or None, status).
+
+    Status ``"filled"``; ``"margin"`` when the opening part was refused (the available balance of the whole
+    account could not pay its initial margin and fee; a flip then only closes); ``"leverage"`` or the minimum's
+    reason when refused whole. Long 2 at 100, sell 3 at 110 (fee rate 0.0005): +20 realised, 0.11 + 0.055 of
+    fees, short 1 at 110.
+    """
+    pos = positions[symbol]
+    refused = below_minimum(pos.size, delta, price, rules)
+    if refused:
+        return wallet, positions, None, refused
+    opened, closed = _split(pos.size, delta)
+    if opened:
+        held = pos.size + closed
+        entry_after = price if held == 0.0 else (pos.entry * held + opened * price) / (held + opened)
+        if not leverage_allowed(abs(held + opened) * entry_after, leverage, rules.margin_table):
+            return wallet, positions, None, "leverage"
+    size, entry, mark = pos.size, pos.entry, pos.mark
+    pnl = fee = 0.0
+    if closed:
+        pnl = -closed * (price - entry)
+        fee = abs(closed) * fee_rate * price
+        wallet += pnl - fee
+        size += closed
+        if size == 0.0:
+            entry = 0.0
+    status = "filled"
+    if opened:
+        others = {**positions, symbol: Position(size, entry, mark, 0.0)}
+        if not can_open(available_balance(wallet, others, leverage), opened, price, leverage, fee_rate):
+            opened, status = 0.0, "margin"
+        else:
+            open_fee = abs(opened) * fee_rate * price
+            wallet -= open_fee
+            fee += open_fee
+            entry = price if size == 0.0 else (entry * size + opened * price) / (size + opened)
+            size += opened
+            mark = price
+    executed = closed + opened
+    if not executed:
+        return wallet, positions, None, status
+    new = Position(size, entry, mark, funding_kept(pos.held_funding, pos.size, size))
+    fill = {"size": executed, "price": price, "fee": fee, "pnl": pnl, "liquidity": "taker"}
+    return wallet, {**positions, symbol: new if size else FLAT}, fill, status
+
+
+def run_portfolio_reference(arrays: Mapping[str, Mapping[str, np.ndarray]], targets: Mapping[str, np.ndarray],
+                            config: BrokerConfig, rules: Mapping[str, TradingRules],
+                            margin: str = "cross") -> PortfolioReference:
+    """Account for ``targets`` (symbol -> signed contracts wanted after each bar's close) over aligned bars.
+
+    ``arrays``: symbol -> the columns :func:`data_feeds.feed.feed_arrays` builds (open, high, low, close, volume,
+    funding_rate, funding_inside, mark_high, mark_low, mark_close), every symbol on the same bars. ``rules``:
+    symbol -> :class:`~backtests.margin.TradingRules` (tiers, minimums, liquidation fee). ``margin``: "isolated" or
+    "cross". The order for ``targets[s][i] - size`` is sent at bar i's close and fills at bar i+1's open; a refused
+    one is sent again at the next close.
+    """
+    check_mode(margin)
+    symbols = list(arrays)
+    col = {s: {k: np.asarray(arrays[s][k], dtype="float64").tolist() for k in _COLUMNS} for s in symbols}
+    for s in symbols:
+        col[s]["funding_inside"] = np.asarray(arrays[s].get("funding_inside", np.zeros(len(col[s]["close"]))),
+                                              dtype="float64").tolist()
+    want = {s: np.asarray(targets[s], dtype="float64").tolist() for s in symbols}
+    n = len(col[symbols[0]]["close"]) if symbols else 0
+    lev, cfg = config.leverage, config
+    tables = {s: rules[s].margin_table for s in symbols}
+    liq_rates = {s: liquidation_fee_rate(cfg.liquidation_fee, rules[s]) for s in symbols}
+    wallet = cfg.cash
+    positions = {s: FLAT for s in symbols}
+    equity, balance = np.empty(n), np.empty(n)
+    held = {s: np.empty(n) for s in symbols}
+    mm = {s: np.empty(n) for s in symbols}
+    paid = {s: np.zeros(n) for s in symbols}
+    fills: list[dict] = []
+    rejected: list[dict] = []
+    wiped: int | None = None
+    for i in range(n):
+        if i > 0:
+            if cfg.funding:
+                for s in symbols:
+                    pos, rate = positions[s], col[s]["funding_rate"][i]
+                    if pos.size and rate != 0.0:
+                        amount = pos.size * col[s]["mark_close"][i - 1] * rate
+                        wallet -= amount
+                        positions[s] = pos._replace(held_funding=pos.held_funding + amount)
+                        paid[s][i] += amount
+            for s in symbols:
+                c = col[s]
+                delta = want[s][i - 1] - positions[s].size
+                if delta == 0.0:
+                    continue
+                price = fill_price(cfg.slippage, delta, c["open"][i], c["high"][i], c["low"][i], c["volume"][i],
+                                   bps=cfg.slippage_bps, coef=cfg.slippage_coef)
+                if wiped is not None:
+                    fill, status = None, "account wiped out"
+                else:
+                    wallet, positions, fill, status = fill_order(wallet, positions, s, delta, price, cfg.taker_fee,
+                                                                 lev, rules[s])
+                if fill is not None:
+                    fills.append({"bar": i, "symbol": s, **fill, "notional": abs(fill["size"]) * price,
+                                  "slippage": (price - c["open"][i]) * fill["size"], "kind": "market",
+                                  "reference_price": c["open"][i]})
+                if status != "filled":
+                    rejected.append({"bar": i, "symbol": s, "size": delta, "price": c["close"][i - 1],
+                                     "reason": _REASONS.get(status, status)})
+        if cfg.funding:
+            for s in symbols:
+                pos, inside = positions[s], col[s]["funding_inside"][i]
+                if pos.size and inside != 0.0:
+                    amount = pos.size * inside
+                    wallet -= amount
+                    positions[s] = pos._replace(held_funding=pos.held_funding + amount)
+                    paid[s][i] += amount
+        if cfg.liquidation:
+            wallet, positions = _liquidate(i, margin, wallet, positions, col, tables, liq_rates, cfg, fills)
+        positions = {s: p._replace(mark=col[s]["close"][i]) if p.size else p for s, p in positions.items()}
+        closes = {s: col[s]["close"][i] for s in symbols}
+        marks = {s: col[s]["mark_close"][i] for s in symbols}
+        equity[i] = margin_balance(wallet, positions, closes)
+        balance[i] = margin_balance(wallet, positions, marks)
+        at_mark = maintenance(positions, marks, tables)
+        for s in symbols:
+            held[s][i], mm[s][i] = positions[s].size, at_mark[s]
+        if (wiped is None and not any(p.size for p in positions.values())
+                and any(wallet < minimum_cost(rules[s], closes[s], lev, cfg.taker_fee) for s in symbols)):
+            wiped = i
+    return PortfolioReference(equity, balance, held, mm, paid, fills, rejected, wallet, positions, wiped)
+
+
+def _liquidate(i, margin, wallet, positions, col, tables, liq_rates, cfg, fills):
+    """Step 4 of a bar: liquidations (isolated per position, cross for the whole account), booked as fills."""
+    lev = cfg.leverage
+    if margin == "isolated":
+        for s, pos in positions.items():
+            c = col[s]
+            out = isolated_liquidation(pos, lev, c["mark_low"][i], c["mark_high"][i], c["open"][i], tables[s],
+                                       liq_rates[s], cfg.liquidation_model)
+            if out is not None:
+                wallet = _book_liquidation(i, s, pos, *out, wallet, fills)
+                positions = {**positions, s: FLAT}
+        return wallet, positions
+    pick = {k: {s: col[s][k][i] for s in positions} for k in ("open", "mark_low", "mark_high")}
+    out = cross_liquidation(wallet, positions, pick["open"], pick["mark_low"], pick["mark_high"], tables, liq_rates,
+                            cfg.liquidation_model)
+    if out is None:
+        return wallet, positions
+    for s in out.prices:
+        wallet = _book_liquidation(i, s, positions[s], out.prices[s], out.fees[s], wallet, fills)
+    return wallet, {s: FLAT if s in out.prices else p for s, p in positions.items()}
+
+
+def _book_liquidation(i, symbol, pos, price, fee, wallet, fills) -> float:
+    pnl = pos.size * (price - pos.entry)
+    fills.append({"bar": i, "symbol": symbol, "size": -pos.size, "price": price, "fee": fee, "pnl": pnl,
+                  "liquidity": "liquidation", "notional": abs(pos.size) * price, "slippage": 0.0,
+                  "kind": "liquidation", "reference_price": price})
+    return wallet + pnl - fee
