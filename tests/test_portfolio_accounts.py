@@ -19,7 +19,8 @@ from replay import make_market
 
 from backtests.broker import BrokerConfig, make_broker
 from backtests.margin import BTC_TABLE, ETH_TABLE, TradingRules
-from backtests.portfolio.account import Position, cross_breached, cross_liquidation, margin_ratio
+from backtests.portfolio.account import Position, cross_breached, cross_liquidation, maintenance, margin_balance, \
+    margin_ratio
 from backtests.portfolio.broker import PortfolioBroker, make_portfolio_broker
 from backtests.portfolio.reference import run_portfolio_reference
 from data_feeds.feed import FuturesData, feed_arrays
@@ -166,6 +167,56 @@ def test_a_single_cross_position_is_liquidated_at_its_isolated_liquidation_price
     assert margin_ratio("cross", 5.0, pos, {BTC: 95 / 0.996}, {BTC: BTC_TABLE}, 20) == pytest.approx(1.0)
 
 
+def test_a_cross_position_crossing_a_tier_on_the_way_is_liquidated_where_the_isolated_formula_says():
+    # long 1,000 at 100 with 5,000 behind it: 100,000 of notional is tier 2 (0.5 %, amount 50) at the breach:
+    # (1,000 x 100 - 5,000 - 50) / (1,000 x (1 - 0.005)) = 94,950 / 995 = 95.4271 (margin.liquidation_price's example)
+    out = cross_liquidation(5_000.0, {BTC: Position(1_000.0, 100.0, 100.0)}, {BTC: 100.0}, {BTC: 90.0},
+                            {BTC: 100.0}, {BTC: BTC_TABLE}, {BTC: 0.0125}, model="flat")
+    assert out.prices[BTC] == pytest.approx(94_950 / 995, abs=1e-12)
+
+
+def test_a_margin_compliant_cross_account_pays_the_fees_and_keeps_the_rest():
+    # a 0.2 % liquidation fee is below the 0.4 % / 0.5 % maintenance left at the breach: compliant. Long 100 BTC at
+    # 100 and long 900 ETH at 10, wallet 1,990.5, ETH still, BTC low 75: breach at BTC 80.8685 (see the cross
+    # scenario above), left = its maintenance 32.35 + 45 = 77.35, fees 0.2 % x (8,086.85 + 9,000) = 34.17: kept 43.17
+    positions = {BTC: Position(100, 100.0, 100.0), ETH: Position(900, 10.0, 10.0)}
+    out = cross_liquidation(1_990.5, positions, {BTC: 100.0, ETH: 10.0}, {BTC: 75.0, ETH: 10.0},
+                            {BTC: 100.0, ETH: 10.0}, {BTC: BTC_TABLE, ETH: ETH_TABLE}, {BTC: 0.002, ETH: 0.002})
+    p = (1_990.5 - 10_000 - 45) / -99.6
+    assert not out.bankrupt and out.prices == pytest.approx({BTC: p, ETH: 10.0}, abs=1e-9)
+    assert out.fees == pytest.approx({BTC: 0.002 * 100 * p, ETH: 18.0}, abs=1e-9)
+    kept = 1_990.5 + 100 * (p - 100) - sum(out.fees.values())
+    assert kept == pytest.approx(0.004 * 100 * p + 45 - 0.002 * (100 * p + 9_000), abs=1e-9) and kept > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([-1.0, 1.0]), st.floats(1, 3_000), st.floats(0.0, 0.3), st.floats(0, 0.3),
+                          st.floats(0.0, 1.0)), min_size=1, max_size=3),
+       st.floats(10, 20_000), st.sampled_from(["binance", "flat"]))
+def test_a_cross_liquidation_closes_where_the_balance_meets_maintenance_or_zero(legs, wallet, model):
+    # each leg: side, size, how far its bar's low and high reach from the entry 100, where it opened in that range
+    symbols = [f"S{k}/USDT:USDT" for k in range(len(legs))]
+    positions = {s: Position(side * size, 100.0, 100.0) for s, (side, size, *_) in zip(symbols, legs)}
+    lows = {s: 100 * (1 - down) for s, (_, _, down, _, _) in zip(symbols, legs)}
+    highs = {s: 100 * (1 + up) for s, (_, _, _, up, _) in zip(symbols, legs)}
+    opens = {s: lows[s] + at * (highs[s] - lows[s]) for s, (*_, at) in zip(symbols, legs)}
+    tables = {s: BTC_TABLE if k % 2 else ETH_TABLE for k, s in enumerate(symbols)}
+    out = cross_liquidation(wallet, positions, opens, lows, highs, tables, {s: 0.0125 for s in symbols}, model)
+    if out is None:
+        assert not cross_breached(wallet, positions, lows, highs, tables)
+        return
+    balance = margin_balance(wallet, positions, out.prices)
+    mm = sum(maintenance(positions, out.prices, tables).values())
+    at_open = margin_balance(wallet, positions, opens) - sum(maintenance(positions, opens, tables).values())
+    scale = 1e-9 * (wallet + sum(abs(p.size) * 100 for p in positions.values()))
+    if out.bankrupt:
+        assert balance == pytest.approx(0.0, abs=scale) or at_open < 0
+    elif at_open >= 0:  # no gap: at the breach, on the bar's path
+        assert balance == pytest.approx(mm, abs=scale)
+        assert all(lows[s] - 1e-9 <= out.prices[s] <= highs[s] + 1e-9 for s in symbols)
+    assert balance - sum(out.fees.values()) >= -scale  # the account never goes below 0
+
+
 # ---------------------------------------------------------------- (c) funding while the other symbol trades
 
 BTC_RATES = {3: 0.001}  # longs pay 100 x 100 x 0.001 = 10 at bar 3's open
@@ -289,6 +340,8 @@ def _broker_against_reference(seed, margin, leverage, model):
     np.testing.assert_allclose([f["price"] for f in broker.fill_log], [f["price"] for f in ref.fills], rtol=1e-12)
     np.testing.assert_allclose([f["fee"] for f in broker.fill_log], [f["fee"] for f in ref.fills], rtol=0, atol=tol)
     assert [(r[0], r[1]) for r in strat.refused] == [(r["symbol"], r["bar"] - 1) for r in ref.rejected]
+    by_symbol = broker.attribution_by_symbol()
+    assert sum(a.total for a in by_symbol.values()) == pytest.approx(equity[-1] - config.cash, abs=tol)
     return broker
 
 

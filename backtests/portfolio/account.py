@@ -35,7 +35,8 @@ Where the documents are silent, the choices made here:
 - **Liquidation fee and loss** (``model``, as :func:`backtests.margin.liquidation_exit`): ``"binance"``: the fee
   is ``rate_i x notional_i`` per symbol at its breach price; if what is left of the margin balance there pays the
   fees the account keeps the rest, otherwise it is margin-deficient: every position closes at the account's
-  bankruptcy point (margin balance 0 on the same path) with no fee, and the insurance fund takes the rest.
+  bankruptcy point (margin balance 0 on the same path; a bar that opened past it: on the way from the entries to
+  the open) with no fee, and the insurance fund takes the rest.
   ``"flat"``: closes at the breach point with fees ``min(rate x notional, maintenance)`` per symbol, scaled down
   to what is left. The account never goes below 0 either way.
 
@@ -237,23 +238,35 @@ def cross_liquidation(wallet: float, positions: Mapping[str, Position], opens: M
         return None
     adverse = worst_prices(held, lows, highs)
     starts = {s: min(max(opens[s], lows[s]), highs[s]) for s in held}
-    t = _breach_point(wallet, held, tables, starts, adverse)
-    # bankruptcy: margin balance 0 on the same path (linear in t; may lie before the open when the bar gapped)
-    base = wallet + sum(p.size * (starts[s] - p.entry) for s, p in held.items())
-    slope = sum(p.size * (adverse[s] - starts[s]) for s, p in held.items())
-    t_bankrupt = -base / slope if slope < 0.0 else (float("inf") if base > 0.0 else float("-inf"))
-    t = min(t, t_bankrupt)
-    prices = _path(held, starts, adverse, t)
+    bankrupt = _bankruptcy_point(wallet, held, starts, adverse)
+    if margin_balance(wallet, held, starts) < 0.0 and bankrupt is not None:  # opened past bankruptcy: no fee
+        return Liquidation(bankrupt, {s: 0.0 for s in held}, True)
+    prices = _path(held, starts, adverse, _breach_point(wallet, held, tables, starts, adverse))
     left = max(margin_balance(wallet, held, prices), 0.0)
     if model == "binance":
         fees = {s: fee_rates[s] * abs(p.size) * prices[s] for s, p in held.items()}
         if left >= sum(fees.values()):
             return Liquidation(prices, fees, False)
-        if abs(t_bankrupt) == float("inf"):  # no adverse move in the bar: what is left goes, as the fee
+        if bankrupt is None:  # no price move reaches 0 (a degenerate bar): what is left goes, as the fee
             return Liquidation(prices, _scaled(fees, left), True)
-        return Liquidation(_path(held, starts, adverse, t_bankrupt), {s: 0.0 for s in held}, True)
+        return Liquidation(bankrupt, {s: 0.0 for s in held}, True)
     fees = {s: liquidation_fee(p.size, prices[s], fee_rates[s], tables[s]) for s, p in held.items()}
     return Liquidation(prices, _scaled(fees, left), False)
+
+
+def _bankruptcy_point(wallet, held, starts, adverse) -> dict | None:
+    """Prices where the margin balance is 0: on the bar's path (possibly beyond its extremes, as an isolated
+    bankruptcy price may lie beyond the bar's low), or, when the bar opened past it or does not move, on the way
+    from the entries to the open; None when no loss reaches it."""
+    base = margin_balance(wallet, held, starts)
+    slope = sum(p.size * (adverse[s] - starts[s]) for s, p in held.items())
+    if slope < 0.0 and base >= 0.0:
+        return _path(held, starts, adverse, -base / slope)
+    loss = sum(p.size * (starts[s] - p.entry) for s, p in held.items())
+    if loss >= 0.0:
+        return None
+    u = max(-wallet / loss, 0.0)
+    return {s: p.entry + u * (starts[s] - p.entry) for s, p in held.items()}
 
 
 def _scaled(fees: dict, left: float) -> dict:

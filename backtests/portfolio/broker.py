@@ -22,7 +22,9 @@ Logs the engine reads (all times are Backtrader date numbers):
 - ``getcommissioninfo(data).funding_log``: (time, paid) per settlement of that symbol;
 - ``margin_log``: one dict per bar close: ``time``, ``margin_balance`` (wallet + unrealised PnL at the mark close),
   ``maintenance`` ({symbol: USDT at the mark close, 0.0 when flat}), ``equity`` (broker value), ``wallet`` and
-  ``ratio`` (the margin ratio as :class:`backtests.result.PortfolioBook` defines it).
+  ``ratio`` (the margin ratio as :class:`backtests.result.PortfolioBook` defines it), ``position`` ({symbol:
+  contracts}) and ``notional`` ({symbol: signed USDT at the mark close});
+- :meth:`PortfolioBroker.attribution_by_symbol`: {symbol: Attribution}, adding up to the account's change.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Mapping
 
 import backtrader as bt
 
+from backtests.attribution import Attribution, attribute_pnl
 from backtests.broker import FuturesBroker, FuturesCommInfo
 from backtests.config import BrokerConfig
 from backtests.margin import TradingRules, liquidation_fee_rate, market_rules
@@ -245,7 +248,21 @@ class PortfolioBroker(FuturesBroker):
             "equity": self.getvalue(),
             "wallet": wallet,
             "ratio": margin_ratio(self.p.margin, wallet, positions, marks, tables, self.p.config.leverage),
+            "position": {s: p.size for s, p in positions.items()},
+            "notional": {s: p.size * marks[s] for s, p in positions.items()},
         })
+
+    def attribution_by_symbol(self) -> dict[str, Attribution]:
+        """Each symbol's :class:`~backtests.attribution.Attribution` (price, fees, slippage, funding, liquidation)
+        from its fills, its funding log and its position at its last close; they add up to the account's change
+        (final value - starting cash)."""
+        out = {}
+        for d in self._datas():
+            symbol = data_symbol(d)
+            fills = [f for f in self.fill_log if f.get("symbol") == symbol]
+            funding = sum(paid for _, paid in self.getcommissioninfo(d).funding_log)
+            out[symbol] = attribute_pnl(fills, funding, self.positions[d].size, d.close[0] if len(d) else 0.0)
+        return out
 
 
 def make_portfolio_broker(config: BrokerConfig, rules: Mapping[str, TradingRules], margin: str) -> PortfolioBroker:
