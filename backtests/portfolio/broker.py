@@ -36,7 +36,7 @@ import backtrader as bt
 from backtests.attribution import Attribution, attribute_pnl
 from backtests.broker import FuturesBroker, FuturesCommInfo
 from backtests.config import BrokerConfig
-from backtests.margin import TradingRules, liquidation_fee_rate, market_rules
+from backtests.margin import TradingRules, liquidation_fee_rate
 from backtests.portfolio.account import Position, check_mode, cross_liquidation, maintenance, margin_balance, \
     margin_ratio
 
@@ -99,18 +99,19 @@ class PortfolioBroker(FuturesBroker):
         return comminfo
 
     def _about(self, data) -> tuple:
+        """FuturesBroker's per-feed lookups, with this feed's own comminfo and its symbol's rules from ``rules``
+        (a symbol missing there: its market's rules, looked up as the single-symbol broker does)."""
         cached = self._per_data.get(data)
         if cached is None:
-            rules = self.p.rules or {}
-            symbol = data_symbol(data)
-            found = rules.get(symbol) if isinstance(rules, Mapping) else rules
-            if found is None:
-                market = getattr(data.p, "market", None)
-                found = market_rules(symbol, getattr(market, "exchange", "binanceusdm"))
-            lines = data.lines
-            cached = self._per_data[data] = (self.getcommissioninfo(data), found,
-                                             getattr(lines, "mark_low", lines.low),
-                                             getattr(lines, "mark_high", lines.high))
+            rules = self.p.rules
+            saved = rules
+            if isinstance(rules, Mapping):
+                rules = rules.get(data_symbol(data))
+            self.p.rules = rules
+            try:
+                cached = super()._about(data)
+            finally:
+                self.p.rules = saved
         return cached
 
     def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
