@@ -266,6 +266,19 @@ def test_a_feed_without_a_bar_at_a_step_pays_no_funding_twice_and_is_held_at_its
     assert [row["maintenance"][ETH] for row in broker.margin_log][2:] == pytest.approx([45.0] * 4)
 
 
+def test_a_symbol_that_starts_later_joins_the_account_without_touching_it_before():
+    # ETH's first candle is bar 2 of BTC's clock: no margin-log entry for it before, and once there it trades
+    # (Backtrader calls the strategy's next only when every feed has a bar: the first orders go at bar 2's close)
+    eth = make_market(flat(10.0, 4), symbol=ETH, start="2024-01-01 02:00")
+    broker = make_portfolio_broker(CONFIG, RULES, "cross")
+    strat, equity = run([make_market(flat(100.0, 6), symbol=BTC), eth], {BTC: [0, 0, 100, 100, 100, 100],
+                                                                      ETH: [0, 0, -900, -900, -900, -900]}, broker)
+    assert [set(row["maintenance"]) for row in broker.margin_log] == [{BTC}] * 2 + [{BTC, ETH}] * 4
+    assert [f[:2] for f in fills(broker)] == [(BTC, 100.0), (ETH, -900.0)]
+    np.testing.assert_allclose(equity, [2_000, 2_000, 2_000, 1_990.5, 1_990.5, 1_990.5], atol=1e-9)
+    assert broker.wiped_out_at is None
+
+
 # ---------------------------------------------------------------- (e) one symbol = the single-symbol broker
 
 def _wild_market(seed, n=60, symbol=BTC):

@@ -36,7 +36,7 @@ import backtrader as bt
 from backtests.attribution import Attribution, attribute_pnl
 from backtests.broker import FuturesBroker, FuturesCommInfo
 from backtests.config import BrokerConfig
-from backtests.margin import TradingRules, liquidation_fee_rate
+from backtests.margin import TradingRules, liquidation_fee_rate, minimum_cost
 from backtests.portfolio.account import Position, check_mode, cross_liquidation, maintenance, margin_balance, \
     margin_ratio
 
@@ -167,6 +167,20 @@ class PortfolioBroker(FuturesBroker):
         if not getattr(self, "_fresh", {}).get(data, True):
             return False
         return super()._liquidate_if_due(data, pos)
+
+    def _check_wiped_out(self) -> None:
+        """FuturesBroker's check (flat, with less cash than some market's minimum order costs at its close) over the
+        feeds that have started: a feed before its first bar has no close yet."""
+        if self.wiped_out_at is not None:
+            return
+        datas = [d for d in self._datas() if len(d)]
+        if any(self.positions[d].size for d in datas):
+            return
+        cfg = self.p.config
+        for data in datas:
+            if self.cash < minimum_cost(self._about(data)[1], data.close[0], cfg.leverage, cfg.taker_fee):
+                self.wiped_out_at = data.datetime[0]
+                return
 
     # ------------------------------------------------------------------ the account
 
