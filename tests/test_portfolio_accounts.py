@@ -355,6 +355,13 @@ def _broker_against_reference(seed, margin, leverage, model):
     assert [(r[0], r[1]) for r in strat.refused] == [(r["symbol"], r["bar"] - 1) for r in ref.rejected]
     by_symbol = broker.attribution_by_symbol()
     assert sum(a.total for a in by_symbol.values()) == pytest.approx(equity[-1] - config.cash, abs=tol)
+    pnl = np.array([[row["pnl"][s] for s in (BTC, ETH)] for row in broker.margin_log])
+    np.testing.assert_allclose(pnl.sum(axis=1), np.diff(equity, prepend=config.cash), rtol=0, atol=tol)
+    np.testing.assert_allclose(pnl.sum(axis=0), [by_symbol[s].total for s in (BTC, ETH)], rtol=0, atol=tol)
+    for s in (BTC, ETH):
+        theirs = ref.attribution[s]
+        for term in ("price", "fees_taker", "slippage", "funding", "liquidation"):
+            assert getattr(by_symbol[s], term) == pytest.approx(getattr(theirs, term), abs=tol), (s, term)
     return broker
 
 

@@ -23,7 +23,9 @@ Logs the engine reads (all times are Backtrader date numbers):
 - ``margin_log``: one dict per bar close: ``time``, ``margin_balance`` (wallet + unrealised PnL at the mark close),
   ``maintenance`` ({symbol: USDT at the mark close, 0.0 when flat}), ``equity`` (broker value), ``wallet`` and
   ``ratio`` (the margin ratio as :class:`backtests.result.PortfolioBook` defines it), ``position`` ({symbol:
-  contracts}) and ``notional`` ({symbol: signed USDT at the mark close});
+  contracts}), ``notional`` ({symbol: signed USDT at the mark close}) and ``pnl`` ({symbol: this bar's change of
+  the account's equity caused by the symbol: price, fees, slippage, funding, liquidation; they add up to the change
+  of ``equity``});
 - :meth:`PortfolioBroker.attribution_by_symbol`: {symbol: Attribution}, adding up to the account's change.
 """
 
@@ -77,6 +79,9 @@ class PortfolioBroker(FuturesBroker):
         self.margin_log: list[dict] = []
         self._comminfos: dict = {}
         self._last_len: dict = {}  # data -> its length at the previous step (has it a new bar now?)
+        self._flow: dict = {}  # symbol -> realised PnL - fees - funding so far (its share of the wallet's change)
+        self._funding_seen: dict = {}  # data -> funding-log entries already in _flow
+        self._contribution: dict = {}  # symbol -> _flow + unrealised PnL at the last logged close
 
     def start(self):
         super().start()
@@ -121,6 +126,7 @@ class PortfolioBroker(FuturesBroker):
             symbol = data_symbol(order.data)
             for entry in self.fill_log[done:]:
                 entry["symbol"] = symbol
+                self._flow[symbol] = self._flow.get(symbol, 0.0) + entry["pnl"] - entry["fee"]
         return out
 
     # ------------------------------------------------------------------ the bar
@@ -256,6 +262,15 @@ class PortfolioBroker(FuturesBroker):
         tables = {data_symbol(d): self._about(d)[1].margin_table for d in datas}
         positions = {s: p for s, p in self.account_positions().items() if s in marks}
         wallet = self.wallet()
+        pnl = {}
+        for d in datas:
+            s, log = data_symbol(d), self.getcommissioninfo(d).funding_log
+            seen = self._funding_seen.get(d, 0)
+            self._flow[s] = self._flow.get(s, 0.0) - sum(paid for _, paid in log[seen:])
+            self._funding_seen[d] = len(log)
+            now = self._flow[s] + (positions[s].size * (d.close[0] - positions[s].entry) if positions[s].size else 0.0)
+            pnl[s] = now - self._contribution.get(s, 0.0)
+            self._contribution[s] = now
         self.margin_log.append({
             "time": max(d.datetime[0] for d in datas),
             "margin_balance": margin_balance(wallet, positions, marks),
@@ -265,6 +280,7 @@ class PortfolioBroker(FuturesBroker):
             "ratio": margin_ratio(self.p.margin, wallet, positions, marks, tables, self.p.config.leverage),
             "position": {s: p.size for s, p in positions.items()},
             "notional": {s: p.size * marks[s] for s, p in positions.items()},
+            "pnl": pnl,
         })
 
     def attribution_by_symbol(self) -> dict[str, Attribution]:

@@ -30,6 +30,7 @@ from typing import Mapping
 
 import numpy as np
 
+from backtests.attribution import Attribution
 from backtests.config import BrokerConfig
 from backtests.margin import TradingRules, below_minimum, funding_kept, leverage_allowed, liquidation_fee_rate, \
     minimum_cost
@@ -46,7 +47,9 @@ class PortfolioReference:
     """What :func:`run_portfolio_reference` computes, per bar: account ``equity`` (at the close),
     ``margin_balance`` (at the mark close), and per symbol ``position``, ``maintenance`` (at the mark close) and
     ``funding`` (paid) arrays; ``fills`` and ``rejected`` as dicts keyed like the broker's (plus ``bar`` and
-    ``symbol``); the final ``wallet`` and ``positions``; ``wiped_out_at`` (bar index) or None."""
+    ``symbol``); the final ``wallet`` and ``positions``; ``attribution``: symbol ->
+    :class:`~backtests.attribution.Attribution` (adding up to final equity - starting cash); ``wiped_out_at`` (bar
+    index) or None."""
 
     equity: np.ndarray
     margin_balance: np.ndarray
@@ -57,6 +60,7 @@ class PortfolioReference:
     rejected: list
     wallet: float
     positions: dict
+    attribution: dict
     wiped_out_at: int | None = None
 
 
@@ -201,7 +205,25 @@ def run_portfolio_reference(arrays: Mapping[str, Mapping[str, np.ndarray]], targ
         if (wiped is None and not any(p.size for p in positions.values())
                 and any(wallet < minimum_cost(rules[s], closes[s], lev, cfg.taker_fee) for s in symbols)):
             wiped = i
-    return PortfolioReference(equity, balance, held, mm, paid, fills, rejected, wallet, positions, wiped)
+    return PortfolioReference(equity, balance, held, mm, paid, fills, rejected, wallet, positions,
+                              _attribution(symbols, fills, paid, positions, col), wiped)
+
+
+def _attribution(symbols, fills, paid, positions, col) -> dict:
+    """symbol -> Attribution from the reference's own fills, funding and the position left at the last close."""
+    out = {}
+    for s in symbols:
+        mine = [f for f in fills if f["symbol"] == s]
+        ordinary = [f for f in mine if f["kind"] != "liquidation"]
+        forced = [f for f in mine if f["kind"] == "liquidation"]
+        slip = sum(f["slippage"] for f in ordinary)
+        last = col[s]["close"][-1] if col[s]["close"] else 0.0
+        unrealised = positions[s].size * (last - positions[s].entry) if positions[s].size else 0.0
+        out[s] = Attribution(price=sum(f["pnl"] for f in ordinary) + unrealised + slip,
+                             fees_taker=-sum(f["fee"] for f in ordinary), slippage=-slip,
+                             funding=-float(np.sum(paid[s])),
+                             liquidation=sum(f["pnl"] - f["fee"] for f in forced))
+    return out
 
 
 def _liquidate(i, margin, wallet, positions, col, tables, liq_rates, cfg, fills):
