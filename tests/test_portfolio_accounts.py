@@ -19,7 +19,7 @@ from replay import make_market
 
 from backtests.broker import BrokerConfig, make_broker
 from backtests.margin import BTC_TABLE, ETH_TABLE, TradingRules
-from backtests.portfolio.account import Position, cross_breached, cross_liquidation, maintenance, margin_balance, \
+from backtests.portfolio.account import Position, available_balance, cross_breached, cross_liquidation, maintenance, margin_balance, \
     margin_ratio
 from backtests.portfolio.broker import PortfolioBroker, make_portfolio_broker
 from backtests.portfolio.reference import run_portfolio_reference
@@ -277,6 +277,26 @@ def test_a_symbol_that_starts_later_joins_the_account_without_touching_it_before
     assert [f[:2] for f in fills(broker)] == [(BTC, 100.0), (ETH, -900.0)]
     np.testing.assert_allclose(equity, [2_000, 2_000, 2_000, 1_990.5, 1_990.5, 1_990.5], atol=1e-9)
     assert broker.wiped_out_at is None
+
+
+@pytest.mark.parametrize("margin, filled", [("cross", True), ("isolated", False)])
+def test_a_paper_gain_on_one_symbol_pays_a_new_margin_in_cross_only(margin, filled):
+    # long 100 BTC at 100 (margin 1,000, fee 5), BTC closes at 120: +2,000 unrealised. ETH then buys 1,800 at 10
+    # (margin 1,800, fee 9). Cross: available 1,995 + 2,000 - 1,000 = 2,995: filled. Isolated: BTC's gain stays
+    # in its own margin, 1,995 - 1,000 = 995 available: refused (else a later BTC liquidation could leave the
+    # wallet owing ETH's margin)
+    broker = make_portfolio_broker(CONFIG, RULES, margin)
+    strat, _ = run([make_market(flat(100.0, 2) + flat(120.0, 3), symbol=BTC), make_market(flat(10.0, 5), symbol=ETH)],
+                   {BTC: [100] * 5, ETH: [0, 0, 1_800, 1_800, 1_800]}, broker)
+    assert strat.getposition(strat.datas[1]).size == (1_800 if filled else 0)
+    assert (strat.refused == []) if filled else (strat.refused[0] == (ETH, 2, "Margin"))
+
+
+def test_the_available_balance_counts_other_isolated_positions_pnl_in_cross_only():
+    positions = {BTC: Position(1, 10_000.0, 11_000.0), ETH: Position(10, 1_000.0, 900.0)}
+    assert available_balance(10_000.0, positions, 5, "cross") == pytest.approx(6_000.0)
+    assert available_balance(10_000.0, positions, 5, "isolated", ETH) == pytest.approx(5_000.0)
+    assert available_balance(10_000.0, positions, 5, "isolated", BTC) == pytest.approx(7_000.0)
 
 
 # ---------------------------------------------------------------- (e) one symbol = the single-symbol broker

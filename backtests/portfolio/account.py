@@ -16,7 +16,8 @@ Binance's documented rules (USDⓈ-M futures), quoted in README "Portfolios: cro
 - Each position's maintenance margin comes from *its own* tier table: ``notional x rate(tier) - amount(tier)``.
 - **Available balance** for a new order: margin balance - initial margins of the positions held
   (``availableBalance`` of ``GET /fapi/v2/account``: crossWalletBalance + cross unrealised PnL - cross initial
-  margins). An order whose opening part (initial margin + taker fee) it cannot pay is refused, never resized.
+  margins); isolated positions' unrealised PnL is not part of it (:func:`available_balance`). An order whose
+  opening part (initial margin + taker fee) it cannot pay is refused, never resized.
 
 Where the documents are silent, the choices made here:
 
@@ -127,15 +128,27 @@ def margin_ratio(margin: str, wallet: float, positions: Mapping[str, Position], 
     return worst
 
 
-def available_balance(wallet: float, positions: Mapping[str, Position], leverage: float) -> float:
-    """What a new order can use: wallet + unrealised PnL at each position's ``mark`` - their initial margins.
+def available_balance(wallet: float, positions: Mapping[str, Position], leverage: float, margin: str = "cross",
+                      symbol: str | None = None) -> float:
+    """What a new order on ``symbol`` can use: wallet + unrealised PnL at each position's ``mark`` - initial margins.
 
-    The same rule in both modes (and the single-symbol broker's): Binance's cross ``availableBalance``. In isolated
-    mode Binance leaves isolated unrealised PnL out of it; here it counts, as in the single-symbol broker, so that a
+    Cross: every position's unrealised PnL counts (Binance's ``availableBalance``: cross wallet balance + cross
+    unrealised PnL - cross initial margins). Isolated: only ``symbol``'s own; the other isolated positions'
+    unrealised PnL stays in their own margins (Binance leaves isolated PnL out of the available balance), so one
+    position's paper gain never pays another's margin, and a wallet can never be lent to positions whose losses
+    together exceed it. The traded position's own PnL still counts, as in the single-symbol broker, so that a
     one-symbol portfolio trades exactly as a single-symbol run.
+
+    Wallet 10,000, long 1 BTC at 10,000 (5x: margin 2,000) marked at 11,000 and long 10 ETH at 1,000 (2,000)
+    marked at 900: cross 10,000 + 1,000 - 1,000 - 4,000 = 6,000; isolated, for ETH: 10,000 - 1,000 - 4,000 = 5,000.
     """
-    return wallet + sum(p.size * (p.mark - p.entry) - initial_margin(p, leverage)
-                        for p in positions.values() if p.size)
+    total = wallet
+    for s, p in positions.items():
+        if p.size:
+            total -= initial_margin(p, leverage)
+            if margin == "cross" or s == symbol:
+                total += p.size * (p.mark - p.entry)
+    return total
 
 
 def can_open(available: float, size: float, price: float, leverage: float, fee_rate: float) -> bool:

@@ -11,8 +11,9 @@ limits, funding, the Binance liquidation protocol) with:
 - ``margin="cross"``: one liquidation check per bar over the whole account: margin balance (wallet + unrealised
   PnL of every position, each at its adverse mark extreme) against the sum of every position's maintenance margin
   from its own tier table; a breach closes every position (:func:`backtests.portfolio.account.cross_liquidation`);
-- the available balance for a new order is the account's in both modes (Backtrader's cash: wallet + unrealised PnL
-  at the last valuation - initial margins); an order whose opening part it cannot pay is refused, never resized;
+- the available balance for a new order (:func:`backtests.portfolio.account.available_balance`): wallet +
+  unrealised PnL at the last valuation - initial margins, where in isolated mode only the traded symbol's own
+  unrealised PnL counts; an order whose opening part it cannot pay is refused, never resized;
 - a feed without a bar at this step (it starts later, or has a gap) is left alone: no funding is paid twice, no
   order fills, its last mark close values it and the cross check holds it still.
 
@@ -121,7 +122,17 @@ class PortfolioBroker(FuturesBroker):
 
     def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
         done = len(self.fill_log)
-        out = super()._execute(order, ago, price, cash, position, dtcoc)
+        # isolated: the other positions' unrealised PnL (held in Backtrader's cash up to their last valuation) is
+        # not available to this order (account.available_balance); set aside while it executes
+        aside = 0.0
+        if self.p.margin == "isolated" and ago is not None:
+            aside = sum(p.size * (p.adjbase - p.price) for d, p in self.positions.items()
+                        if p.size and d is not order.data)
+        self.cash -= aside
+        try:
+            out = super()._execute(order, ago, price, cash, position, dtcoc)
+        finally:
+            self.cash += aside
         if len(self.fill_log) > done:
             symbol = data_symbol(order.data)
             for entry in self.fill_log[done:]:

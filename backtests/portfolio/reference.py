@@ -11,7 +11,8 @@ broker's order of events (symbols in the order given):
    out of the shared wallet (isolated: also out of that position's own margin);
 2. each symbol's order for ``target[i - 1] - size`` fills at the open moved by the slippage model: the closed part
    realises its PnL, the opening part needs the account's available balance to pay its initial margin and taker fee
-   (else it is refused, a flip then only closes); an order that opens below the market's minimums or above the
+   (else it is refused, a flip then only closes; isolated: the other positions' unrealised PnL does not count);
+   an order that opens below the market's minimums or above the
    tier's leverage is refused whole;
 3. funding settled strictly inside the bar (``funding_inside``);
 4. liquidation: isolated, each position against its own margin; cross, the account against the total maintenance
@@ -77,7 +78,7 @@ def _split(size: float, delta: float) -> tuple[float, float]:
 
 
 def fill_order(wallet: float, positions: dict, symbol: str, delta: float, price: float, fee_rate: float,
-               leverage: float, rules: TradingRules) -> tuple[float, dict, dict | None, str]:
+               leverage: float, rules: TradingRules, margin: str = "cross") -> tuple[float, dict, dict | None, str]:
     """Execute ``delta`` contracts of ``symbol`` at ``price``: (wallet, positions, fill or None, status).
 
     Status ``"filled"``; ``"margin"`` when the opening part was refused (the available balance of the whole
@@ -107,7 +108,8 @@ def fill_order(wallet: float, positions: dict, symbol: str, delta: float, price:
     status = "filled"
     if opened:
         others = {**positions, symbol: Position(size, entry, mark, 0.0)}
-        if not can_open(available_balance(wallet, others, leverage), opened, price, leverage, fee_rate):
+        if not can_open(available_balance(wallet, others, leverage, margin, symbol), opened, price, leverage,
+                        fee_rate):
             opened, status = 0.0, "margin"
         else:
             open_fee = abs(opened) * fee_rate * price
@@ -176,7 +178,7 @@ def run_portfolio_reference(arrays: Mapping[str, Mapping[str, np.ndarray]], targ
                     fill, status = None, "account wiped out"
                 else:
                     wallet, positions, fill, status = fill_order(wallet, positions, s, delta, price, cfg.taker_fee,
-                                                                 lev, rules[s])
+                                                                 lev, rules[s], margin)
                 if fill is not None:
                     fills.append({"bar": i, "symbol": s, **fill, "notional": abs(fill["size"]) * price,
                                   "slippage": (price - c["open"][i]) * fill["size"], "kind": "market",
