@@ -67,12 +67,13 @@ def data_symbol(data) -> str:
 
 
 class PortfolioBroker(FuturesBroker):
-    """FuturesBroker over several feeds in one account (see the module docstring). ``rules``: symbol ->
+    """FuturesBroker over several feeds in one account (see the module docstring). ``symbol_rules``: symbol ->
     :class:`~backtests.margin.TradingRules` (a symbol missing there uses its market's rules);
-    ``margin``: "isolated" or "cross"."""
+    ``margin``: "isolated" or "cross". Fees are the config's, for every symbol."""
 
     params = (
         ("margin", "isolated"),
+        ("symbol_rules", None),  # {symbol: TradingRules}; FuturesBroker's own ``rules`` stays None
     )
 
     def init(self):
@@ -109,11 +110,8 @@ class PortfolioBroker(FuturesBroker):
         (a symbol missing there: its market's rules, looked up as the single-symbol broker does)."""
         cached = self._per_data.get(data)
         if cached is None:
-            rules = self.p.rules
-            saved = rules
-            if isinstance(rules, Mapping):
-                rules = rules.get(data_symbol(data))
-            self.p.rules = rules
+            saved = self.p.rules
+            self.p.rules = (self.p.symbol_rules or {}).get(data_symbol(data), saved)
             try:
                 cached = super()._about(data)
             finally:
@@ -262,7 +260,7 @@ class PortfolioBroker(FuturesBroker):
         try:
             self._execute(order, ago=0, price=price)
         finally:
-            comminfo.rate = self.p.config.taker_fee
+            comminfo.rate = getattr(self, "_taker", self.p.config.taker_fee)  # the rate fills rest at
             self._fill = ("market", "taker", None)
 
     def _log_margin(self) -> None:
@@ -315,7 +313,7 @@ def make_portfolio_broker(config: BrokerConfig, rules: Mapping[str, TradingRules
     ``margin``: "isolated" (each position on its own margin) or "cross" (one account, one liquidation).
     """
     check_mode(margin)
-    broker = PortfolioBroker(config=config, rules=dict(rules), margin=margin,
+    broker = PortfolioBroker(config=config, symbol_rules=dict(rules), margin=margin,
                              int2pnl=False, shortcash=False, checksubmit=False)
     broker.setcash(config.cash)
     broker.addcommissioninfo(FuturesCommInfo(commission=config.taker_fee, automargin=1.0 / config.leverage,
