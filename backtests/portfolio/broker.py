@@ -81,6 +81,7 @@ class PortfolioBroker(FuturesBroker):
         self.margin_log: list[dict] = []
         self._comminfos: dict = {}
         self._last_len: dict = {}  # data -> its length at the previous step (has it a new bar now?)
+        self._fresh: dict = {}  # data -> whether it has a new bar at this step
         self._flow: dict = {}  # symbol -> realised PnL - fees - funding so far (its share of the wallet's change)
         self._funding_seen: dict = {}  # data -> funding-log entries already in _flow
         self._contribution: dict = {}  # symbol -> _flow + unrealised PnL at the last logged close
@@ -162,7 +163,7 @@ class PortfolioBroker(FuturesBroker):
 
     def _settle_inside_bar(self) -> bool:
         """FuturesBroker's, for the feeds with a new bar at this step only (no settlement is paid twice)."""
-        fresh = getattr(self, "_fresh", {})
+        fresh = self._fresh
         paid_any = False
         for data, pos in self.positions.items():
             inside = getattr(data.lines, "funding_inside", None)
@@ -179,7 +180,7 @@ class PortfolioBroker(FuturesBroker):
 
     def _liquidate_if_due(self, data, pos) -> bool:
         """Isolated: FuturesBroker's check, for the feeds with a new bar at this step only."""
-        if not getattr(self, "_fresh", {}).get(data, True):
+        if not self._fresh.get(data, True):
             return False
         return super()._liquidate_if_due(data, pos)
 
@@ -192,8 +193,9 @@ class PortfolioBroker(FuturesBroker):
         if any(self.positions[d].size for d in datas):
             return
         cfg = self.p.config
+        taker = getattr(self, "_taker", cfg.taker_fee)  # the rate fills rest at
         for data in datas:
-            if self.cash < minimum_cost(self._about(data)[1], data.close[0], cfg.leverage, cfg.taker_fee):
+            if self.cash < minimum_cost(self._about(data)[1], data.close[0], cfg.leverage, taker):
                 self.wiped_out_at = data.datetime[0]
                 return
 
@@ -224,7 +226,7 @@ class PortfolioBroker(FuturesBroker):
         held = {d: p for d, p in self.positions.items() if p.size}
         if not held:
             return False
-        fresh = getattr(self, "_fresh", {})
+        fresh = self._fresh
         names = {d: data_symbol(d) for d in held}
         opens, lows, highs, tables, rates = {}, {}, {}, {}, {}
         cfg = self.p.config
