@@ -19,8 +19,8 @@ from replay import make_market
 
 from backtests.broker import BrokerConfig, make_broker
 from backtests.margin import BTC_TABLE, ETH_TABLE, TradingRules
-from backtests.portfolio.account import Position, available_balance, cross_breached, cross_liquidation, maintenance, margin_balance, \
-    margin_ratio
+from backtests.portfolio.account import Position, available_balance, cross_breached, cross_liquidation, maintenance, \
+    margin_balance, margin_ratio
 from backtests.portfolio.broker import PortfolioBroker, make_portfolio_broker
 from backtests.portfolio.reference import run_portfolio_reference
 from data_feeds.feed import FuturesData, feed_arrays
@@ -235,7 +235,8 @@ def test_a_symbol_settles_funding_at_the_open_where_the_other_symbol_trades(marg
     btc, eth = (broker.getcommissioninfo(d) for d in strat.datas)
     assert [paid for _, paid in btc.funding_log] == pytest.approx([10.0])
     assert [paid for _, paid in eth.funding_log] == pytest.approx([18.0])
-    assert btc.funding_log[0][0] == broker.margin_log[3]["time"] and eth.funding_log[0][0] == broker.margin_log[4]["time"]
+    assert btc.funding_log[0][0] == broker.margin_log[3]["time"]
+    assert eth.funding_log[0][0] == broker.margin_log[4]["time"]
     assert eth.held_funding == pytest.approx(18.0)  # isolated: out of the short's own margin
     np.testing.assert_allclose(equity, [2_000, 1_995, 1_995, 1_980.5, 1_957.5, 1_957.5], atol=1e-9)
 
@@ -331,7 +332,8 @@ def test_a_one_symbol_isolated_portfolio_is_the_single_symbol_broker_exactly(see
     assert equity.tolist() == single_equity
     assert [{k: v for k, v in f.items() if k != "symbol"} for f in portfolio.fill_log] == single.fill_log
     assert any(f["kind"] == "liquidation" for f in single.fill_log) and single.fill_log
-    assert portfolio.getcommissioninfo(strat.datas[0]).funding_log == single.getcommissioninfo(single_strat.datas[0]).funding_log
+    single_funding = single.getcommissioninfo(single_strat.datas[0]).funding_log
+    assert portfolio.getcommissioninfo(strat.datas[0]).funding_log == single_funding
 
 
 def run_single(market, sizes, broker):
@@ -386,7 +388,8 @@ def _broker_against_reference(seed, margin, leverage, model):
 
 
 @pytest.mark.parametrize("seed, margin, leverage, model", [
-    (0, "cross", 50, "binance"), (6, "cross", 50, "flat"), (3, "isolated", 50, "binance"), (11, "isolated", 20, "flat")])
+    (0, "cross", 50, "binance"), (6, "cross", 50, "flat"), (3, "isolated", 50, "binance"),
+    (11, "isolated", 20, "flat")])
 def test_broker_matches_the_portfolio_reference_through_liquidations(seed, margin, leverage, model):
     broker = _broker_against_reference(seed, margin, leverage, model)
     assert any(f["kind"] == "liquidation" for f in broker.fill_log)
