@@ -41,10 +41,11 @@ Where the documents are silent, the choices made here:
   ``"flat"``: closes at the breach point with fees ``min(rate x notional, maintenance)`` per symbol, scaled down
   to what is left. The account never goes below 0 either way.
 
-Worked number (BTC tiers 0.4 %, ETH tiers 0.5 %): wallet 2,000, long 1 BTC at 10,000 and short 10 ETH at 1,000,
-10x (1,000 of initial margin each). ETH rises to 1,100 and BTC to 10,600. Isolated: the ETH short's margin balance
-is 1,000 - 1,000 = 0, below its maintenance 11,000 x 0.5 % = 55: liquidated, BTC untouched. Cross: margin balance
-2,000 + 600 - 1,000 = 1,600 against 10,600 x 0.4 % + 55 = 97.4 of maintenance (ratio 6.1 %): the hedge lives.
+Worked number (BTC tiers 0.4 %, ETH tiers 0.5 % below 10,000 USDT): wallet 1,900, long 1 BTC at 10,000 and short
+9 ETH at 1,000, 10x (initial margins 1,000 and 900). ETH rises to 1,100 and BTC to 10,600. Isolated: the ETH
+short's margin balance is 900 - 900 = 0, below its maintenance 9,900 x 0.5 % = 49.5: liquidated, BTC untouched.
+Cross: margin balance 1,900 + 600 - 900 = 1,600 against 10,600 x 0.4 % + 49.5 = 91.9 of maintenance (ratio
+5.7 %): the hedge lives.
 """
 
 from __future__ import annotations
