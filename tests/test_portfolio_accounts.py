@@ -125,7 +125,8 @@ def test_a_hedge_survives_in_cross_a_move_that_liquidates_a_leg_in_isolated(dire
     # (high 11): deficient (left 49.3 < fee 123.1), closed at its bankruptcy price 10 + 900 / 900 = 11.
     # Down: the BTC long's, 90.3614, in bar 2 (low 90): closed at 90.
     # Cross, each leg at its adverse extreme of every bar at once: margin balance 1,990.5 + 500 (k - 1) - 450 k
-    # (up, bar k) or 1,990.5 - 500 k + 450 (k - 1) (down), at least 1,290.5 against at most 50 + 58.1 of maintenance (ETH at 12.5 is in its 0.65 % tier).
+    # (up, bar k) or 1,990.5 - 500 k + 450 (k - 1) (down), at least 1,290.5 against at most 50 + 58.1 of
+    # maintenance (ETH at 12.5 is in its 0.65 % tier).
     btc, eth = flat(100.0, 1) + steps(100.0, 5.0 * direction, 5), flat(10.0, 1) + steps(10.0, 0.5 * direction, 5)
     sizes = {BTC: [100] * 6, ETH: [-900] * 6}
     isolated = make_portfolio_broker(CONFIG, RULES, "isolated")
