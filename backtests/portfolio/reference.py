@@ -145,6 +145,10 @@ def run_portfolio_reference(arrays: Mapping[str, Mapping[str, np.ndarray]], targ
                                               dtype="float64").tolist()
     want = {s: np.asarray(targets[s], dtype="float64").tolist() for s in symbols}
     n = len(col[symbols[0]]["close"]) if symbols else 0
+    if any(len(col[s]["close"]) != n or len(want[s]) != n for s in symbols):
+        bars, wanted = [len(col[s]["close"]) for s in symbols], [len(want[s]) for s in symbols]
+        raise ValueError(f"the portfolio reference needs every symbol's bars and targets on one clock: bars {bars}, "
+                         f"targets {wanted}")
     lev, cfg = config.leverage, config
     tables = {s: rules[s].margin_table for s in symbols}
     liq_rates = {s: liquidation_fee_rate(cfg.liquidation_fee, rules[s]) for s in symbols}
