@@ -354,18 +354,23 @@ def run_single(market, sizes, broker):
 
 # ---------------------------------------------------------------- (d) broker = reference, random paths
 
-def _broker_against_reference(seed, margin, leverage, model):
+TICKED = {s: dataclasses.replace(r, price_tick=0.1, qty_step=0.001) for s, r in RULES.items()}
+
+
+def _broker_against_reference(seed, margin, leverage, model, rules=RULES, scale=1.0):
     """Random targets (some beyond what the account can pay) on two wild markets: equity, margin balance and every
-    fill agree with the reference accountant to 1e-9 of the peak account value."""
+    fill agree with the reference accountant to 1e-9 of the peak account value. ``scale`` multiplies cash and
+    sizes (large accounts reach the tiers where Binance liquidates partially)."""
     n = 40
     markets = [_wild_market(seed, n, BTC), _wild_market(seed + 1, n, ETH)]
     rng = np.random.default_rng(seed)
-    sizes = {m.symbol: np.round(rng.choice([-1, 0, 0.5, 1], n) * rng.uniform(10, 60, n) * leverage / 5, 3).tolist()
+    sizes = {m.symbol: np.round(rng.choice([-1, 0, 0.5, 1], n) * rng.uniform(10, 60, n) * leverage / 5 * scale,
+                                3).tolist()
              for m in markets}
-    config = BrokerConfig(cash=10_000.0, leverage=leverage, slippage="fixed", liquidation_model=model)
-    broker = make_portfolio_broker(config, RULES, margin)
+    config = BrokerConfig(cash=10_000.0 * scale, leverage=leverage, slippage="fixed", liquidation_model=model)
+    broker = make_portfolio_broker(config, rules, margin)
     strat, equity = run(markets, sizes, broker)
-    ref = run_portfolio_reference({m.symbol: feed_arrays(m) for m in markets}, sizes, config, RULES, margin)
+    ref = run_portfolio_reference({m.symbol: feed_arrays(m) for m in markets}, sizes, config, rules, margin)
     tol = 1e-9 * max(float(np.max(np.abs(equity))), config.cash)
     np.testing.assert_allclose(equity, ref.equity, rtol=0, atol=tol)
     np.testing.assert_allclose([r["margin_balance"] for r in broker.margin_log], ref.margin_balance, rtol=0, atol=tol)
@@ -388,19 +393,27 @@ def _broker_against_reference(seed, margin, leverage, model):
     return broker
 
 
-@pytest.mark.parametrize("seed, margin, leverage, model", [
-    (0, "cross", 50, "binance"), (6, "cross", 50, "flat"), (3, "isolated", 50, "binance"),
-    (11, "isolated", 20, "flat")])
-def test_broker_matches_the_portfolio_reference_through_liquidations(seed, margin, leverage, model):
-    broker = _broker_against_reference(seed, margin, leverage, model)
+@pytest.mark.parametrize("seed, margin, leverage, model, ticked", [
+    (0, "cross", 50, "binance", False), (6, "cross", 50, "flat", True), (3, "isolated", 50, "binance", True),
+    (11, "isolated", 20, "flat", False)])
+def test_broker_matches_the_portfolio_reference_through_liquidations(seed, margin, leverage, model, ticked):
+    broker = _broker_against_reference(seed, margin, leverage, model, TICKED if ticked else RULES)
     assert any(f["kind"] == "liquidation" for f in broker.fill_log)
+
+
+def test_broker_matches_the_portfolio_reference_through_partial_isolated_liquidations():
+    # a 500x larger account at 10x reaches BTC's 2.5 % tier (1M to 10M USDT) where a liquidation first cuts the
+    # position one tier down (backtests.margin.liquidation_steps); the portfolio keeps the single-symbol steps
+    broker = _broker_against_reference(0, "isolated", 10, "binance", TICKED, scale=500.0)
+    liquidations = [f for f in broker.fill_log if f["kind"] == "liquidation"]
+    assert len({f["time"] for f in liquidations}) < len(liquidations)  # a bar with more than one step
 
 
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), margin=st.sampled_from(["isolated", "cross"]),
-       leverage=st.sampled_from([1, 3, 10, 50]), model=st.sampled_from(["binance", "flat"]))
-def test_broker_equity_matches_the_portfolio_reference_on_random_targets(seed, margin, leverage, model):
-    _broker_against_reference(seed, margin, leverage, model)
+       leverage=st.sampled_from([1, 3, 10, 50]), model=st.sampled_from(["binance", "flat"]), ticked=st.booleans())
+def test_broker_equity_matches_the_portfolio_reference_on_random_targets(seed, margin, leverage, model, ticked):
+    _broker_against_reference(seed, margin, leverage, model, TICKED if ticked else RULES)
 
 
 def test_make_portfolio_broker_refuses_an_unknown_margin_mode():

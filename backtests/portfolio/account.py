@@ -52,7 +52,7 @@ from __future__ import annotations
 
 from typing import Mapping, NamedTuple
 
-from backtests.margin import MarginTable, is_liquidated, liquidation_exit, liquidation_fee
+from backtests.margin import LiquidationStep, MarginTable, liquidation_fee, liquidation_steps, to_tick
 
 MARGIN_MODES = ("isolated", "cross")
 
@@ -187,16 +187,16 @@ class Liquidation(NamedTuple):
 
 
 def isolated_liquidation(pos: Position, leverage: float, mark_low: float, mark_high: float, open_price: float,
-                         table: MarginTable, fee_rate: float, model: str = "binance") -> tuple[float, float] | None:
-    """(price, fee) if the isolated position is liquidated in this bar, else None: exactly the single-symbol rule
-    (:func:`backtests.margin.is_liquidated` at the adverse mark extreme, :func:`~backtests.margin.liquidation_exit`)."""
+                         table: MarginTable, fee_rate: float, model: str = "binance", tick: float = 0.0,
+                         qty_step: float = 0.0) -> list[LiquidationStep]:
+    """The executions liquidating an isolated position in this bar (empty: none): exactly the single-symbol rule,
+    :func:`backtests.margin.liquidation_steps` at the adverse mark extreme (a large position first cut one tier
+    down where Binance's protocol allows it, else closed at its liquidation or bankruptcy price)."""
     if not pos.size:
-        return None
-    margin = isolated_margin(pos, leverage)
+        return []
     adverse = mark_low if pos.size > 0 else mark_high
-    if not is_liquidated(pos.size, pos.entry, margin, adverse, table):
-        return None
-    return liquidation_exit(pos.size, pos.entry, margin, open_price, table, fee_rate, model)
+    return liquidation_steps(pos.size, pos.entry, isolated_margin(pos, leverage), open_price, adverse, table,
+                             fee_rate, model, tick, qty_step)
 
 
 def _path(positions, starts, adverse, t):
@@ -239,9 +239,12 @@ def _breach_point(wallet, positions, tables, starts, adverse) -> float:
 
 def cross_liquidation(wallet: float, positions: Mapping[str, Position], opens: Mapping[str, float],
                       lows: Mapping[str, float], highs: Mapping[str, float], tables: Mapping[str, MarginTable],
-                      fee_rates: Mapping[str, float], model: str = "binance") -> Liquidation | None:
+                      fee_rates: Mapping[str, float], model: str = "binance",
+                      ticks: Mapping[str, float] | None = None) -> Liquidation | None:
     """Liquidate every cross position if the account breaches maintenance in this bar (:func:`cross_breached`),
-    else None. Prices and fees as the module docstring says.
+    else None. Prices and fees as the module docstring says; ``ticks`` (symbol -> price tick, 0: none) put each
+    breach price on its market's grid on the trader's adverse side, as an isolated liquidation price is (a
+    bankruptcy close is a transfer to the insurance fund, at its exact price).
 
     One long of 1 at 100, wallet 5 (as 20x isolated), BTC table, mark low 95, open 100: the breach is at
     ``(100 - 5) / (1 - 0.004) = 95.3815``, the isolated liquidation price; 0.3815 is left, less than the 1.25 %
@@ -256,6 +259,8 @@ def cross_liquidation(wallet: float, positions: Mapping[str, Position], opens: M
     if margin_balance(wallet, held, starts) < 0.0 and bankrupt is not None:  # opened past bankruptcy: no fee
         return Liquidation(bankrupt, {s: 0.0 for s in held}, True)
     prices = _path(held, starts, adverse, _breach_point(wallet, held, tables, starts, adverse))
+    if ticks:
+        prices = {s: to_tick(prices[s], ticks.get(s, 0.0), up=p.size < 0) for s, p in held.items()}
     left = max(margin_balance(wallet, held, prices), 0.0)
     if model == "binance":
         fees = {s: fee_rates[s] * abs(p.size) * prices[s] for s, p in held.items()}

@@ -193,9 +193,8 @@ class PortfolioBroker(FuturesBroker):
         if any(self.positions[d].size for d in datas):
             return
         cfg = self.p.config
-        taker = getattr(self, "_taker", cfg.taker_fee)  # the rate fills rest at
         for data in datas:
-            if self.cash < minimum_cost(self._about(data)[1], data.close[0], cfg.leverage, taker):
+            if self.cash < minimum_cost(self._about(data)[1], data.close[0], cfg.leverage, self._taker):
                 self.wiped_out_at = data.datetime[0]
                 return
 
@@ -228,7 +227,7 @@ class PortfolioBroker(FuturesBroker):
             return False
         fresh = self._fresh
         names = {d: data_symbol(d) for d in held}
-        opens, lows, highs, tables, rates = {}, {}, {}, {}, {}
+        opens, lows, highs, tables, rates, ticks = {}, {}, {}, {}, {}, {}
         cfg = self.p.config
         for d in held:
             s = names[d]
@@ -237,10 +236,11 @@ class PortfolioBroker(FuturesBroker):
                 opens[s], lows[s], highs[s] = d.open[0], low[0], high[0]
             else:
                 opens[s] = lows[s] = highs[s] = d.mark_close[0] if hasattr(d.lines, "mark_close") else d.close[0]
-            tables[s] = rules.margin_table
+            tables[s], ticks[s] = rules.margin_table, rules.price_tick
             rates[s] = liquidation_fee_rate(cfg.liquidation_fee, rules)
         positions = {names[d]: Position(p.size, p.price, p.adjbase) for d, p in held.items()}
-        out = cross_liquidation(self.wallet(), positions, opens, lows, highs, tables, rates, cfg.liquidation_model)
+        out = cross_liquidation(self.wallet(), positions, opens, lows, highs, tables, rates, cfg.liquidation_model,
+                                ticks)
         if out is None:
             return False
         for d, p in held.items():
@@ -262,7 +262,7 @@ class PortfolioBroker(FuturesBroker):
         try:
             self._execute(order, ago=0, price=price)
         finally:
-            comminfo.rate = getattr(self, "_taker", self.p.config.taker_fee)  # the rate fills rest at
+            comminfo.rate = self._taker  # the rate fills rest at
             self._fill = ("market", "taker", None)
 
     def _log_margin(self) -> None:
@@ -318,6 +318,6 @@ def make_portfolio_broker(config: BrokerConfig, rules: Mapping[str, TradingRules
     broker = PortfolioBroker(config=config, symbol_rules=dict(rules), margin=margin,
                              int2pnl=False, shortcash=False, checksubmit=False)
     broker.setcash(config.cash)
-    broker.addcommissioninfo(FuturesCommInfo(commission=config.taker_fee, automargin=1.0 / config.leverage,
+    broker.addcommissioninfo(FuturesCommInfo(commission=broker._taker, automargin=1.0 / config.leverage,
                                              funding=config.funding))
     return broker

@@ -33,10 +33,10 @@ import numpy as np
 
 from backtests.attribution import Attribution
 from backtests.config import BrokerConfig
-from backtests.margin import TradingRules, below_minimum, funding_kept, leverage_allowed, liquidation_fee_rate, \
-    minimum_cost
+from backtests.margin import TradingRules, below_minimum, check_contract_size, fee_rates, funding_kept, \
+    leverage_allowed, liquidation_fee_rate, minimum_cost, to_tick
 from backtests.portfolio.account import FLAT, Position, available_balance, can_open, check_mode, \
-    cross_liquidation, isolated_liquidation, maintenance, margin_balance
+    cross_liquidation, initial_margin, isolated_liquidation, maintenance, margin_balance
 from backtests.slippage import fill_price
 
 _REASONS = {"margin": "not enough margin", "leverage": "leverage above the tier's limit"}
@@ -150,6 +150,10 @@ def run_portfolio_reference(arrays: Mapping[str, Mapping[str, np.ndarray]], targ
         raise ValueError(f"the portfolio reference needs every symbol's bars and targets on one clock: bars {bars}, "
                          f"targets {wanted}")
     lev, cfg = config.leverage, config
+    taker = fee_rates(config, None)[0]  # the config's, for every symbol (as the portfolio broker)
+    for s in symbols:
+        if rules[s].rules is not None:
+            check_contract_size(rules[s].rules)
     tables = {s: rules[s].margin_table for s in symbols}
     liq_rates = {s: liquidation_fee_rate(cfg.liquidation_fee, rules[s]) for s in symbols}
     wallet = cfg.cash
@@ -178,10 +182,12 @@ def run_portfolio_reference(arrays: Mapping[str, Mapping[str, np.ndarray]], targ
                     continue
                 price = fill_price(cfg.slippage, delta, c["open"][i], c["high"][i], c["low"][i], c["volume"][i],
                                    bps=cfg.slippage_bps, coef=cfg.slippage_coef)
+                if rules[s].price_tick:  # on the tick grid, against the order (as the broker does)
+                    price = to_tick(price, rules[s].price_tick, up=delta > 0)
                 if wiped is not None:
                     fill, status = None, "account wiped out"
                 else:
-                    wallet, positions, fill, status = fill_order(wallet, positions, s, delta, price, cfg.taker_fee,
+                    wallet, positions, fill, status = fill_order(wallet, positions, s, delta, price, taker,
                                                                  lev, rules[s], margin)
                 if fill is not None:
                     fills.append({"bar": i, "symbol": s, **fill, "notional": abs(fill["size"]) * price,
@@ -199,7 +205,7 @@ def run_portfolio_reference(arrays: Mapping[str, Mapping[str, np.ndarray]], targ
                     positions[s] = pos._replace(held_funding=pos.held_funding + amount)
                     paid[s][i] += amount
         if cfg.liquidation:
-            wallet, positions = _liquidate(i, margin, wallet, positions, col, tables, liq_rates, cfg, fills)
+            wallet, positions = _liquidate(i, margin, wallet, positions, col, tables, liq_rates, cfg, fills, rules)
         positions = {s: p._replace(mark=col[s]["close"][i]) if p.size else p for s, p in positions.items()}
         closes = {s: col[s]["close"][i] for s in symbols}
         marks = {s: col[s]["mark_close"][i] for s in symbols}
@@ -209,7 +215,7 @@ def run_portfolio_reference(arrays: Mapping[str, Mapping[str, np.ndarray]], targ
         for s in symbols:
             held[s][i], mm[s][i] = positions[s].size, at_mark[s]
         if (wiped is None and not any(p.size for p in positions.values())
-                and any(wallet < minimum_cost(rules[s], closes[s], lev, cfg.taker_fee) for s in symbols)):
+                and any(wallet < minimum_cost(rules[s], closes[s], lev, taker) for s in symbols)):
             wiped = i
     return PortfolioReference(equity, balance, held, mm, paid, fills, rejected, wallet, positions,
                               _attribution(symbols, fills, paid, positions, col), wiped)
@@ -232,21 +238,27 @@ def _attribution(symbols, fills, paid, positions, col) -> dict:
     return out
 
 
-def _liquidate(i, margin, wallet, positions, col, tables, liq_rates, cfg, fills):
+def _liquidate(i, margin, wallet, positions, col, tables, liq_rates, cfg, fills, rules_of):
     """Step 4 of a bar: liquidations (isolated per position, cross for the whole account), booked as fills."""
     lev = cfg.leverage
     if margin == "isolated":
         for s, pos in positions.items():
             c = col[s]
-            out = isolated_liquidation(pos, lev, c["mark_low"][i], c["mark_high"][i], c["open"][i], tables[s],
-                                       liq_rates[s], cfg.liquidation_model)
-            if out is not None:
-                wallet = _book_liquidation(i, s, pos, *out, wallet, fills)
-                positions = {**positions, s: FLAT}
+            rules = rules_of[s]
+            for step in isolated_liquidation(pos, lev, c["mark_low"][i], c["mark_high"][i], c["open"][i], tables[s],
+                                             liq_rates[s], cfg.liquidation_model, rules.price_tick, rules.qty_step):
+                wallet = _book_liquidation(i, s, pos._replace(size=-step.size), step.price, step.fee, wallet, fills)
+                rest = pos.size + step.size
+                if rest and step.partial:  # the rest keeps the margin left: what its initial margin is not, it paid
+                    pos = pos._replace(size=rest, held_funding=initial_margin(pos._replace(size=rest), lev)
+                                       - step.margin)
+                else:
+                    pos = FLAT
+            positions = {**positions, s: pos}
         return wallet, positions
     pick = {k: {s: col[s][k][i] for s in positions} for k in ("open", "mark_low", "mark_high")}
     out = cross_liquidation(wallet, positions, pick["open"], pick["mark_low"], pick["mark_high"], tables, liq_rates,
-                            cfg.liquidation_model)
+                            cfg.liquidation_model, {s: rules_of[s].price_tick for s in positions})
     if out is None:
         return wallet, positions
     for s in out.prices:
