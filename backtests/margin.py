@@ -303,7 +303,9 @@ def _takeover_price(size: float, entry: float, margin: float, open_price: float,
     liq = to_tick(liquidation_price(size, entry, margin, table), tick, up=size < 0)
     gapped = open_price < liq if size > 0 else open_price > liq
     price = open_price if gapped else liq
-    bankrupt = entry - max(margin, 0.0) / size
+    # where the isolated margin is gone; funding can take more than the initial margin out of a position in profit
+    # (margin < 0): its bankruptcy price then lies on the profit side of the entry, so it still loses just its margin
+    bankrupt = entry - margin / size
     return (max(price, bankrupt) if size > 0 else min(price, bankrupt)), bankrupt
 
 

@@ -218,6 +218,16 @@ def test_a_cross_liquidation_closes_where_the_balance_meets_maintenance_or_zero(
     assert balance - sum(out.fees.values()) >= -scale  # the account never goes below 0
 
 
+def test_funding_beyond_the_initial_margin_of_a_position_in_profit_still_costs_only_its_margin():
+    # long 1 at 100, 10x (margin 10), 15 of funding paid out of it: its isolated margin is -5, held up by its profit.
+    # A fall to a mark of 104 breaches maintenance (-5 + 4 < 0.416). Liquidation price (100 + 5) / 0.996 = 105.42,
+    # left there 0.42 < the 1.25 % fee: margin-deficient, closed at the bankruptcy price 100 - (-5) / 1 = 105:
+    # +5 realised against 15 of funding, 10 lost, the margin. (Closing at the entry would lose 15 and let an
+    # isolated portfolio's wallet go below 0: seen on the shipped BTC+ETH data held long at 10x for two years.)
+    from backtests.margin import liquidation_exit
+    assert liquidation_exit(1.0, 100.0, -5.0, 106.0, BTC_TABLE, 0.0125, "binance") == (105.0, 0.0)
+
+
 # ---------------------------------------------------------------- (c) funding while the other symbol trades
 
 BTC_RATES = {3: 0.001}  # longs pay 100 x 100 x 0.001 = 10 at bar 3's open
