@@ -268,9 +268,13 @@ def pnl_sources(result: "BacktestResult") -> pd.DataFrame:
 # ---------------------------------------------------------------- the reference
 
 def is_portfolio_reference(result) -> bool:
-    """A multi-symbol buy-and-hold run (strategy ``buy_hold`` or a name containing ``buy_hold``/``equal_weight``)."""
+    """A multi-symbol buy-and-hold run at 1x: ``buy_hold`` at leverage 1 (:func:`reports.sections.is_reference`)
+    or a strategy named ``equal_weight...``, with a book."""
+    from reports.sections import is_reference
+
     strategy = str(getattr(result, "strategy", "") or "")
-    return getattr(result, "portfolio", None) is not None and ("buy_hold" in strategy or "equal_weight" in strategy)
+    return getattr(result, "portfolio", None) is not None and (is_reference(result) or
+                                                               strategy.startswith("equal_weight"))
 
 
 def find_portfolio_reference(main: "BacktestResult", baselines: Sequence) -> "BacktestResult | None":

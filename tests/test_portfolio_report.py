@@ -238,3 +238,19 @@ def test_single_symbol_report_has_no_portfolio_part(tmp_path):
     doc = json.loads((tmp_path / "metrics.json").read_text())
     assert "portfolio" not in doc and not list(tmp_path.glob("portfolio*"))
     assert "Portfolio" not in (tmp_path / "report.html").read_text()
+
+
+def test_comparison_names_the_symbol_set(result):
+    """A compare cell that runs a symbol set shows the set's name in the symbol column."""
+    from backtests.grid import Cell, CellOutcome, DateRange
+    from reports.comparison import build_comparison, cell_symbol
+
+    @dataclasses.dataclass(frozen=True)
+    class SetCell(Cell):
+        symbol_set: str = ""
+
+    span = DateRange("feb", "2025-02-01", "2025-03-12")
+    cell = SetCell("pairs", span, "+".join(SYMBOLS), symbol_set="majors")
+    assert cell_symbol(cell) == "majors" and cell_symbol(Cell("pairs", span, SYMBOLS[0])) == SYMBOLS[0]
+    table = build_comparison([CellOutcome(cell, result)], n_boot=50).table
+    assert table["symbol"].tolist() == ["majors"] and table["status"].tolist() == ["ok"]
