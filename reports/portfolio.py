@@ -126,7 +126,8 @@ def margin_stats(book: "PortfolioBook", warning: float = MARGIN_WARNING) -> dict
 
     ``{"margin_mode", "max_margin_ratio_pct", "max_margin_ratio_at", "mean_margin_ratio_pct", "bars_above_warning",
     "time_above_warning_pct", "warning_pct", "liquidations", "liquidation_loss_usdt", "liquidated_symbols",
-    "first_liquidation_at"}``; ratios in percent, time above the warning as a share of the bars with a ratio."""
+    "first_liquidation_at"}``; ratios in percent, the mean over the bars with a position, time above the warning as a
+    share of the bars with a ratio."""
     ratio = book.margin_ratio.astype("float64").replace([np.inf, -np.inf], np.nan)
     valid = ratio.dropna()
     liq = book.liquidations if book.liquidations is not None else pd.DataFrame()
@@ -137,7 +138,7 @@ def margin_stats(book: "PortfolioBook", warning: float = MARGIN_WARNING) -> dict
         "margin_mode": str(book.margin_mode),
         "max_margin_ratio_pct": float(valid.max() * 100) if len(valid) else float("nan"),
         "max_margin_ratio_at": valid.idxmax() if len(valid) else None,
-        "mean_margin_ratio_pct": float(valid.mean() * 100) if len(valid) else float("nan"),
+        "mean_margin_ratio_pct": float(valid[valid > 0].mean() * 100) if (valid > 0).any() else float("nan"),
         "warning_pct": warning * 100,
         "bars_above_warning": above,
         "time_above_warning_pct": above / len(valid) * 100 if len(valid) else float("nan"),

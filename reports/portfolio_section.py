@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 
 FILES = ("portfolio_attribution.csv", "positions_by_symbol.csv", "margin.csv", "portfolio_contribution.png",
          "portfolio_exposure.png", "portfolio_correlation.png", "portfolio_margin.png")
-_SHORT = {"weight": "weight [%]", "price change [%]": "price chg [%]", "contribution [USDT]": "PnL [USDT]",
+_SHORT = {"price change [%]": "price chg [%]", "contribution [USDT]": "PnL [USDT]",
           "contribution [%]": "PnL [% of cash]", "avg leverage [x]": "avg lev. [x]", "max leverage [x]": "max lev. [x]",
-          "time long [%]": "long [% bars]", "time short [%]": "short [% bars]"}
+          "time long [%]": "long [%]", "time short [%]": "short [%]", "liquidations": "liq."}
 """Shorter headers for the page's symbol table (metrics.json keeps the long names)."""
 _BANNER = 'style="background:#fff4e5;border-left:4px solid #e67e22;padding:.5em .8em;font-weight:600"'
 
@@ -93,7 +93,7 @@ def _margin_html(stats: dict, leverage) -> str:
         "highest margin ratio": (f"{stats['max_margin_ratio_pct']:.1f} %" + (f" at {at:%Y-%m-%d %H:%M} UTC"
                                                                              if at is not None else ""))
         if np.isfinite(stats["max_margin_ratio_pct"]) else "—",
-        "average margin ratio": f"{stats['mean_margin_ratio_pct']:.1f} %"
+        "average margin ratio (while in a position)": f"{stats['mean_margin_ratio_pct']:.1f} %"
         if np.isfinite(stats["mean_margin_ratio_pct"]) else "—",
         f"time above {stats['warning_pct']:.0f} %": f"{stats['time_above_warning_pct']:.2f} % of bars "
                                                     f"({stats['bars_above_warning']:,} bar{'s' if stats['bars_above_warning'] != 1 else ''})"
@@ -164,8 +164,7 @@ def write_portfolio(result: "BacktestResult", out: Path, leverage=None) -> tuple
     stats = pf.margin_stats(book)
     figures = _charts(result, out, leverage)
     symbols = pf.symbol_table(book, result.equity, result.initial_cash)
-    symbols["weight"] = symbols["weight"] * 100
-    symbols = symbols.rename(columns=_SHORT)
+    symbols = symbols.drop(columns=["weight"]).rename(columns=_SHORT)      # the weights are in the sentence above
     shown = table.reset_index()
     banner = "".join(f"<p {_BANNER}>{escape(n)}</p>" for n in notices)
     weights = ", ".join(f"{pc.short_name(s)} {float(w):.0%}" for s, w in (book.weights or {}).items())
@@ -174,7 +173,8 @@ def write_portfolio(result: "BacktestResult", out: Path, leverage=None) -> tuple
                                                         "full target" if weights else "") + ".</p>"
             + "<h3>By symbol</h3><p>Price change is the symbol's own, first to last close; PnL is what trading it "
               "added to the account after costs (also as a share of the initial cash); leverage is |notional| / "
-              "equity at the closes it was held; long and short are shares of the account's bars.</p>" + frame_table_html(symbols, 100)
+              "equity at the closes it was held; long and short are shares of the account's bars; liq. counts its "
+              "liquidations.</p>" + frame_table_html(symbols, 100)
             + "<h3>PnL attribution by symbol [USDT]</h3><p>Where the account's change came from; the total row "
               f"sums to final equity − initial cash = {result.final_equity - result.initial_cash:,.2f} USDT. Fees "
               "are taker and maker; liquidation is the loss from entry to the liquidation price plus its fee.</p>"
