@@ -90,15 +90,6 @@ class Comparison:
 
 # ---------------------------------------------------------------- the table
 
-def cell_symbol(cell) -> str:
-    """What the ``symbol`` column shows for a cell: its symbol set's name when it runs one (``compare
-    --symbol-sets majors=BTC/USDT:USDT+ETH/USDT:USDT`` gives ``"majors"``; ``cell.symbol_set`` as a name or an
-    object with ``.name``), else its symbol."""
-    group = getattr(cell, "symbol_set", None)
-    name = getattr(group, "name", group)
-    return str(name) if name else cell.symbol
-
-
 def verdict(sharpe: float, bh_sharpe: float, p_vs_bh: float, confidence: float) -> str:
     """Does the cell beat buy-and-hold? ``"no"`` when its Sharpe is not higher; ``"yes, with confidence"`` when the
     paired test's p-value (both Sharpe ratios as estimates) is at most ``1 - confidence``; else ``"only by luck"``;
@@ -119,7 +110,7 @@ def reference_equity(result: "BacktestResult") -> pd.Series:
         return extra
     if is_reference(result):
         return result.equity
-    if getattr(result, "portfolio", None) is not None:      # several symbols: the equal-weight estimate
+    if getattr(result, "portfolio", None) is not None:      # a symbol set: the equal-weight estimate
         from reports.portfolio import estimated_reference
         return estimated_reference(result)
     return estimated_buy_and_hold(result)
@@ -144,7 +135,7 @@ def build_comparison(outcomes: Sequence["CellOutcome"], *, confidence: float = 0
     rows = []
     counts = []
     for i, o in enumerate(outcomes):
-        row = {"strategy": o.cell.strategy, "range": o.cell.range.name, "symbol": cell_symbol(o.cell),
+        row = {"strategy": o.cell.strategy, "range": o.cell.range.name, "symbol": o.cell.symbol,
                "start": o.cell.range.start, "end": o.cell.range.end, "status": "ok" if o.ok else "error",
                "error": "" if o.ok else (o.error or "no result"), BEATS: ""}
         if o.ok:
@@ -295,8 +286,8 @@ def range_chart(outcomes: Sequence["CellOutcome"], title: str) -> Figure:
     rows share their axis across columns, and equity goes on a log scale for all of them when the curves span more
     than ``LOG_SCALE_RATIO`` (5x), as in a cell's own report."""
     done = [o for o in outcomes if o.ok]
-    symbols = list(dict.fromkeys(cell_symbol(o.cell) for o in done))
-    failed_symbols = [s for s in dict.fromkeys(cell_symbol(o.cell) for o in outcomes) if s not in symbols]
+    symbols = list(dict.fromkeys(o.cell.symbol for o in done))
+    failed_symbols = [s for s in dict.fromkeys(o.cell.symbol for o in outcomes) if s not in symbols]
     colors = _strategy_colors([o.cell.strategy for o in outcomes])
     fig = Figure(figsize=(WIDTH, 5.6), layout="constrained")
     axes = fig.subplots(2, max(len(symbols), 1), squeeze=False, sharex="col", sharey="row",
@@ -305,7 +296,7 @@ def range_chart(outcomes: Sequence["CellOutcome"], title: str) -> Figure:
     curves_all: list[pd.Series] = []
     for col, symbol in enumerate(symbols):
         top, bottom = axes[0, col], axes[1, col]
-        mine = [o for o in done if cell_symbol(o.cell) == symbol]
+        mine = [o for o in done if o.cell.symbol == symbol]
         for o in mine:
             eq, color = o.result.equity, colors[o.cell.strategy]
             handles[o.cell.strategy] = top.plot(_x(eq.index), eq.to_numpy(dtype="float64"), color=color, lw=1.2)[0]
@@ -318,7 +309,7 @@ def range_chart(outcomes: Sequence["CellOutcome"], title: str) -> Figure:
             handles[REFERENCE] = line
         curves_all += [bh, *[o.result.equity for o in mine]]
         _format_time_axis(bottom)
-        failed = [o.cell.strategy for o in outcomes if cell_symbol(o.cell) == symbol and not o.ok]
+        failed = [o.cell.strategy for o in outcomes if o.cell.symbol == symbol and not o.ok]
         top.set_title(symbol + (f" (failed: {', '.join(failed)})" if failed else ""), fontsize=10)
         for ax in (top, bottom):
             ax.margins(x=0)
@@ -439,5 +430,5 @@ def write_comparison(outcomes: Sequence["CellOutcome"], out_dir: str | os.PathLi
     return page, c
 
 
-__all__ = ["BEATS", "COLUMNS", "Comparison", "build_comparison", "cell_symbol", "comparison_html",
-           "comparison_markdown", "range_chart", "report_files", "sharpe_heatmap", "short_rows", "verdict", "write_comparison"]
+__all__ = ["BEATS", "COLUMNS", "Comparison", "build_comparison", "comparison_html", "comparison_markdown",
+           "range_chart", "report_files", "sharpe_heatmap", "short_rows", "verdict", "write_comparison"]

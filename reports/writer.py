@@ -21,6 +21,10 @@ Files (each written atomically, ``report.html`` last so its presence means the f
   ``predictions.png`` when the result holds model predictions (with the walk-forward fold boundaries from
   ``result.fold_boundaries``). Each strategy has one colour in every chart
   (:func:`reports.charts.strategy_color`).
+- a multi-symbol run (``result.portfolio`` set) adds a "Portfolio" section after the key charts, a ``"portfolio"``
+  block in ``metrics.json``, ``portfolio_attribution.csv``, ``positions_by_symbol.csv``, ``margin.csv`` and four
+  ``portfolio_*.png`` charts (:mod:`reports.portfolio_section`); its verdict is against the equal-weight
+  buy-and-hold, and the single-symbol price and exposure charts are left out (the book's charts replace them).
 """
 
 from __future__ import annotations

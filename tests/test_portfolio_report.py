@@ -240,17 +240,14 @@ def test_single_symbol_report_has_no_portfolio_part(tmp_path):
     assert "Portfolio" not in (tmp_path / "report.html").read_text()
 
 
-def test_comparison_names_the_symbol_set(result):
-    """A compare cell that runs a symbol set shows the set's name in the symbol column."""
+def test_comparison_cell_of_a_symbol_set(result):
+    """A compare cell that runs a symbol set (``--symbol-sets majors=...``: the set's name is the cell's symbol)
+    shows the name in the symbol column and, without its buy-and-hold run, is judged against the equal-weight
+    estimate, not against the first symbol alone."""
     from backtests.grid import Cell, CellOutcome, DateRange
-    from reports.comparison import build_comparison, cell_symbol
+    from reports.comparison import build_comparison, reference_equity
 
-    @dataclasses.dataclass(frozen=True)
-    class SetCell(Cell):
-        symbol_set: str = ""
-
-    span = DateRange("feb", "2025-02-01", "2025-03-12")
-    cell = SetCell("pairs", span, "+".join(SYMBOLS), symbol_set="majors")
-    assert cell_symbol(cell) == "majors" and cell_symbol(Cell("pairs", span, SYMBOLS[0])) == SYMBOLS[0]
+    cell = Cell("pairs", DateRange("feb", "2025-02-01", "2025-03-12"), "majors")
     table = build_comparison([CellOutcome(cell, result)], n_boot=50).table
     assert table["symbol"].tolist() == ["majors"] and table["status"].tolist() == ["ok"]
+    assert reference_equity(result).equals(pf.estimated_reference(result))
