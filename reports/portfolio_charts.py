@@ -208,9 +208,12 @@ def margin_chart(ratio: pd.Series, margin_balance: pd.Series, maintenance: pd.Se
         times = pd.DatetimeIndex(pd.to_datetime(liquidations["time"], utc=True))
         top.scatter(_x(times), np.ones(n_liq), marker="X", s=90, color=COLORS["liquidation"], edgecolors="white",
                     linewidths=0.6, zorder=4)
-        for t, s in zip(times, liquidations.get("symbol", pd.Series([""] * n_liq))):
-            top.annotate(short_name(s), (_x(pd.DatetimeIndex([t]))[0], 1.0), textcoords="offset points",
-                         xytext=(0, 8), ha="center", fontsize=8)
+        names: dict[pd.Timestamp, list[str]] = {}          # one label per bar: "BTC+ETH" when both went at once
+        for t, s in zip(times, liquidations["symbol"] if "symbol" in liquidations else [""] * n_liq):
+            names.setdefault(t, []).append(short_name(s))
+        for t, who in names.items():
+            top.annotate("+".join(dict.fromkeys(who)), (_x(pd.DatetimeIndex([t]))[0], 1.0),
+                         textcoords="offset points", xytext=(0, 8), ha="center", fontsize=8)
         handles.append(Line2D([], [], marker="X", color=COLORS["liquidation"], ls="", markersize=8,
                               label=f"liquidated ({n_liq})"))
     handles += _shade_missing([top, bottom], missing, symbols)

@@ -142,8 +142,9 @@ def _charts(result: "BacktestResult", out: Path, leverage) -> list[str]:
         ("Maintenance margin of all positions / margin balance (wallet plus unrealised PnL at mark), at each close"
          if str(book.margin_mode) == "cross" else
          "The highest of each position's own ratio, maintenance margin / (its isolated margin plus unrealised PnL)")
-        + "; log scale; liquidation at 100 % (red), no line while flat. Bottom: margin balance and the maintenance "
-          "margin it must stay above, in USDT.")
+        + "; log scale; liquidation at 100 % (red), no line while flat. The ratio is taken at the closes while "
+          "liquidation is checked against each bar's high and low, so a liquidation (×) can follow a close well "
+          "below 100 %. Bottom: margin balance and the maintenance margin it must stay above, in USDT.")
     return made
 
 
