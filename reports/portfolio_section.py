@@ -143,8 +143,9 @@ def _charts(result: "BacktestResult", out: Path, leverage) -> list[str]:
          if str(book.margin_mode) == "cross" else
          "The highest of each position's own ratio, maintenance margin / (its isolated margin plus unrealised PnL)")
         + "; log scale; liquidation at 100 % (red), no line while flat. The ratio is taken at the closes while "
-          "liquidation is checked against each bar's high and low, so a liquidation (×) can follow a close well "
-          "below 100 %. Bottom: margin balance and the maintenance margin it must stay above, in USDT.")
+          "liquidation is checked at each bar's adverse mark extreme (longs at the low, shorts at the high), "
+          "so a liquidation (×) can follow a close well below 100 %. Bottom: margin balance and the maintenance "
+          "margin it must stay above, in USDT.")
     return made
 
 
