@@ -122,8 +122,8 @@ def _charts(result: "BacktestResult", out: Path, leverage) -> list[str]:
     add("portfolio_contribution.png", "Contribution to equity by symbol",
         lambda: pc.contribution_chart(contrib, account, liquidations=book.liquidations, missing=missing),
         "Cumulative PnL of each symbol in USDT after its fees, slippage, funding and liquidations; the symbols' "
-        "lines add up to the account's change (black, dashed). Hatched: a symbol had no candles there (not traded, "
-        "never forward-filled).")
+        "lines add up to the account's change (black, dashed)."
+        + (" Hatched: a symbol had no candles there (not traded, never forward-filled)." if missing else ""))
     exp = pf.exposure(book, result.equity)
     add("portfolio_exposure.png", "Exposure and leverage by symbol",
         lambda: pc.exposure_chart(exp, book.symbols, leverage=leverage, missing=missing),

@@ -202,7 +202,11 @@ def btc_growth(book) -> np.ndarray:
 
 
 def test_report_folder(result, tmp_path):
-    page = write_report(result, tmp_path, baselines=[equal_weight(result)])
+    """The folder ``lstmbt backtest`` writes (report and saved data); ``lstmbt report RUN_DIR`` re-renders it from
+    the saved data, the book surviving the round trip, and metrics.json comes out byte for byte the same."""
+    from backtests.persist import load_runs, rerender, write_run_folder
+
+    page = write_run_folder(tmp_path, result, [equal_weight(result)])
     html = page.read_text()
     for name in ("portfolio_attribution.csv", "positions_by_symbol.csv", "margin.csv", "portfolio_contribution.png",
                  "portfolio_exposure.png", "portfolio_correlation.png", "portfolio_margin.png"):
@@ -221,6 +225,17 @@ def test_report_folder(result, tmp_path):
     # the per-symbol metric figures come from the whole book, not from the first symbol's position
     metrics = doc["results"][0]["metrics"]
     assert metrics["Max leverage [x]"] == pytest.approx(pf.exposure(result.portfolio, result.equity)["gross"].max())
+
+    first = (tmp_path / "metrics.json").read_bytes()
+    main, baselines = load_runs(tmp_path)
+    book, back = result.portfolio, main.portfolio
+    assert back is not None and baselines[0].portfolio is None and back.symbols == book.symbols
+    for key in ("position", "notional", "pnl", "attribution", "liquidations"):
+        pd.testing.assert_frame_equal(getattr(back, key), getattr(book, key), check_freq=False)
+    pd.testing.assert_series_equal(back.margin_ratio, book.margin_ratio, check_freq=False)
+    assert back.coverage[SYMBOLS[1]]["first"] == book.coverage[SYMBOLS[1]]["first"]
+    rerender(tmp_path)
+    assert (tmp_path / "metrics.json").read_bytes() == first
 
 
 def test_cross_mode_and_no_reference(tmp_path):
