@@ -345,8 +345,8 @@ def json_block(result: "BacktestResult") -> dict:
     }
 
 
-__all__ = ["EQUAL_WEIGHT_ESTIMATED", "EQUAL_WEIGHT_NAME", "coverage_spans", "estimated_reference", "MARGIN_WARNING", "SOURCES", "attribution_residual", "attribution_sums",
-           "attribution_table", "contribution", "coverage_notices", "equal_weight_buy_and_hold", "exposure",
-           "find_portfolio_reference", "is_portfolio_reference", "json_block", "margin_stats", "pnl_correlation",
-           "pnl_sources",
+__all__ = ["EQUAL_WEIGHT_ESTIMATED", "EQUAL_WEIGHT_NAME", "MARGIN_WARNING", "SOURCES", "attribution_residual",
+           "attribution_sums", "attribution_table", "contribution", "coverage_notices", "coverage_spans",
+           "equal_weight_buy_and_hold", "estimated_reference", "exposure", "find_portfolio_reference",
+           "is_portfolio_reference", "json_block", "margin_stats", "pnl_correlation", "pnl_sources",
            "portfolio_metrics", "symbol_table"]

@@ -84,6 +84,7 @@ def _figure(title: str, png: bytes, caption: str, natural: bool = False) -> str:
 
 def _margin_html(stats: dict, leverage) -> str:
     at = stats["max_margin_ratio_at"]
+    above = stats["bars_above_warning"]
     first = stats["first_liquidation_at"]
     items = {
         "margin mode": stats["margin_mode"] + (" (one wallet backs every position; a loss on one symbol eats the "
@@ -96,7 +97,7 @@ def _margin_html(stats: dict, leverage) -> str:
         "average margin ratio (while in a position)": f"{stats['mean_margin_ratio_pct']:.1f} %"
         if np.isfinite(stats["mean_margin_ratio_pct"]) else "—",
         f"time above {stats['warning_pct']:.0f} %": f"{stats['time_above_warning_pct']:.2f} % of bars "
-                                                    f"({stats['bars_above_warning']:,} bar{'s' if stats['bars_above_warning'] != 1 else ''})"
+                                                    f"({above:,} bar{'s' if above != 1 else ''})"
         if np.isfinite(stats["time_above_warning_pct"]) else "—",
         "liquidations": (f"{stats['liquidations']} ({', '.join(stats['liquidated_symbols'])}; first at "
                          f"{first:%Y-%m-%d %H:%M} UTC), {stats['liquidation_loss_usdt']:,.2f} USDT lost to them"

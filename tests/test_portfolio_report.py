@@ -84,8 +84,8 @@ def _simulate(prices: pd.DataFrame, want: np.ndarray, lev: float, symbol: str) -
         pos[i], pnl[i], last_close = held, step, c[i]
     final = float(pd.Series(c).dropna().iloc[-1])
     attr = attribute_pnl(fills, funding_paid, held, final)
-    return {"position": pos, "pnl": pnl, "funding": paid, "ratio": ratio, "maintenance": maint, "fills": fills, "liqs": liqs,
-            "attribution": attr, "notional": np.where(np.isfinite(c), pos * c, np.nan)}
+    return {"position": pos, "pnl": pnl, "funding": paid, "ratio": ratio, "maintenance": maint, "fills": fills,
+            "liqs": liqs, "attribution": attr, "notional": np.where(np.isfinite(c), pos * c, np.nan)}
 
 
 def make_portfolio(mode: str = "isolated", cash: float = 10_000.0) -> BacktestResult:
