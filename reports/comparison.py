@@ -42,11 +42,11 @@ from reports.charts import WIDTH, _format_time_axis, _styled, _x, save_figure
 from data_feeds.files import atomic_write
 from reports.formatting import format_value
 from reports.charts import strategy_color
-from reports.metrics import bar_returns, drawdown, result_metrics
+from reports.metrics import bar_returns, drawdown
 from reports.sections import deflated_sharpe, estimated_buy_and_hold, is_reference, result_verdict
 from reports.statistics import annualised_sharpe, expected_max_sharpe, sharpe_ratio
 from reports.verdict import CONFIDENT, LUCK, NA, NO
-from reports.writer import LOG_SCALE_RATIO, write_report
+from reports.writer import LOG_SCALE_RATIO, report_metrics, write_report
 
 if TYPE_CHECKING:
     from backtests.grid import CellOutcome
@@ -140,7 +140,7 @@ def build_comparison(outcomes: Sequence["CellOutcome"], *, confidence: float = 0
                "error": "" if o.ok else (o.error or "no result"), BEATS: ""}
         if o.ok:
             bh = reference_equity(o.result)
-            metrics = result_metrics(o.result, benchmark=bh)
+            metrics = report_metrics(o.result, bh)         # a symbol set: leverage and exposure from its book
             row.update({col: metrics.get(key, np.nan) for col, key in METRIC_KEYS.items()})
             v = result_verdict(o.result, bh, confidence=confidence, n_boot=n_boot, seed=seed)
             t = trials.get(i) if trials else None

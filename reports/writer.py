@@ -208,11 +208,11 @@ def _baseline_metrics(baselines: Sequence, timeframe: str,
             name, equity = item
             out.append((str(name), equity, equity_metrics(equity, timeframe)))
         else:
-            out.append((str(item.name), item.equity, _metrics(item, bh)))
+            out.append((str(item.name), item.equity, report_metrics(item, bh)))
     return out
 
 
-def _metrics(result: "BacktestResult", benchmark: pd.Series | None) -> pd.Series:
+def report_metrics(result: "BacktestResult", benchmark: pd.Series | None) -> pd.Series:
     """:func:`result_metrics`; for a multi-symbol run, exposure, leverage, margin ratio and liquidations from its
     whole book (:func:`reports.portfolio.portfolio_metrics`), not from the first symbol's position."""
     m = result_metrics(result, benchmark=benchmark)
@@ -261,11 +261,11 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
 
     others = [b for b in baselines if b is not reference]
     base = _baseline_metrics(others, result.timeframe, buy_hold)
-    columns = [(result.name, "strategy", _metrics(result, buy_hold))]
+    columns = [(result.name, "strategy", report_metrics(result, buy_hold))]
     if reference is result:
         columns[0] = (result.name, "buy_and_hold", columns[0][2])
     elif reference is not None:
-        columns.append((bh_name, "buy_and_hold", _metrics(reference, buy_hold)))
+        columns.append((bh_name, "buy_and_hold", report_metrics(reference, buy_hold)))
     elif buy_hold is not None:
         columns.append((bh_name, "buy_and_hold",
                         compute_metrics(buy_hold, pd.DataFrame(), result.timeframe, initial_cash=result.initial_cash,
@@ -338,4 +338,4 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
     return atomic_write(out / "report.html", page)
 
 
-__all__ = ["equity_frame", "write_report"]
+__all__ = ["equity_frame", "report_metrics", "write_report"]

@@ -265,4 +265,6 @@ def test_comparison_cell_of_a_symbol_set(result):
     cell = Cell("pairs", DateRange("feb", "2025-02-01", "2025-03-12"), "majors")
     table = build_comparison([CellOutcome(cell, result)], n_boot=50).table
     assert table["symbol"].tolist() == ["majors"] and table["status"].tolist() == ["ok"]
+    assert table["Exposure [%]"].iloc[0] == pytest.approx(pf.portfolio_metrics(result.portfolio,
+                                                                               result.equity)["Exposure [%]"])
     assert reference_equity(result).equals(pf.estimated_reference(result))
