@@ -168,7 +168,7 @@ def coverage_notices(book: "PortfolioBook") -> list[str]:
                          f"{start:%Y-%m-%d %H:%M})")
         if last is not None and pd.Timestamp(last) < end:
             parts.append(f"has no data after {pd.Timestamp(last):%Y-%m-%d %H:%M} UTC")
-        gaps = list(info.get("gaps") or [])
+        gaps = _inner_gaps(info, start, end)
         missing = int(info.get("missing_bars") or 0)
         if gaps:
             spans = ", ".join(f"{pd.Timestamp(a):%Y-%m-%d %H:%M} → {pd.Timestamp(b):%Y-%m-%d %H:%M}"
@@ -179,6 +179,18 @@ def coverage_notices(book: "PortfolioBook") -> list[str]:
         if parts:
             out.append(f"{symbol} " + "; ".join(parts) + ": it was not traded there and its prices were not "
                        "forward-filled.")
+    return out
+
+
+def _inner_gaps(info: dict, start: pd.Timestamp, end: pd.Timestamp) -> list:
+    """A symbol's gaps inside its own span: a run of missing bars from the account's first bar (a later start) or
+    to its last (an earlier end) is reported by ``first``/``last`` already, whether ``gaps`` lists it or not."""
+    out = []
+    for a, b in info.get("gaps") or []:
+        a, b = pd.Timestamp(a), pd.Timestamp(b)
+        if a <= start or b >= end:
+            continue
+        out.append((a, b))
     return out
 
 
@@ -197,8 +209,8 @@ def coverage_spans(book: "PortfolioBook") -> list[tuple[str, pd.Timestamp, pd.Ti
             out.append((symbol, index[0], pd.Timestamp(first)))
         if last is not None and pd.Timestamp(last) < index[-1]:
             out.append((symbol, pd.Timestamp(last) + bar, index[-1] + bar))
-        for a, b in info.get("gaps") or []:
-            out.append((symbol, pd.Timestamp(a), pd.Timestamp(b) + bar))
+        for a, b in _inner_gaps(info, index[0], index[-1]):
+            out.append((symbol, a, b + bar))
     return out
 
 

@@ -119,7 +119,7 @@ def make_portfolio(mode: str = "isolated", cash: float = 10_000.0) -> BacktestRe
         maintenance=maintenance, margin_ratio=ratio, liquidations=liqs,
         coverage={SYMBOLS[0]: {"first": index[0], "last": index[-1], "missing_bars": 0, "gaps": []},
                   SYMBOLS[1]: {"first": first_eth, "last": index[-1], "missing_bars": LATE + GAP[1] - GAP[0],
-                               "gaps": [[index[GAP[0]], index[GAP[1] - 1]]]}})
+                               "gaps": [[index[0], index[LATE - 1]], [index[GAP[0]], index[GAP[1] - 1]]]}})
     funding = frame("funding").sum(axis=1)
     fees = fills.groupby("time")["fee"].sum().reindex(index, fill_value=0.0)
     return BacktestResult(
@@ -186,6 +186,9 @@ def test_time_series_and_statistics(result):
     assert stats["max_margin_ratio_pct"] >= 100 and 0 < stats["time_above_warning_pct"] < 100
     notices = pf.coverage_notices(book)
     assert len(notices) == 1 and notices[0].startswith("ETH/USDT:USDT has no data before") and "1 gap" in notices[0]
+    index = book.position.index                       # the late start is listed as a gap too: shaded once
+    assert pf.coverage_spans(book) == [(SYMBOLS[1], index[0], index[LATE]),
+                                       (SYMBOLS[1], index[GAP[0]], index[GAP[1]])]
     table = pf.symbol_table(book, result.equity, result.initial_cash)
     assert table["contribution [USDT]"].sum() == pytest.approx(result.final_equity - result.initial_cash)
     assert table.set_index("symbol").loc[SYMBOLS[1], "liquidations"] == 1
