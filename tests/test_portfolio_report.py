@@ -271,3 +271,21 @@ def test_comparison_cell_of_a_symbol_set(result):
     assert table["Exposure [%]"].iloc[0] == pytest.approx(pf.portfolio_metrics(result.portfolio,
                                                                                result.equity)["Exposure [%]"])
     assert reference_equity(result).equals(pf.estimated_reference(result))
+
+
+def test_report_of_an_engine_run(tmp_path):
+    """The engine's own PortfolioBook (two weeks of the shipped BTC and ETH, buy_hold at 3x in cross margin)
+    through the report: the tables sum, the reference is the equal-weight buy-and-hold. Skipped where the
+    portfolio engine is not installed."""
+    engine = pytest.importorskip("backtests.portfolio.engine")
+    from backtests.config import BacktestConfig, BrokerConfig, DataConfig
+
+    config = BacktestConfig(strategy="buy_hold", symbols=tuple(SYMBOLS), margin="cross",
+                            data=DataConfig(start="2025-02-01", end="2025-02-14"), broker=BrokerConfig(leverage=3))
+    main, baselines = engine.run_portfolio_with_baselines(config)
+    write_report(main, tmp_path, baselines=baselines)
+    doc = json.loads((tmp_path / "metrics.json").read_text())
+    assert doc["verdict"]["reference"] == pf.EQUAL_WEIGHT_NAME and doc["portfolio"]["margin_mode"] == "cross"
+    assert pf.attribution_sums(main.portfolio, main)
+    assert abs(doc["portfolio"]["attribution_residual_usdt"]) < 1e-6
+    assert (tmp_path / "portfolio_margin.png").exists()
