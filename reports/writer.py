@@ -144,7 +144,10 @@ def _charts(result: "BacktestResult", out: Path, close: pd.Series | None, buy_ho
     add(key, "Equity", charts.equity_chart(result.equity, buy_hold, [(n, eq) for n, eq, _ in base], name=result.name,
                                            log=log, buy_hold_name=bh_label), "equity.png",
         "Account value in USDT" + (" (log scale)" if log else "")
-        + "; buy-and-hold (dashed grey) is a 1x buy_hold run paying the same fees, slippage and funding.")
+        + ("; buy-and-hold (dashed grey) is a 1x buy_hold run paying the same fees, slippage and funding."
+           if getattr(result, "portfolio", None) is None else
+           "; the equal-weight buy-and-hold (dashed grey) holds each symbol long at 1x with an equal share of the "
+           "cash, paying the same fees, slippage and funding."))
     add(key, "Drawdown", charts.drawdown_chart(result.equity, buy_hold, name=result.name, buy_hold_name=bh_label),
         "drawdown.png", "Percent below the running equity peak.")
     held = bool((result.position.abs() > 1e-12).any()) if len(result.position) else False
