@@ -160,7 +160,11 @@ def _save_book(book: PortfolioBook, folder: Path) -> None:
 
 def _load_book(folder: Path) -> PortfolioBook:
     """The :class:`PortfolioBook` that :func:`_save_book` wrote (coverage times back as UTC Timestamps)."""
-    meta = json.loads((folder / "book.json").read_text())
+    try:
+        meta = json.loads((folder / "book.json").read_text())
+    except OSError as exc:
+        raise RunFolderError(f"{folder / 'book.json'} is missing or unreadable ({exc.__class__.__name__}); "
+                             "re-run the backtest") from None
     freqs = meta["freqs"]
     frames = {k: _read_parquet(folder / f"{k}.parquet", freqs.get(k)) for k in _BOOK_FRAMES}
     series = {k: _read_parquet(folder / f"{k}.parquet", freqs.get(k))["value"].rename(meta["series_names"][k])
