@@ -207,7 +207,7 @@ def btc_growth(book) -> np.ndarray:
 def test_report_folder(result, tmp_path):
     """The folder ``lstmbt backtest`` writes (report and saved data); ``lstmbt report RUN_DIR`` re-renders it from
     the saved data, the book surviving the round trip, and metrics.json comes out byte for byte the same."""
-    from backtests.persist import load_runs, rerender, write_run_folder
+    from backtests.persist import RunFolderError, load_runs, rerender, write_run_folder
 
     page = write_run_folder(tmp_path, result, [equal_weight(result)])
     html = page.read_text()
@@ -239,6 +239,9 @@ def test_report_folder(result, tmp_path):
     assert back.coverage[SYMBOLS[1]]["first"] == book.coverage[SYMBOLS[1]]["first"]
     rerender(tmp_path)
     assert (tmp_path / "metrics.json").read_bytes() == first
+    next(tmp_path.glob("data/0-*/portfolio/book.json")).unlink()
+    with pytest.raises(RunFolderError, match="book.json is missing"):
+        load_runs(tmp_path)
 
 
 def test_cross_mode_and_no_reference(tmp_path):
