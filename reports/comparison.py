@@ -26,7 +26,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -86,6 +86,8 @@ class Comparison:
     n_boot: int
     timeframe: str | None
     ledger: str | None = None
+    symbol_sets: dict = field(default_factory=dict)
+    """Name -> symbols of the grid's symbol sets (``compare --symbol-sets``), for the notes."""
 
 
 # ---------------------------------------------------------------- the table
@@ -160,7 +162,9 @@ def build_comparison(outcomes: Sequence["CellOutcome"], *, confidence: float = 0
     n = max(counts) if counts else 0
     variance = float(np.var(grid_sharpes, ddof=1)) if grid_sharpes.size > 1 else 0.0
     per_bar_max = expected_max_sharpe(n, variance) if n else float("nan")
-    return Comparison(table, n, scale(math.sqrt(variance)), scale(per_bar_max), confidence, n_boot, timeframe, ledger)
+    sets = {o.cell.symbol: tuple(o.cell.symbols) for o in outcomes if getattr(o.cell, "symbols", ())}
+    return Comparison(table, n, scale(math.sqrt(variance)), scale(per_bar_max), confidence, n_boot, timeframe, ledger,
+                      sets)
 
 
 # ---------------------------------------------------------------- text
@@ -212,6 +216,8 @@ def method_notes(c: Comparison) -> list[str]:
         f"{BEATS}: '{VERDICT_CONFIDENT}' when the Sharpe ratio is above buy-and-hold's and p vs B&H <= "
         f"{1 - c.confidence:.2f}; '{VERDICT_LUCK}' when it is above but not by enough to rule out luck; the same "
         "rule and numbers as the verdict of each cell's own report.",
+        *[f"Symbol set {name}: {' + '.join(members)} in one account, judged against their equal-weight buy-and-hold "
+          "at 1x." for name, members in c.symbol_sets.items()],
     ]
 
 

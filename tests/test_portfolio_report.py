@@ -266,10 +266,16 @@ def test_comparison_cell_of_a_symbol_set(result):
     shows the name in the symbol column and, without its buy-and-hold run, is judged against the equal-weight
     estimate, not against the first symbol alone."""
     from backtests.grid import Cell, CellOutcome, DateRange
-    from reports.comparison import build_comparison, reference_equity
+    from reports.comparison import build_comparison, method_notes, reference_equity
 
-    cell = Cell("pairs", DateRange("feb", "2025-02-01", "2025-03-12"), "majors")
-    table = build_comparison([CellOutcome(cell, result)], n_boot=50).table
+    @dataclasses.dataclass(frozen=True)
+    class SetCell(Cell):                               # the engine's Cell carries the set's members as ``symbols``
+        symbols: tuple = ()
+
+    cell = SetCell("pairs", DateRange("feb", "2025-02-01", "2025-03-12"), "majors", tuple(SYMBOLS))
+    c = build_comparison([CellOutcome(cell, result)], n_boot=50)
+    table = c.table
+    assert method_notes(c)[-1].startswith("Symbol set majors: BTC/USDT:USDT + ETH/USDT:USDT in one account")
     assert table["symbol"].tolist() == ["majors"] and table["status"].tolist() == ["ok"]
     assert table["Exposure [%]"].iloc[0] == pytest.approx(pf.portfolio_metrics(result.portfolio,
                                                                                result.equity)["Exposure [%]"])
