@@ -10,6 +10,7 @@ One result is a folder of Parquet files (each series and frame, dtypes, UTC time
         data/0-lstm/{prices,fills,trades,rejected,predictions}.parquet
         data/0-lstm/result.json
         data/1-buy_hold/...
+        data/0-pairs/portfolio/...                                 a multi-symbol run's book (PortfolioBook)
 
 ``lstmbt report RUN_DIR`` reads ``data/`` and ``manifest.json`` and writes the report again with
 :func:`write_run_folder`, the same function ``lstmbt backtest`` uses, so metrics.json comes out byte for byte
@@ -27,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from backtests.result import BacktestResult
+from backtests.result import BacktestResult, PortfolioBook
 from data_feeds.files import atomic_path, atomic_write
 from reports.formatting import jsonable
 
@@ -77,6 +78,9 @@ def save_run(result: BacktestResult, folder: str | os.PathLike) -> Path:
     meta = {"format": FORMAT_VERSION, **{k: jsonable(getattr(result, k)) for k in SCALARS},
             **{k: jsonable(getattr(result, k)) for k in PLAIN},
             "series_names": names, "frames": present, "freqs": freqs}
+    if getattr(result, "portfolio", None) is not None:      # the key only then: single-symbol files unchanged
+        meta["portfolio"] = "portfolio"
+        _save_book(result.portfolio, out / "portfolio")
     # key order kept as given (not sorted): the report lists attribution terms and config in this order
     atomic_write(out / "result.json", json.dumps(meta, indent=2, allow_nan=False) + "\n")
     return out
@@ -119,6 +123,8 @@ def load_run(folder: str | os.PathLike) -> BacktestResult:
             plain["fold_boundaries"] = list(extras.get("fold_boundaries", []))
         plain["fold_boundaries"] = [pd.Timestamp(t) for t in plain.get("fold_boundaries", [])]
         result = BacktestResult(**{k: meta[k] for k in SCALARS}, **series, **frames, **plain)
+        if meta.get("portfolio"):
+            result.portfolio = _load_book(src / "portfolio")
         _check_result(result)
     except RunFolderError:
         raise
@@ -126,6 +132,50 @@ def load_run(folder: str | os.PathLike) -> BacktestResult:
         raise RunFolderError(f"{src / 'result.json'} does not describe a saved run ({exc.__class__.__name__}: "
                              f"{str(exc)[:80]}); it was modified or damaged, re-run the backtest") from None
     return result
+
+
+_BOOK_FRAMES = ("position", "notional", "target", "pnl", "maintenance", "attribution", "liquidations")
+_BOOK_SERIES = ("margin_balance", "margin_ratio")
+
+
+def _save_book(book: PortfolioBook, folder: Path) -> None:
+    """A :class:`PortfolioBook` as Parquet (its frames, series and each symbol's prices) plus ``book.json``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    freqs = {}
+    for key in _BOOK_FRAMES:
+        frame = getattr(book, key)
+        freqs[key] = _freq(frame.index)
+        _write_parquet(frame, folder / f"{key}.parquet")
+    for key in _BOOK_SERIES:
+        series = getattr(book, key)
+        freqs[key] = _freq(series.index)
+        _write_parquet(series.to_frame(name="value"), folder / f"{key}.parquet")
+    for i, symbol in enumerate(book.symbols):
+        _write_parquet(book.prices[symbol], folder / f"prices-{i}.parquet")
+    meta = {"symbols": list(book.symbols), "margin_mode": book.margin_mode, "weights": jsonable(book.weights),
+            "coverage": jsonable(book.coverage), "freqs": freqs,
+            "series_names": {k: getattr(book, k).name for k in _BOOK_SERIES}}
+    atomic_write(folder / "book.json", json.dumps(meta, indent=2, allow_nan=False) + "\n")
+
+
+def _load_book(folder: Path) -> PortfolioBook:
+    """The :class:`PortfolioBook` that :func:`_save_book` wrote (coverage times back as UTC Timestamps)."""
+    try:
+        meta = json.loads((folder / "book.json").read_text())
+    except OSError as exc:
+        raise RunFolderError(f"{folder / 'book.json'} is missing or unreadable ({exc.__class__.__name__}); "
+                             "re-run the backtest") from None
+    freqs = meta["freqs"]
+    frames = {k: _read_parquet(folder / f"{k}.parquet", freqs.get(k)) for k in _BOOK_FRAMES}
+    series = {k: _read_parquet(folder / f"{k}.parquet", freqs.get(k))["value"].rename(meta["series_names"][k])
+              for k in _BOOK_SERIES}
+    ts = lambda t: None if t is None else pd.Timestamp(t)  # noqa: E731
+    coverage = {s: {**c, "first": ts(c.get("first")), "last": ts(c.get("last")),
+                    "gaps": [[ts(a), ts(b)] for a, b in c.get("gaps") or []]}
+                for s, c in (meta.get("coverage") or {}).items()}
+    prices = {s: _read_parquet(folder / f"prices-{i}.parquet", None) for i, s in enumerate(meta["symbols"])}
+    return PortfolioBook(symbols=list(meta["symbols"]), margin_mode=meta["margin_mode"], weights=meta["weights"],
+                         prices=prices, coverage=coverage, **frames, **series)
 
 
 def _check_result(result: BacktestResult) -> None:

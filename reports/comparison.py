@@ -26,7 +26,7 @@ import math
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,11 +42,11 @@ from reports.charts import WIDTH, _format_time_axis, _styled, _x, save_figure
 from data_feeds.files import atomic_write
 from reports.formatting import format_value
 from reports.charts import strategy_color
-from reports.metrics import bar_returns, drawdown, result_metrics
+from reports.metrics import bar_returns, drawdown
 from reports.sections import deflated_sharpe, estimated_buy_and_hold, is_reference, result_verdict
 from reports.statistics import annualised_sharpe, expected_max_sharpe, sharpe_ratio
 from reports.verdict import CONFIDENT, LUCK, NA, NO
-from reports.writer import LOG_SCALE_RATIO, write_report
+from reports.writer import LOG_SCALE_RATIO, report_metrics, write_report
 
 if TYPE_CHECKING:
     from backtests.grid import CellOutcome
@@ -86,6 +86,8 @@ class Comparison:
     n_boot: int
     timeframe: str | None
     ledger: str | None = None
+    symbol_sets: dict = field(default_factory=dict)
+    """Name -> symbols of the grid's symbol sets (``compare --symbol-sets``), for the notes."""
 
 
 # ---------------------------------------------------------------- the table
@@ -110,6 +112,9 @@ def reference_equity(result: "BacktestResult") -> pd.Series:
         return extra
     if is_reference(result):
         return result.equity
+    if getattr(result, "portfolio", None) is not None:      # a symbol set: the equal-weight estimate
+        from reports.portfolio import estimated_reference
+        return estimated_reference(result)
     return estimated_buy_and_hold(result)
 
 
@@ -137,7 +142,7 @@ def build_comparison(outcomes: Sequence["CellOutcome"], *, confidence: float = 0
                "error": "" if o.ok else (o.error or "no result"), BEATS: ""}
         if o.ok:
             bh = reference_equity(o.result)
-            metrics = result_metrics(o.result, benchmark=bh)
+            metrics = report_metrics(o.result, bh)         # a symbol set: leverage and exposure from its book
             row.update({col: metrics.get(key, np.nan) for col, key in METRIC_KEYS.items()})
             v = result_verdict(o.result, bh, confidence=confidence, n_boot=n_boot, seed=seed)
             t = trials.get(i) if trials else None
@@ -157,7 +162,9 @@ def build_comparison(outcomes: Sequence["CellOutcome"], *, confidence: float = 0
     n = max(counts) if counts else 0
     variance = float(np.var(grid_sharpes, ddof=1)) if grid_sharpes.size > 1 else 0.0
     per_bar_max = expected_max_sharpe(n, variance) if n else float("nan")
-    return Comparison(table, n, scale(math.sqrt(variance)), scale(per_bar_max), confidence, n_boot, timeframe, ledger)
+    sets = {o.cell.symbol: tuple(o.cell.symbols) for o in outcomes if getattr(o.cell, "symbols", ())}
+    return Comparison(table, n, scale(math.sqrt(variance)), scale(per_bar_max), confidence, n_boot, timeframe, ledger,
+                      sets)
 
 
 # ---------------------------------------------------------------- text
@@ -209,6 +216,8 @@ def method_notes(c: Comparison) -> list[str]:
         f"{BEATS}: '{VERDICT_CONFIDENT}' when the Sharpe ratio is above buy-and-hold's and p vs B&H <= "
         f"{1 - c.confidence:.2f}; '{VERDICT_LUCK}' when it is above but not by enough to rule out luck; the same "
         "rule and numbers as the verdict of each cell's own report.",
+        *[f"Symbol set {name}: {' + '.join(members)} in one account, judged against their equal-weight buy-and-hold "
+          "at 1x." for name, members in c.symbol_sets.items()],
     ]
 
 

@@ -224,10 +224,12 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
                   trades: pd.DataFrame, config: dict, data_span: dict, notes: Sequence[str] = (),
                   attribution: dict | None = None, manifest: dict | None = None, verdict: str = "",
                   key_charts: Sequence[Chart] = (), folds: pd.DataFrame | None = None,
-                  drawdowns: pd.DataFrame | None = None) -> str:
+                  drawdowns: pd.DataFrame | None = None, portfolio: str = "", notices: Sequence[str] = ()) -> str:
     """The whole page as one string, in reading order: the ``verdict`` section (HTML from :func:`verdict_html`),
     the ``key_charts``, the metrics table (columns ``(name, metrics Series)``, the strategy first), the other
-    ``charts``, the walk-forward ``folds``, the worst ``drawdowns``, attribution, trades, data, config, manifest."""
+    ``charts``, the walk-forward ``folds``, the worst ``drawdowns``, attribution, trades, data, config, manifest.
+    ``portfolio``: the HTML of a multi-symbol run's section (:mod:`reports.portfolio_section`), shown after the
+    key charts; ``notices``: more lines for the red banner at the top (after the data span's)."""
     shown = min(len(trades), 50)
     conf = " The confidence column is the model's probability of the trade's side at the bar that decided it." \
         if "confidence" in trades.columns else ""
@@ -237,7 +239,8 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
     notes_html = "".join(f"<p>{escape(n)}</p>" for n in notes)
     # what the user must not miss (default market rules, missing funding/mark data, a wiped-out account)
     banner = "".join(f'<p class="banner" style="background:#fdecea;border-left:4px solid #c0392b;padding:.5em .8em;'
-                     f'font-weight:600">{escape(str(n))}</p>' for n in (data_span or {}).get("notices", []))
+                     f'font-weight:600">{escape(str(n))}</p>'
+                     for n in [*(data_span or {}).get("notices", []), *notices])
     dd = drawdowns
     if dd is not None and len(dd):
         dd = dd.assign(ongoing=np.where(dd["ongoing"].astype(bool), "yes", "no"))
@@ -256,7 +259,7 @@ def render_report(*, title: str, subtitle: str, metrics: Sequence[tuple[str, pd.
 <header><h1>{escape(title)}</h1><p class="sub">{escape(subtitle)}</p></header>
 {banner}
 {verdict}
-{key_html}
+{key_html}{portfolio}
 <section><h2>Performance</h2>{metrics_table_html(metrics)}{notes_html}</section>
 {more_html}
 {_frame_section("Walk-forward folds", _FOLDS_INTRO, folds)}

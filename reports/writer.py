@@ -21,6 +21,10 @@ Files (each written atomically, ``report.html`` last so its presence means the f
   ``predictions.png`` when the result holds model predictions (with the walk-forward fold boundaries from
   ``result.fold_boundaries``). Each strategy has one colour in every chart
   (:func:`reports.charts.strategy_color`).
+- a multi-symbol run (``result.portfolio`` set) adds a "Portfolio" section after the key charts, a ``"portfolio"``
+  block in ``metrics.json``, ``portfolio_attribution.csv``, ``positions_by_symbol.csv``, ``margin.csv`` and four
+  ``portfolio_*.png`` charts (:mod:`reports.portfolio_section`); its verdict is against the equal-weight
+  buy-and-hold, and the single-symbol price and exposure charts are left out (the book's charts replace them).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ from reports.formatting import jsonable
 from reports.html import Chart, render_report, verdict_html
 from reports.metrics import compute_metrics, equity_metrics, result_metrics, result_risk_free
 from reports.pnl_sources import pnl_by_source
+from reports import portfolio as pf
+from reports.portfolio_section import remove_stale, write_portfolio
 from reports.sections import (ESTIMATED_NAME, deflated_sharpe, estimated_buy_and_hold, find_reference, fold_table,
                               result_verdict, trades_with_confidence)
 from reports.trader_metrics import drawdown_periods
@@ -138,7 +144,10 @@ def _charts(result: "BacktestResult", out: Path, close: pd.Series | None, buy_ho
     add(key, "Equity", charts.equity_chart(result.equity, buy_hold, [(n, eq) for n, eq, _ in base], name=result.name,
                                            log=log, buy_hold_name=bh_label), "equity.png",
         "Account value in USDT" + (" (log scale)" if log else "")
-        + "; buy-and-hold (dashed grey) is a 1x buy_hold run paying the same fees, slippage and funding.")
+        + ("; buy-and-hold (dashed grey) is a 1x buy_hold run paying the same fees, slippage and funding."
+           if getattr(result, "portfolio", None) is None else
+           "; the equal-weight buy-and-hold (dashed grey) holds each symbol long at 1x with an equal share of the "
+           "cash, paying the same fees, slippage and funding."))
     add(key, "Drawdown", charts.drawdown_chart(result.equity, buy_hold, name=result.name, buy_hold_name=bh_label),
         "drawdown.png", "Percent below the running equity peak.")
     held = bool((result.position.abs() > 1e-12).any()) if len(result.position) else False
@@ -162,7 +171,8 @@ def _charts(result: "BacktestResult", out: Path, close: pd.Series | None, buy_ho
     if len(result.trades):
         add(more, "Distribution of trade returns", analysis_charts.trade_distribution_chart(result.trades),
             "trades.png", "Net return of each round trip (after fees and funding) on its entry notional.")
-    sources = pnl_by_source(result.equity, result.fills, result.funding, result.initial_cash)
+    sources = pnl_by_source(result.equity, result.fills, result.funding, result.initial_cash) \
+        if getattr(result, "portfolio", None) is None else pf.pnl_sources(result)
     if bool(np.any(sources.to_numpy() != 0)):
         add(more, "PnL attribution", analysis_charts.attribution_chart(sources), "attribution.png",
             "What moved equity in each period, in USDT: price moves, fees, funding, slippage and liquidations; "
@@ -201,8 +211,18 @@ def _baseline_metrics(baselines: Sequence, timeframe: str,
             name, equity = item
             out.append((str(name), equity, equity_metrics(equity, timeframe)))
         else:
-            out.append((str(item.name), item.equity, result_metrics(item, benchmark=bh)))
+            out.append((str(item.name), item.equity, report_metrics(item, bh)))
     return out
+
+
+def report_metrics(result: "BacktestResult", benchmark: pd.Series | None) -> pd.Series:
+    """:func:`result_metrics`; for a multi-symbol run, exposure, leverage, margin ratio and liquidations from its
+    whole book (:func:`reports.portfolio.portfolio_metrics`), not from the first symbol's position."""
+    m = result_metrics(result, benchmark=benchmark)
+    if getattr(result, "portfolio", None) is not None:
+        for key, value in pf.portfolio_metrics(result.portfolio, result.equity).items():
+            m[key] = value
+    return m
 
 
 def verdict_doc(v, reference_name: str) -> dict:
@@ -228,9 +248,15 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     close = result.prices["close"] if result.prices is not None and "close" in result.prices else None
-    reference = find_reference(result, baselines)
+    book = getattr(result, "portfolio", None)
+    if book is not None:           # several symbols: judged against the equal-weight buy-and-hold (reports.portfolio)
+        close = None               # the first symbol's closes and position alone would mislead
+    reference = find_reference(result, baselines) if book is None else pf.find_portfolio_reference(result, baselines)
     if reference is not None:
-        buy_hold, bh_name = reference.equity.reindex(result.equity.index).ffill().bfill(), reference.name
+        buy_hold = reference.equity.reindex(result.equity.index).ffill().bfill()
+        bh_name = reference.name if book is None else pf.EQUAL_WEIGHT_NAME
+    elif book is not None:
+        buy_hold, bh_name = pf.estimated_reference(result), pf.EQUAL_WEIGHT_ESTIMATED
     elif close is not None and len(close):
         buy_hold, bh_name = estimated_buy_and_hold(result), ESTIMATED_NAME
     else:
@@ -238,11 +264,11 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
 
     others = [b for b in baselines if b is not reference]
     base = _baseline_metrics(others, result.timeframe, buy_hold)
-    columns = [(result.name, "strategy", result_metrics(result, benchmark=buy_hold))]
+    columns = [(result.name, "strategy", report_metrics(result, buy_hold))]
     if reference is result:
         columns[0] = (result.name, "buy_and_hold", columns[0][2])
     elif reference is not None:
-        columns.append((bh_name, "buy_and_hold", result_metrics(reference, benchmark=buy_hold)))
+        columns.append((bh_name, "buy_and_hold", report_metrics(reference, buy_hold)))
     elif buy_hold is not None:
         columns.append((bh_name, "buy_and_hold",
                         compute_metrics(buy_hold, pd.DataFrame(), result.timeframe, initial_cash=result.initial_cash,
@@ -255,6 +281,12 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
 
     # ---- charts
     key, more = _charts(result, out, close, buy_hold, bh_name, base, log_scale)
+    portfolio_html, alerts = "", []
+    if book is not None:
+        leverage = (result.config.get("broker") or {}).get("leverage") if isinstance(result.config, dict) else None
+        portfolio_html, portfolio_doc, alerts = write_portfolio(result, out, leverage)
+    else:
+        remove_stale(out)
 
     # ---- data files
     atomic_write(out / "equity.csv", _csv(equity_frame(result, buy_hold)))
@@ -267,6 +299,8 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
     doc = {"run": jsonable(run),
            "verdict": jsonable(verdict_doc(v, bh_name)) if v is not None else None,
            "results": [{"name": n, "role": role, "metrics": jsonable(m)} for n, (_, role, m) in zip(names, columns)]}
+    if book is not None:
+        doc["portfolio"] = jsonable(portfolio_doc)
     atomic_write(out / "metrics.json", json.dumps(doc, sort_keys=True, indent=2, allow_nan=False) + "\n")
     if manifest is not None:
         text = json.dumps(jsonable(manifest), sort_keys=True, indent=2, allow_nan=False) + "\n"
@@ -282,7 +316,14 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
                 f"initial cash {result.initial_cash:,.2f} USDT")
     notes = [f"{len(result.rejected):,} order(s) were rejected by the broker (see rejected.csv)."] \
         if len(result.rejected) else []
-    if bh_name is not None:
+    if book is not None:
+        notes.append(f"Buy-and-hold ({bh_name}): " + ("each symbol long at 1x with an equal share of the initial "
+                                                     "cash from its first bar, through the same broker, paying "
+                                                     "fees, slippage and funding." if reference is not None else
+                                                     "no buy-and-hold run was given; each symbol's equal share "
+                                                     "estimated from its closes with one taker fee and the "
+                                                     "slippage, without funding."))
+    elif bh_name is not None:
         notes.append(f"Buy-and-hold ({bh_name}): " + ("a buy_hold run on the same bars through the same broker at "
                                                      "1x leverage, paying fees, slippage and funding."
                                                      if reference is not None else
@@ -295,8 +336,9 @@ def write_report(result: "BacktestResult", out_dir: str | os.PathLike, *, baseli
                          folds=fold_table(result), drawdowns=drawdown_periods(result.equity),
                          trades=trades_for_display(trades_with_confidence(result)), config=result.config,
                          data_span=result.data_span, notes=notes,
-                         attribution=getattr(result, "attribution", None), manifest=manifest)
+                         attribution=getattr(result, "attribution", None), manifest=manifest,
+                         portfolio=portfolio_html, notices=alerts)
     return atomic_write(out / "report.html", page)
 
 
-__all__ = ["equity_frame", "write_report"]
+__all__ = ["equity_frame", "report_metrics", "write_report"]
