@@ -144,10 +144,15 @@ class BacktestConfig:
     out_dir: str = "runs"
     cache_dir: str | None = None
     risk_free: float = 0.0    # annual rate for Sharpe, Sortino and the verdict: 0.04 = 4 %
+    # a portfolio (backtests/portfolio): several symbols in one account; empty = the single-symbol run of data.symbol
+    symbols: tuple[str, ...] = ()
+    margin: str = "isolated"        # "isolated" or "cross" (portfolio runs)
+    weights: dict | list | None = None   # {symbol: share} or shares in symbols order; normalised; None = equal
 
     def __post_init__(self):
         check_fields(self)
         check_name(self.name)
+        _check_portfolio(self)
         if not self.strategy:
             raise ConfigError("strategy must name a strategy, e.g. \"lstm\" or \"sma_cross\"")
         check_model_size(self.model)
@@ -167,6 +172,11 @@ class BacktestConfig:
         """Plain JSON/TOML-able data (round-trips through :func:`config_from_dict`)."""
         out = dataclasses.asdict(self)
         out["baselines"] = list(self.baselines)
+        if not self.symbols:        # a single-symbol run records exactly what it recorded before portfolios existed
+            for key in ("symbols", "margin", "weights"):
+                out.pop(key)
+        else:
+            out["symbols"] = list(self.symbols)
         return out
 
     def replace(self, **changes) -> "BacktestConfig":
@@ -175,6 +185,44 @@ class BacktestConfig:
             if isinstance(changes.get(key), dict):
                 changes[key] = dataclasses.replace(getattr(self, key), **changes[key])
         return dataclasses.replace(self, **changes)
+
+
+MARGIN_MODES = ("isolated", "cross")
+
+
+def _check_portfolio(config: "BacktestConfig") -> None:
+    """symbols distinct, margin a known mode, weights positive numbers naming exactly the symbols (normalised to
+    a ``{symbol: share}`` dict in symbols order)."""
+    import math
+
+    symbols = tuple(check_symbol_field(s) for s in config.symbols)
+    dupes = sorted({s for s in symbols if symbols.count(s) > 1})
+    if dupes:
+        raise ConfigError(f"symbols listed twice: {', '.join(dupes)}")
+    object.__setattr__(config, "symbols", symbols)
+    if config.margin not in MARGIN_MODES:
+        raise ConfigError(f"margin must be cross or isolated, got {config.margin!r}")
+    weights = config.weights
+    if weights is None or (isinstance(weights, (dict, list, tuple)) and not weights and not symbols):
+        object.__setattr__(config, "weights", None)
+        return
+    if not symbols:
+        raise ConfigError("weights need symbols (a portfolio); a single-symbol run has no weights")
+    if isinstance(weights, (list, tuple)):
+        if len(weights) != len(symbols):
+            raise ConfigError(f"weights: {len(weights)} value(s) for {len(symbols)} symbols")
+        weights = dict(zip(symbols, weights))
+    unknown = sorted(set(weights) - set(symbols))
+    missing = [s for s in symbols if s not in weights]
+    if unknown:
+        raise ConfigError(f"weights name symbol(s) not traded: {', '.join(map(str, unknown))}")
+    if missing:
+        raise ConfigError(f"weights: no weight for {', '.join(missing)}; give one per symbol (or none: equal)")
+    for s in symbols:
+        w = weights[s]
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+            raise ConfigError(f"weight of {s} must be a positive number, got {w!r}")
+    object.__setattr__(config, "weights", {s: float(weights[s]) for s in symbols})
 
 
 def _build(cls, values: dict, where: str):

@@ -24,6 +24,7 @@ _LAZY = {
     "Prepared": "strategies.contract",
     "ModelRecord": "strategies.contract",
     "LSTMStrategy": "strategies.lstm_strategy",
+    "PortfolioStrategy": "strategies.portfolio",
     "StrategyLoadError": "strategies.loader",
     "load_strategy": "strategies.loader",
 }

@@ -22,6 +22,7 @@ _REGISTRY: dict[str, object] = {
     "buy_hold": "strategies.baselines:BuyAndHold",
     "sma_cross": "strategies.baselines:SmaCross",
     "flat": "strategies.baselines:Flat",
+    "lstm_portfolio": "strategies.portfolio:LSTMPortfolio",
 }
 STRATEGY_NAMES = tuple(_REGISTRY)
 """The built-in strategy names (see :func:`strategy_names` for every name registered in this process)."""
