@@ -18,7 +18,10 @@ EXAMPLES = {
   lstmbt backtest --config backtests/configs/btc_lstm_1h.toml
   lstmbt backtest --strategy sma_cross --symbol ETH/USDT:USDT --timeframe 4h --start 2023-01-01 --end 2023-12-31
   lstmbt backtest --strategy buy_hold --data my_candles.csv --timeframe 1h --start 2024-01-01 --end 2024-03-31
-  lstmbt backtest --strategy my_rsi.py:RsiLongShort --baselines buy_hold --start 2024-01-01 --end 2024-03-31""",
+  lstmbt backtest --strategy my_rsi.py:RsiLongShort --baselines buy_hold --start 2024-01-01 --end 2024-03-31
+  lstmbt backtest --strategy lstm_portfolio --symbols BTC/USDT:USDT,ETH/USDT:USDT --timeframe 1h --margin isolated \
+      --leverage 3 --start 2025-01-01 --end 2025-06-30
+  lstmbt backtest --strategy my_pairs.py:PairTrade --symbols BTC/USDT:USDT,ETH/USDT:USDT --margin cross""",
     "download": """examples:
   lstmbt download --exchange binanceusdm --symbol BTC/USDT:USDT --timeframe 1h --start 2024-01-01 --end 2024-06-30
   lstmbt download --exchange bybit --symbol ETH/USDT:USDT --timeframe 15m --start 2025-01-01 --end 2025-02-01""",
@@ -77,6 +80,40 @@ def _add_broker_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-funding", action="store_true", help="ignore funding payments")
 
 
+def _add_portfolio_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("portfolio (several symbols in one account)")
+    g.add_argument("--symbols", help="comma-separated ccxt symbols traded together, e.g. BTC/USDT:USDT,ETH/USDT:USDT "
+                                     "(with a portfolio strategy: lstm_portfolio, buy_hold, flat, or your own)")
+    g.add_argument("--margin", help="cross (one wallet for every position) or isolated (default)")
+    g.add_argument("--weights", help="each symbol's share of equity x leverage, SYMBOL=W,... or W,... in --symbols "
+                                     "order; normalised (default: equal)")
+
+
+def portfolio_overrides(args: argparse.Namespace) -> dict:
+    """The BacktestConfig fields set by ``--symbols``, ``--margin`` and ``--weights`` (ValueError: one line)."""
+    out = {}
+    if getattr(args, "symbols", None) is not None:
+        out["symbols"] = tuple(s.strip() for s in args.symbols.split(",") if s.strip())
+        if not out["symbols"]:
+            raise ValueError("--symbols is empty; give SYMBOL,SYMBOL, e.g. BTC/USDT:USDT,ETH/USDT:USDT")
+    if getattr(args, "margin", None) is not None:
+        out["margin"] = args.margin
+    if getattr(args, "weights", None) is not None:
+        items = [w.strip() for w in args.weights.split(",") if w.strip()]
+        named = [w.rpartition("=") for w in items]
+        def number(text: str):
+            try:
+                return float(text)
+            except ValueError:
+                raise ValueError(f"--weights: {text!r} is not a number; give SYMBOL=W,... or W,... (positive "
+                                 f"numbers)") from None
+        if items and all(sep for _, sep, _ in named):
+            out["weights"] = {sym.strip(): number(w) for sym, _, w in named}
+        else:
+            out["weights"] = [number(w) for w in items]
+    return out
+
+
 def broker_overrides(args: argparse.Namespace) -> dict:
     """The BrokerConfig fields set by the broker flags given on the command line (see ``_add_broker_flags``)."""
     broker = {k: getattr(args, k) for k in ("cash", "leverage", "taker_fee", "maker_fee", "slippage_bps",
@@ -115,6 +152,7 @@ def build_config(args: argparse.Namespace):
         top["cache_dir"] = args.cache_dir
     if getattr(args, "model_kind", None):
         top["model"] = {**config.model, "kind": args.model_kind}
+    top.update(portfolio_overrides(args))
     try:
         return config.replace(data=data, broker=broker, **top)
     except (TypeError, ValueError) as exc:
@@ -129,8 +167,15 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     from backtests.session import check_out_folder, default_run_dir
 
     config = build_config(args)
+    if config.symbols:
+        from backtests.portfolio.engine import portfolio_backtest_command
+
+        return portfolio_backtest_command(config, args, _progress)
     for name in (config.strategy, *config.baselines):
         get_strategy(name)
+    from backtests.portfolio.engine import refuse_portfolio_without_symbols
+
+    refuse_portfolio_without_symbols(config.strategy)
     check_out_folder(args.out or default_run_dir(config), force=args.force)
     _progress(f"lstmbt backtest: {config.strategy} vs {', '.join(config.baselines) or 'no baselines'} on "
               f"{config.data.symbol} {config.data.timeframe} {config.data.start} .. {config.data.end}")
@@ -249,6 +294,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--ledger", help="trial ledger file (default $LSTMBT_LEDGER or ledger.jsonl in the user cache)")
     _add_data_flags(p)
     _add_broker_flags(p)
+    _add_portfolio_flags(p)
 
     from backtests.compare import add_compare_arguments
 
@@ -272,6 +318,7 @@ def make_parser() -> argparse.ArgumentParser:
             cmd_check_lookahead)
     add_lookahead_arguments(p)
     _add_data_flags(p)
+    _add_portfolio_flags(p)
 
     from backtests.optimize.command import add_optimize_arguments
 

@@ -506,5 +506,42 @@ def portfolio_run_and_report(config: BacktestConfig, out=None, progress: Progres
     return folder, main, baselines
 
 
-__all__ = ["PortfolioRecorder", "portfolio_class", "portfolio_run_and_report", "resolve_portfolio", "run_portfolio",
+def refuse_portfolio_without_symbols(strategy) -> None:
+    """A portfolio strategy run on one symbol (no ``--symbols``) is a one-line error."""
+    from strategies.registry import get_strategy
+
+    cls = strategy if isinstance(strategy, type) else get_strategy(canonical_spec(strategy))
+    if isinstance(cls, type) and issubclass(cls, PortfolioStrategy):
+        raise ValueError(f"{display_name(spec_of(cls)) if not isinstance(strategy, str) else display_name(strategy)} "
+                         f"is a portfolio strategy: give the symbols it trades, e.g. --symbols "
+                         f"BTC/USDT:USDT,ETH/USDT:USDT")
+
+
+def portfolio_backtest_command(config: BacktestConfig, args, progress: Progress) -> int:
+    """``lstmbt backtest --symbols ...``: check, run, write the report folder, print the verdict and the table."""
+    from backtests.session import check_out_folder, default_run_dir
+    from reports import format_metrics_table
+    from reports.sections import verdict_text
+
+    portfolio_class(config.strategy)
+    check_out_folder(args.out or default_run_dir(config), force=args.force)
+    weights = normalised_weights(config.symbols, config.weights)
+    shares = ", ".join(f"{s} {w:.0%}" for s, w in weights.items())
+    progress(f"lstmbt backtest: {display_name(config.strategy)} on {' + '.join(config.symbols)} "
+             f"{config.data.timeframe} {config.data.start} .. {config.data.end}, {config.margin} margin, "
+             f"leverage {config.broker.leverage:g}, weights {shares}")
+    folder, main, baselines = portfolio_run_and_report(config, args.out, progress, force=args.force,
+                                                       ledger=getattr(args, "ledger", None))
+    print()
+    print(verdict_text(folder / "metrics.json", main))
+    print()
+    print(format_metrics_table([main, *baselines]))
+    book = main.portfolio
+    print("\nby symbol (USDT): " + "; ".join(f"{s} {book.attribution.loc[s].sum():+,.2f}" for s in book.symbols)
+          + (f"; {len(book.liquidations)} liquidation(s)" if len(book.liquidations) else ""))
+    print(f"\nreport: {folder / 'report.html'}")
+    return 0
+
+
+__all__ = ["PortfolioRecorder", "portfolio_backtest_command", "refuse_portfolio_without_symbols", "portfolio_class", "portfolio_run_and_report", "resolve_portfolio", "run_portfolio",
            "run_portfolio_with_baselines", "run_rules"]
