@@ -287,6 +287,8 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
     """
     from backtests.engine import load_run_data, prepare_strategy, run_backtest   # backtrader: only when auditing
 
+    if config.symbols:
+        return audit_portfolio_lookahead(config, bars=bars, seed=seed, progress=progress)
     cls = get_strategy(config.strategy)
     if market is None:
         market, t0, _ = load_run_data(config, cls.history_bars(config))
@@ -321,6 +323,42 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
     return LookaheadReport(display_name(config.strategy), config.data.symbol, config.data.timeframe, span, cutoffs, checks)
 
 
+def audit_portfolio_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, data=None,
+                              progress: Progress | None = None) -> LookaheadReport:
+    """The audit over a portfolio strategy (``config.symbols``): the targets of every symbol at every bar <= t must be
+    the same when every symbol's data after t is blanked (component ``target``) or truly cut (``truncated``).
+
+    ``data``: a :class:`~backtests.portfolio.data.PortfolioData` with the history the strategy needs (default:
+    loaded as a portfolio run loads it). Model internals (features, scaler, predictor) are not compared per symbol
+    here: a portfolio strategy's decisions are its targets.
+    """
+    from backtests.portfolio.data import PortfolioData, load_portfolio_data
+    from backtests.portfolio.engine import portfolio_class, run_portfolio
+
+    cls = portfolio_class(config.strategy)
+    if data is None:
+        data, t0, _ = load_portfolio_data(config, cls.history_bars(config))
+    else:
+        t0, _ = parse_span(config.data.start, config.data.end)
+    full = run_portfolio(config, data=data).portfolio.target
+    checks = {name: ComponentCheck(name) for name in ("target", "truncated")}
+    cutoffs = sample_cutoffs(full.index, bars, seed)
+    for k, t in enumerate(cutoffs, 1):
+        blanked = PortfolioData({s: blank_future(m, t) for s, m in data.markets.items()})
+        checks["target"].add(t, compare_rows(full, run_portfolio(config, data=blanked).portfolio.target, t0, t))
+        try:
+            cut = PortfolioData({s: truncate_market(m, t) for s, m in data.markets.items()})
+            checks["truncated"].add(t, compare_rows(full, run_portfolio(config, data=cut).portfolio.target, t0, t))
+        except Exception:       # a symbol without a bar before the cut, or too few bars: the blanked run covered it
+            checks["truncated"].skipped += 1
+        if progress:
+            bad = [n for n, c in checks.items() if c.flagged_at and c.flagged_at[-1] == t]
+            progress(f"  cutoff {k}/{len(cutoffs)} at {t:%Y-%m-%d %H:%M}: "
+                     f"{'changed: ' + ', '.join(bad) if bad else 'same'}")
+    return LookaheadReport(display_name(config.strategy), "+".join(config.symbols), config.data.timeframe,
+                           (full.index[0], full.index[-1]), cutoffs, checks)
+
+
 # ---------------------------------------------------------------- the CLI command
 
 def add_lookahead_arguments(parser: argparse.ArgumentParser) -> None:
@@ -345,8 +383,10 @@ def lookahead_command(args: argparse.Namespace) -> int:
     if args.bars < 1:
         raise ValueError(f"--bars must be at least 1, got {args.bars}")
     config = build_config(args)
-    get_strategy(config.strategy)
-    print(f"lstmbt check-lookahead: {display_name(config.strategy)} on {config.data.symbol} {config.data.timeframe} "
+    if not config.symbols:
+        get_strategy(config.strategy)
+    print(f"lstmbt check-lookahead: {display_name(config.strategy)} on "
+          f"{'+'.join(config.symbols) or config.data.symbol} {config.data.timeframe} "
           f"{config.data.start} .. {config.data.end}, {args.bars} cutoff bar(s) (sample seed {args.sample_seed}), model seed {config.seed}", flush=True)
     report = audit_lookahead(config, bars=args.bars, seed=args.sample_seed,
                              progress=lambda line: print(line, flush=True))

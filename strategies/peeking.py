@@ -9,6 +9,10 @@
   future price, only where the data ends (``buflen()``): blanking the future keeps that end, so only the audit's
   run on truly truncated data catches it (component ``truncated``).
 
+- :class:`PeekingPortfolio`: a portfolio strategy long each symbol before its rising bars and short before its
+  falling ones (each symbol's *next* close, read in ``prepare``). ``check-lookahead --symbols ...`` must flag
+  ``target``.
+
 The first two return the audit's probe in ``Prepared.probe``: an object whose ``components(market, span_start)``
 recomputes what the strategy decided from, exactly as ``prepare`` did. Run one through the engine by its spec,
 e.g. ``strategies.peeking:PeekingFeature``.
@@ -21,6 +25,7 @@ import pandas as pd
 
 from strategies.base import TargetPositionStrategy
 from strategies.contract import Prepared
+from strategies.portfolio import PortfolioStrategy
 from strategies.lstm.features import Scaler, compute_features, warmup_bars
 from strategies.signal import Signal
 
@@ -102,3 +107,22 @@ class PeekingSchedule(TargetPositionStrategy):
 
     def target(self) -> float:
         return Signal.LONG if 2 * len(self) <= self.data.buflen() else Signal.SHORT
+
+
+class PeekingPortfolio(PortfolioStrategy):
+    """Long every symbol before its rising bars, short before its falling ones: it reads each symbol's ``close[t+1]``
+    on bar t (computed in ``prepare`` from each symbol's own candles)."""
+
+    params = (("signals", None),)
+
+    @classmethod
+    def prepare(cls, config, data, span_start, progress=None) -> Prepared:
+        params = cls.check_params(config.params)
+        signals = {}
+        for symbol, market in data.markets.items():
+            feats = next_bar_return(market.candles)
+            signals[symbol] = signals_from(feats["next_ret"][feats.index >= span_start])
+        return Prepared(params={**params, "signals": signals})
+
+    def target(self):
+        return {s: self.p.signals[s][len(self.feed(s)) - 1] for s in self.symbols if self.has_candle(s)}
