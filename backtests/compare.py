@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 from backtests.config import BacktestConfig, ConfigError, config_from_dict, read_toml
 from backtests.executors import Executor, TaskFailure, make_executor
-from backtests.grid import Cell, CellOutcome, DateRange, build_cells, parse_ranges, ranges_from_mapping, rolling_ranges
+from backtests.grid import Cell, CellOutcome, DateRange, build_cells, parse_ranges, parse_symbol_sets, ranges_from_mapping, \
+    rolling_ranges
 from data_feeds import DataError, MarketData, load_market, parse_span
 from data_feeds.loader import check_coverage
 from data_feeds.symbols import check_symbol
@@ -46,7 +47,7 @@ from data_feeds.timeframes import timeframe_delta
 Progress = Callable[[str], None]
 REFERENCE_STRATEGY = "buy_hold"
 COMPARE_KEYS = ("strategies", "symbols", "ranges", "rolling", "workers", "scheduler", "cell_reports", "confidence",
-                "bootstrap", "out")
+                "bootstrap", "out", "symbol_sets")
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,12 @@ class CompareSpec:
     confidence: float = 0.95
     bootstrap: int = 1000
     out: str | None = None
+    symbol_sets: tuple = ()
+    """Portfolio cells: (name, symbols) pairs, e.g. ``(("majors", ("BTC/USDT:USDT", "ETH/USDT:USDT")),)``; each
+    runs :func:`backtests.portfolio.engine.run_portfolio` on those symbols in one account (``config.margin``)."""
 
     def cells(self) -> list[Cell]:
-        return build_cells(list(self.strategies), list(self.ranges), list(self.symbols))
+        return build_cells(list(self.strategies), list(self.ranges), list(self.symbols), list(self.symbol_sets))
 
 
 @dataclass
@@ -120,7 +124,11 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
     stray = sorted(set(config.params) - set(strategies))
     if stray:
         raise ConfigError(f"{where}: [params] names strategies not compared: {', '.join(stray)}")
-    symbols = tuple(check_symbol(s) for s in _list(table.get("symbols", [config.data.symbol]), "symbols"))
+    sets = tuple(parse_symbol_sets(table["symbol_sets"])) if table.get("symbol_sets") is not None else ()
+    default = [] if sets else [config.data.symbol]
+    symbols = tuple(check_symbol(s) for s in _list(table.get("symbols", default), "symbols"))
+    if config.data.path and sets:
+        raise ConfigError(f"{where}: a candles file (--data) holds one market; symbol sets read the store")
     if config.data.path and len(symbols) != 1:
         raise ConfigError(f"{where}: a candles file (--data {config.data.path}) holds one market; compare it under "
                           f"one symbol (--symbols {symbols[0]}), or drop --data to compare symbols from the store")
@@ -151,7 +159,7 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
             raise ConfigError(f"{where}: {key} must be text, got {table[key]!r:.60}")
     spec = CompareSpec(config=config, strategies=strategies, ranges=tuple(ranges), symbols=symbols, workers=workers,
                        scheduler=table.get("scheduler") or None, cell_reports=bool(table.get("cell_reports", True)),
-                       confidence=float(confidence), bootstrap=bootstrap, out=table.get("out"))
+                       confidence=float(confidence), bootstrap=bootstrap, out=table.get("out"), symbol_sets=sets)
     spec.cells()    # duplicate names are refused here, before any data is loaded
     return spec
 
@@ -183,6 +191,11 @@ def _history(strategy: str, config: BacktestConfig) -> int:
 def _cell_config(spec: CompareSpec, cell: Cell) -> BacktestConfig:
     from strategies.registry import portable_spec
 
+    if cell.symbols:
+        return spec.config.replace(strategy=portable_spec(cell.strategy), baselines=(), name=cell.slug,
+                                   params=dict(spec.config.params.get(cell.strategy, {})), symbols=cell.symbols,
+                                   weights=None,
+                                   data={"symbol": cell.symbols[0], "start": cell.range.start, "end": cell.range.end})
     return spec.config.replace(strategy=portable_spec(cell.strategy), baselines=(), name=cell.slug,
                                params=dict(spec.config.params.get(cell.strategy, {})),
                                data={"symbol": cell.symbol, "start": cell.range.start, "end": cell.range.end})
@@ -215,8 +228,9 @@ def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
     bar = timeframe_delta(spec.config.data.timeframe)
     cells = spec.cells()
     tasks, failed = [], []
-    for symbol in spec.symbols:
-        mine = [c for c in cells if c.symbol == symbol]
+    fulls: dict = {}
+    for symbol in dict.fromkeys([*spec.symbols, *(s for _, members in spec.symbol_sets for s in members)]):
+        mine = [c for c in cells if c.symbol == symbol or symbol in c.symbols]
         spans = [parse_span(c.range.start, c.range.end) for c in mine]
         first = min(t0 - histories[c.strategy] * bar for c, (t0, _) in zip(mine, spans))
         last = max(t1 for _, t1 in spans)
@@ -226,20 +240,71 @@ def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
                                data_path=d.path, funding_path=d.funding_path, mark_path=d.mark_path)
             from backtests.engine import run_rules
 
-            rules = run_rules(_cell_config(spec, mine[0]))
+            singles = [c for c in mine if not c.symbols]
+            rules = run_rules(_cell_config(spec, singles[0])) if singles else None
         except DataError as exc:
-            failed += [CellOutcome(c, error=f"DataError: {exc}") for c in mine]
+            fulls[symbol] = exc
+            failed += [CellOutcome(c, error=f"DataError: {exc}") for c in mine if not c.symbols]
             continue
-        for cell in mine:
+        fulls[symbol] = full
+        for cell in (c for c in mine if not c.symbols):
             config = _cell_config(spec, cell)
             try:
                 market = _cell_market(full, config, histories[cell.strategy])
+                if spec.symbol_sets:
+                    from backtests.portfolio.engine import refuse_portfolio_without_symbols
+
+                    refuse_portfolio_without_symbols(config.strategy)
             except DataError as exc:
                 failed.append(CellOutcome(cell, error=f"DataError: {exc}"))
                 continue
+            except ValueError as exc:
+                failed.append(CellOutcome(cell, error=f"ValueError: {exc}"))
+                continue
             tasks.append(CellTask(cell, config, market, spec.cell_reports, histories[cell.strategy],
                                   _strategy_sources(config.strategy), rules))
+    for cell in (c for c in cells if c.symbols):
+        config = _cell_config(spec, cell)
+        try:
+            market = _set_market(fulls, config, histories[cell.strategy])
+            from backtests.portfolio.engine import portfolio_class
+
+            portfolio_class(config.strategy)
+        except (DataError, ValueError) as exc:
+            failed.append(CellOutcome(cell, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            continue
+        tasks.append(CellTask(cell, config, market, spec.cell_reports, histories[cell.strategy],
+                              _strategy_sources(config.strategy)))
     return tasks, failed
+
+
+def _set_market(fulls: dict, config: BacktestConfig, history: int):
+    """A portfolio cell's data: each symbol's slice (``history`` bars before the range, then the range), as a
+    :class:`~backtests.portfolio.data.PortfolioData`; a symbol that starts later inside the range is kept (the
+    run reports it), one with no bar in the range or too little history is this cell's error."""
+    from backtests.portfolio.data import PortfolioData
+
+    d = config.data
+    t0, t1 = parse_span(d.start, d.end)
+    first = t0 - history * timeframe_delta(d.timeframe)
+    markets = {}
+    for symbol in config.symbols:
+        full = fulls[symbol]
+        if isinstance(full, Exception):
+            raise full
+        market = full.slice(first, t1)
+        if not (market.candles.index >= t0).any():
+            raise DataError(f"no {symbol} {d.timeframe} candles in {d.start} .. {d.end}")
+        if history and market.candles.index[0] > first:
+            raise DataError(f"{config.strategy} needs {history} bars of {symbol} history before {d.start}; the data "
+                            f"starts {market.candles.index[0]:%Y-%m-%d}")
+        markets[symbol] = market
+    data = PortfolioData(markets)
+    span = data.index[data.index >= t0]
+    if len(span) < 3:
+        raise DataError(f"only {len(span)} bar(s) of {' + '.join(config.symbols)} in {d.start} .. {d.end}")
+    check_coverage(span, t0, t1, d.timeframe, f"{' + '.join(config.symbols)} {d.timeframe}")
+    return data
 
 
 def _strategy_sources(strategy: str) -> dict | None:
@@ -266,12 +331,18 @@ def run_cell(task: CellTask) -> CellOutcome:
 
             for path, text in task.sources.items():
                 provide_source(path, text)
-        result = run_backtest(task.config, market=task.market, rules=task.rules)
+        def run(config, market):
+            return run_backtest(config, market=market, rules=task.rules)
+        if task.cell.symbols:           # a symbol set: one account, the equal-weight buy-and-hold as reference
+            from backtests.portfolio.engine import run_portfolio
+
+            def run(config, market):
+                return run_portfolio(config, data=market)
+        result = run(task.config, market=task.market)
         reference = None
         if not (task.config.strategy == REFERENCE_STRATEGY and task.config.broker.leverage == 1.0):
-            reference = run_backtest(task.config.replace(strategy=REFERENCE_STRATEGY, params={},
-                                                         broker={"leverage": 1.0}), market=task.market,
-                                     rules=task.rules)
+            reference = run(task.config.replace(strategy=REFERENCE_STRATEGY, params={},
+                                                broker={"leverage": 1.0}), market=task.market)
             result.extras["buy_hold_1x"] = reference.equity
     except Exception as exc:            # the cell's failure is its result; the grid goes on
         text = str(exc).strip().splitlines()
@@ -298,6 +369,8 @@ def worker_modules(spec: CompareSpec) -> list[str]:
 
     owners = (get_strategy(s).__module__ for s in spec.strategies)
     modules = ["backtests.compare", "backtests.engine", *(m for m in owners if not m.startswith(MODULE_PREFIX))]
+    if spec.symbol_sets:
+        modules.append("backtests.portfolio.engine")
     return list(dict.fromkeys(modules + (["reports.comparison"] if spec.cell_reports else [])))
 
 
@@ -412,6 +485,10 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ranges", help="name=YYYY-MM-DD:YYYY-MM-DD[,...], end day inclusive")
     g.add_argument("--rolling", help="cut --start .. --end into consecutive windows: 90D, 2W, 6M, 1Y")
     g.add_argument("--symbols", help="comma-separated ccxt symbols, e.g. BTC/USDT:USDT,ETH/USDT:USDT")
+    g.add_argument("--symbol-sets", dest="symbol_sets",
+                   help="portfolio cells, each a set of symbols in one account: name=SYMBOL+SYMBOL[,...], e.g. "
+                        "majors=BTC/USDT:USDT+ETH/USDT:USDT (with portfolio strategies: lstm_portfolio, buy_hold...)")
+    g.add_argument("--margin", help="margin mode of the symbol-set cells: cross or isolated (default)")
     g.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
     g.add_argument("--timeframe", help="bar size for every cell, e.g. 1h")
     g.add_argument("--start", help="span for --rolling (or the single range): first day, YYYY-MM-DD")
@@ -455,14 +532,14 @@ def spec_from_args(args: argparse.Namespace) -> CompareSpec:
     from backtests.cli import broker_overrides
 
     broker = broker_overrides(args)
-    top = {k: getattr(args, k) for k in ("seed", "fraction", "name", "cache_dir", "risk_free")
+    top = {k: getattr(args, k) for k in ("seed", "fraction", "name", "cache_dir", "risk_free", "margin")
            if getattr(args, k, None) is not None}
     try:
         config = config.replace(data=data, broker=broker, **top)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from exc
     flags = {k: getattr(args, k) for k in ("strategies", "symbols", "ranges", "rolling", "workers", "scheduler",
-                                          "out", "cell_reports", "confidence", "bootstrap")
+                                          "out", "cell_reports", "confidence", "bootstrap", "symbol_sets")
              if getattr(args, k, None) is not None}
     if "ranges" in flags:
         table.pop("rolling", None)
@@ -489,8 +566,8 @@ def compare_command(args: argparse.Namespace) -> int:
     cells = spec.cells()
     where = f"Dask at {spec.scheduler}" if spec.scheduler else \
         "this process" if spec.workers == 0 else f"{spec.workers or 'one per core'} local worker(s)"
-    print(f"lstmbt compare: {len(spec.strategies)} strategies x {len(spec.ranges)} ranges x {len(spec.symbols)} "
-          f"symbols = {len(cells)} cells on {spec.config.data.timeframe} bars, {where}", flush=True)
+    print(f"lstmbt compare: {len(spec.strategies)} strategies x {len(spec.ranges)} ranges x "
+          f"{len(spec.symbols) + len(spec.symbol_sets)} symbols/sets = {len(cells)} cells on {spec.config.data.timeframe} bars, {where}", flush=True)
     started = time.perf_counter()
     folder, outcomes, comparison = run_and_write(spec, progress=lambda line: print(line, flush=True),
                                                  force=getattr(args, "force", False),

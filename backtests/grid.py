@@ -46,11 +46,14 @@ class DateRange:
 
 @dataclass(frozen=True)
 class Cell:
-    """One backtest of the grid: ``strategy`` on ``symbol`` over ``range``."""
+    """One backtest of the grid: ``strategy`` on ``symbol`` over ``range``. A portfolio cell (a symbol set of
+    ``--symbol-sets majors=BTC/USDT:USDT+ETH/USDT:USDT``) has the set's name as ``symbol`` and its symbols in
+    ``symbols``; a single-symbol cell has ``symbols == ()``."""
 
     strategy: str
     range: DateRange
     symbol: str
+    symbols: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -157,16 +160,47 @@ def rolling_ranges(start: str, end: str, window: str) -> list[DateRange]:
     return out
 
 
-def build_cells(strategies: list[str], ranges: list[DateRange], symbols: list[str]) -> list[Cell]:
-    """Every (strategy, range, symbol) once, ordered by range, then symbol, then strategy as given."""
-    for what, items in (("strategies", strategies), ("symbols", symbols), ("ranges", [r.name for r in ranges])):
+def build_cells(strategies: list[str], ranges: list[DateRange], symbols: list[str],
+                symbol_sets: list[tuple[str, tuple[str, ...]]] = ()) -> list[Cell]:
+    """Every (strategy, range, symbol or symbol set) once, ordered by range, then symbol (the single symbols, then
+    the sets), then strategy as given."""
+    names = list(symbols) + [name for name, _ in symbol_sets]
+    for what, items in (("strategies", strategies), ("symbols", names), ("ranges", [r.name for r in ranges])):
         if not items:
             raise ConfigError(f"the comparison needs at least one of {what}")
         dupes = sorted({x for x in items if items.count(x) > 1})
         if dupes:
             raise ConfigError(f"{what} listed twice: {', '.join(dupes)}")
-    return [Cell(s, r, sym) for r in ranges for sym in symbols for s in strategies]
+    where = [(sym, ()) for sym in symbols] + [(name, tuple(members)) for name, members in symbol_sets]
+    return [Cell(s, r, sym, members) for r in ranges for sym, members in where for s in strategies]
 
 
-__all__ = ["Cell", "CellOutcome", "DateRange", "build_cells", "parse_ranges", "ranges_from_mapping",
+def parse_symbol_sets(text) -> list[tuple[str, tuple[str, ...]]]:
+    """Symbol sets from ``--symbol-sets majors=BTC/USDT:USDT+ETH/USDT:USDT,alts=...`` (or a TOML table
+    ``{ majors = ["BTC/USDT:USDT", "ETH/USDT:USDT"] }``): (name, symbols) pairs, each set at least two distinct
+    symbols."""
+    from data_feeds.symbols import check_symbol
+
+    if isinstance(text, dict):
+        items = [(str(k), v if isinstance(v, (list, tuple)) else str(v).split("+")) for k, v in text.items()]
+    else:
+        items = []
+        for item in (i.strip() for i in str(text).split(",") if i.strip()):
+            name, sep, members = item.partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(f"cannot read symbol set {item!r}; use name=SYMBOL+SYMBOL, e.g. "
+                                  f"majors=BTC/USDT:USDT+ETH/USDT:USDT")
+            items.append((name.strip(), members.split("+")))
+    if not items:
+        raise ConfigError("--symbol-sets is empty; give name=SYMBOL+SYMBOL[,...]")
+    out = []
+    for name, members in items:
+        members = tuple(check_symbol(str(m).strip()) for m in members if str(m).strip())
+        if len(members) < 2 or len(set(members)) != len(members):
+            raise ConfigError(f"symbol set {name!r} needs at least two distinct symbols, got {' + '.join(members)}")
+        out.append((name, members))
+    return out
+
+
+__all__ = ["Cell", "CellOutcome", "DateRange", "build_cells", "parse_ranges", "parse_symbol_sets", "ranges_from_mapping",
            "rolling_ranges", "slugify"]
