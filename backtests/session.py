@@ -180,6 +180,10 @@ def run_and_report(config: BacktestConfig, out: str | Path | None = None, progre
     its span so far, for the report's deflated Sharpe ratio. ``market`` and ``label``: see
     :func:`run_with_baselines`; ``extra``: more top-level manifest entries (``input``, the saved candles of a
     DataFrame run)."""
+    if config.symbols:          # a portfolio: several symbols in one account (backtests/portfolio)
+        from backtests.portfolio.engine import portfolio_run_and_report
+
+        return portfolio_run_and_report(config, out, progress, force=force, ledger=ledger, argv=argv)
     from backtests import ledger as trial_ledger
     from backtests.manifest import build_manifest
     from backtests.persist import write_run_folder
