@@ -243,7 +243,8 @@ class LSTMPortfolio(PortfolioStrategy):
         for symbol, market in data.markets.items():
             if progress:
                 progress(f"{symbol}: its own walk-forward model(s)")
-            one = LSTMStrategy.prepare(config.replace(data={"symbol": symbol}, params=lstm_params, symbols=()),
+            one = LSTMStrategy.prepare(config.replace(data={"symbol": symbol}, params=lstm_params, symbols=(),
+                                                      weights=None),
                                        market, span_start, progress)
             predictors[symbol] = one.params["predictor"]
             records += [ModelRecord(f"{symbol} {r.name}", r.weights_sha256, r.data_sha256, r.min_confidence, r.kind,

@@ -120,7 +120,7 @@ def test_lstm_portfolio_one_walk_forward_model_per_symbol(tmp_path):
              "walk_forward_test_bars": 120}
     config = BacktestConfig(strategy="lstm_portfolio", symbols=("BTC/USDT:USDT", "ETH/USDT:USDT"), model=model,
                             data=DataConfig(start="2025-01-01", end="2025-01-10"), broker=BrokerConfig(leverage=2),
-                            cache_dir=str(tmp_path / "models"))
+                            weights=[2, 1], cache_dir=str(tmp_path / "models"))
     from backtests.portfolio.engine import run_portfolio
 
     result = run_portfolio(config)
