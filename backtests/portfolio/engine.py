@@ -39,7 +39,7 @@ from backtests.attribution import ATTRIBUTION_TERMS, attribute_pnl
 from backtests.broker import FuturesBroker, FuturesCommInfo
 from backtests.config import BacktestConfig, BrokerConfig
 from backtests.engine import _bt_times, _result_config, opening_cost, run_notices
-from backtests.margin import TradingRules, market_rules
+from backtests.margin import TradingRules, market_rules, minimum_cost
 from backtests.portfolio.data import PortfolioData, coverage_notice, load_portfolio_data, portfolio_coverage
 from backtests.result import FILL_COLUMNS, LIQUIDATION_COLUMNS, REJECT_COLUMNS, BacktestResult, PortfolioBook
 from backtests.trades import trades_from_fills
@@ -167,6 +167,21 @@ class _IsolatedPortfolioBroker(FuturesBroker):
         if not getattr(self, "_fresh", {}).get(data, True):
             return False
         return super()._liquidate_if_due(data, pos)
+
+    def _check_wiped_out(self) -> None:
+        """FuturesBroker's check over the feeds that have started (a later symbol has no price yet)."""
+        cerebro = getattr(self, "cerebro", None)
+        if self.wiped_out_at is not None or cerebro is None:
+            return
+        started = [d for d in cerebro.datas if len(d)]
+        if not started or any(self.positions[d].size for d in cerebro.datas):
+            return
+        for data in started:
+            rules = self._about(data)[1]
+            cfg = self.p.config
+            if self.cash < minimum_cost(rules, data.close[0], cfg.leverage, cfg.taker_fee):
+                self.wiped_out_at = data.datetime[0]
+                return
 
     def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
         done = len(self.fill_log)
@@ -353,8 +368,10 @@ def _collect(config: BacktestConfig, name: str, span: PortfolioData, strat, brok
     account_attribution = {k: float(attribution[k].sum()) for k in ATTRIBUTION_TERMS}
     account_attribution["total"] = float(sum(account_attribution.values()))
 
-    margin_balance, maintenance = _margin(broker, book, index, symbols)
-    if config.margin == "cross":
+    margin_balance, maintenance, logged_ratio = _margin(broker, book, index, symbols)
+    if logged_ratio is not None:
+        margin_ratio = logged_ratio
+    elif config.margin == "cross":
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = maintenance.sum(axis=1) / margin_balance.where(margin_balance > 0, np.nan)
         margin_ratio = ratio.fillna(np.inf).where(maintenance.sum(axis=1) > 0, 0.0)
@@ -418,20 +435,24 @@ def _collect(config: BacktestConfig, name: str, span: PortfolioData, strat, brok
     return result
 
 
-def _margin(broker, book, index: pd.DatetimeIndex, symbols: list[str]) -> tuple[pd.Series, pd.DataFrame]:
-    """(margin balance, maintenance per symbol) at each close: the broker's ``margin_log`` when it keeps one,
-    else the recorder's (tier tables at the mark close)."""
+def _margin(broker, book, index: pd.DatetimeIndex, symbols: list[str]):
+    """(margin balance, maintenance per symbol, margin ratio or None) at each close: the broker's ``margin_log``
+    when it keeps one (its ``ratio`` when logged), else the recorder's (tier tables at the mark close)."""
     log = getattr(broker, "margin_log", None)
     if log:
         times = _bt_times([e["time"] for e in log], index)
         balance = pd.Series([float(e["margin_balance"]) for e in log], index=times).groupby(level=0).last()
         maint = pd.DataFrame([{s: float(e["maintenance"].get(s, 0.0)) for s in symbols} for e in log],
                              index=times).groupby(level=0).last()
+        ratio = None
+        if all("ratio" in e for e in log):
+            ratio = pd.Series([float(e["ratio"]) for e in log], index=times).groupby(level=0).last()
+            ratio = ratio.reindex(index).ffill().fillna(0.0)
         return (balance.reindex(index).ffill().rename("margin_balance"),
-                maint.reindex(index).ffill().fillna(0.0)[symbols])
+                maint.reindex(index).ffill().fillna(0.0)[symbols], ratio)
     balance = pd.Series(np.asarray(book.margin_balance), index=index, name="margin_balance")
     maint = pd.DataFrame({s: np.asarray(book.maintenance[s]) for s in symbols}, index=index)
-    return balance, maint
+    return balance, maint, None
 
 
 # ---------------------------------------------------------------- baselines and the report folder
