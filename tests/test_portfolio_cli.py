@@ -102,6 +102,9 @@ def test_symbol_sets_are_checked():
         resolve_spec(BacktestConfig(strategy="buy_hold"), {"symbol_sets": "solo=BTC/USDT:USDT"})
     with pytest.raises(ConfigError, match="cannot read symbol set"):
         resolve_spec(BacktestConfig(strategy="buy_hold"), {"symbol_sets": "BTC/USDT:USDT+ETH/USDT:USDT"})
+    spec = resolve_spec(BacktestConfig(strategy="buy_hold"),        # a TOML table; single symbols only when named
+                        {"symbol_sets": {"majors": ["BTC/USDT:USDT", "ETH/USDT:USDT"]}, "symbols": ["ETH/USDT:USDT"]})
+    assert [c.symbol for c in spec.cells()] == ["ETH/USDT:USDT", "majors"]
 
 
 def test_lookahead_audit_flags_a_peeking_portfolio_and_passes_buy_hold():
