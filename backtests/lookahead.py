@@ -329,8 +329,9 @@ def audit_portfolio_lookahead(config: BacktestConfig, *, bars: int = 50, seed: i
     the same when every symbol's data after t is blanked (component ``target``) or truly cut (``truncated``).
 
     ``data``: a :class:`~backtests.portfolio.data.PortfolioData` with the history the strategy needs (default:
-    loaded as a portfolio run loads it). Model internals (features, scaler, predictor) are not compared per symbol
-    here: a portfolio strategy's decisions are its targets.
+    loaded as a portfolio run loads it). A strategy whose ``prepare()`` returns a probe (``lstm_portfolio``: each
+    symbol's features, scaled features and model probabilities, columns prefixed with the symbol) has those
+    compared too, recomputed from the truncated data at each cut.
     """
     from backtests.portfolio.data import PortfolioData, load_portfolio_data
     from backtests.portfolio.engine import portfolio_class, run_portfolio
@@ -340,17 +341,27 @@ def audit_portfolio_lookahead(config: BacktestConfig, *, bars: int = 50, seed: i
         data, t0, _ = load_portfolio_data(config, cls.history_bars(config))
     else:
         t0, _ = parse_span(config.data.start, config.data.end)
+        data = PortfolioData({s: data.markets[s] for s in config.symbols})
     full = run_portfolio(config, data=data).portfolio.target
-    checks = {name: ComponentCheck(name) for name in ("target", "truncated")}
+    probe = cls.prepare(config, data, t0).probe if hasattr(cls, "prepare") else None
+    full_parts = {"target": full, "truncated": full, **(probe.components(data, t0) if probe is not None else {})}
+    checks = {name: ComponentCheck(name) for name in _order(full_parts)}
     cutoffs = sample_cutoffs(full.index, bars, seed)
     for k, t in enumerate(cutoffs, 1):
         blanked = PortfolioData({s: blank_future(m, t) for s, m in data.markets.items()})
-        checks["target"].add(t, compare_rows(full, run_portfolio(config, data=blanked).portfolio.target, t0, t))
+        parts = {"target": run_portfolio(config, data=blanked).portfolio.target}
+        cut = PortfolioData({s: truncate_market(m, t) for s, m in data.markets.items()})
         try:
-            cut = PortfolioData({s: truncate_market(m, t) for s, m in data.markets.items()})
-            checks["truncated"].add(t, compare_rows(full, run_portfolio(config, data=cut).portfolio.target, t0, t))
+            parts["truncated"] = run_portfolio(config, data=cut).portfolio.target
         except Exception:       # a symbol without a bar before the cut, or too few bars: the blanked run covered it
             checks["truncated"].skipped += 1
+        if probe is not None:
+            cut_probe = cls.prepare(config, cut, t0).probe
+            parts.update(cut_probe.components(cut, t0) if cut_probe is not None else {})
+        for name, check in checks.items():
+            if name in parts or name != "truncated":
+                check.add(t, compare_rows(full_parts[name], parts.get(name, pd.DataFrame()), t0, t,
+                                          TOLERANCE.get(name, 0.0)))
         if progress:
             bad = [n for n, c in checks.items() if c.flagged_at and c.flagged_at[-1] == t]
             progress(f"  cutoff {k}/{len(cutoffs)} at {t:%Y-%m-%d %H:%M}: "

@@ -239,7 +239,7 @@ class LSTMPortfolio(PortfolioStrategy):
         if not 0 < float(params.get("partial", 0.5)) <= 1:
             raise ValueError(f"lstm_portfolio: partial must be in (0, 1], got {params['partial']!r}")
         lstm_params = {"mode": params["mode"]} if "mode" in params else {}
-        predictors, records, boundaries = {}, [], []
+        predictors, records, boundaries, probes = {}, [], [], {}
         for symbol, market in data.markets.items():
             if progress:
                 progress(f"{symbol}: its own walk-forward model(s)")
@@ -247,10 +247,12 @@ class LSTMPortfolio(PortfolioStrategy):
                                                       weights=None),
                                        market, span_start, progress)
             predictors[symbol] = one.params["predictor"]
+            probes[symbol] = one.probe
             records += [ModelRecord(f"{symbol} {r.name}", r.weights_sha256, r.data_sha256, r.min_confidence, r.kind,
                                     dict(r.metrics)) for r in one.models]
             boundaries = boundaries or list(one.fold_boundaries)
-        return Prepared(params={**params, "predictors": predictors}, models=records, fold_boundaries=boundaries)
+        return Prepared(params={**params, "predictors": predictors}, models=records, fold_boundaries=boundaries,
+                        probe=PortfolioProbe(probes))
 
     def target(self):
         out = {}
@@ -268,9 +270,29 @@ class LSTMPortfolio(PortfolioStrategy):
         return out
 
 
+class PortfolioProbe:
+    """What the lookahead audit compares of a portfolio strategy besides its targets: each symbol's own probe
+    components (``features``, ``scaler``, ``predictor`` of its models), side by side, columns prefixed with the
+    symbol. ``components(data, span_start)`` takes a :class:`~backtests.portfolio.data.PortfolioData`."""
+
+    def __init__(self, probes: dict) -> None:
+        self.probes = probes            # symbol -> a single-symbol probe (components(market, span_start))
+
+    def components(self, data, span_start) -> dict:
+        import pandas as pd
+
+        parts: dict[str, list] = {}
+        for symbol, probe in self.probes.items():
+            if probe is None:
+                continue
+            for name, frame in probe.components(data.markets[symbol], span_start).items():
+                parts.setdefault(name, []).append(frame.add_prefix(f"{symbol} "))
+        return {name: pd.concat(frames, axis=1) for name, frames in parts.items()}
+
+
 PORTFOLIO_BASELINES = {"buy_hold": PortfolioBuyAndHold, "flat": PortfolioFlat}
 """The single-symbol names that mean their portfolio version when a run has several symbols."""
 
 
-__all__ = ["LSTMPortfolio", "PORTFOLIO_BASELINES", "PortfolioBuyAndHold", "PortfolioFlat", "PortfolioStrategy",
+__all__ = ["LSTMPortfolio", "PORTFOLIO_BASELINES", "PortfolioProbe", "PortfolioBuyAndHold", "PortfolioFlat", "PortfolioStrategy",
            "normalised_weights"]
