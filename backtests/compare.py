@@ -127,8 +127,9 @@ def resolve_spec(config: BacktestConfig, table: dict, where: str = "compare") ->
     sets = tuple(parse_symbol_sets(table["symbol_sets"])) if table.get("symbol_sets") is not None else ()
     default = [] if sets else [config.data.symbol]
     symbols = tuple(check_symbol(s) for s in _list(table.get("symbols", default), "symbols"))
-    if config.data.path and sets:
-        raise ConfigError(f"{where}: a candles file (--data) holds one market; symbol sets read the store")
+    if sets and (config.data.path or config.data.mark_path or config.data.market_rules):
+        raise ConfigError(f"{where}: --data, --mark-data and --market-rules describe one market; symbol sets read "
+                          f"each symbol from the store or the shipped sample")
     if config.data.path and len(symbols) != 1:
         raise ConfigError(f"{where}: a candles file (--data {config.data.path}) holds one market; compare it under "
                           f"one symbol (--symbols {symbols[0]}), or drop --data to compare symbols from the store")
