@@ -36,6 +36,8 @@ def test_backtest_user_pair_trade_from_a_file_writes_the_report(tmp_path, capsys
     assert "isolated margin, leverage 2, weights BTC/USDT:USDT 60%, ETH/USDT:USDT 40%" in text
     assert "by symbol (USDT): BTC/USDT:USDT" in text
     assert (out / "report.html").exists() and (out / "metrics.json").exists()
+    notices = json.loads((out / "metrics.json").read_text())["run"]["data_span"].get("notices", [])
+    assert not [n for n in notices if n.startswith("coverage")]     # full coverage: no warning banner
     runs = json.loads((out / "data" / "runs.json").read_text())["runs"]
     assert [r["name"] for r in runs] == ["my_pairs.py:PairTrade", "buy_hold"]      # the equal-weight reference
     saved = pd.read_parquet(out / "data" / runs[0]["folder"] / "fills.parquet")

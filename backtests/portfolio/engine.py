@@ -399,7 +399,8 @@ def _collect(config: BacktestConfig, name: str, span: PortfolioData, strat, brok
     rejected["time"] = _bt_times(rejected["time"], index)
 
     cover = portfolio_coverage(span)
-    notices = [coverage_notice(cover)]
+    # a report banner only when a symbol lacks candles; the CLI prints the coverage line either way
+    notices = [coverage_notice(cover)] if any(c["missing_bars"] for c in cover.values()) else []
     for s in symbols:
         notices += [n for n in run_notices(rules[s], span.markets[s]) if n not in notices]
     if getattr(broker, "wiped_out_at", None) is not None:
