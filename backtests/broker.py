@@ -59,6 +59,8 @@ from backtests.margin import TradingRules, below_minimum, fee_rates, funding_kep
 from backtests.config import BrokerConfig  # noqa: F401  (re-exported: it configures this broker)
 from backtests.slippage import fill_price
 
+_OrderData = bt.order.OrderData
+
 
 class FuturesCommInfo(bt.CommInfoBase):
     """Linear-perpetual fees, margin and funding for one data feed (see the module docstring).
@@ -125,6 +127,7 @@ class FuturesBroker(bt.brokers.BackBroker):
         self._per_data: dict = {}  # data -> (comminfo, margin table, adverse-low line, adverse-high line)
         # fee rates: the market's stored fees unless the user set them (see :func:`backtests.margin.fee_rates`)
         self._taker, self._maker, self.fee_source = fee_rates(self.p.config, self.p.rules)
+        self._bar_cache: dict = {}  # data -> per-bar lookups (:meth:`_bar_lines`)
 
     # ------------------------------------------------------------------ fills
 
@@ -247,14 +250,56 @@ class FuturesBroker(bt.brokers.BackBroker):
         or fund history: features lstmbt does not use); otherwise :meth:`_next_fast` does the same work."""
         return bool(self._toactivate or self.p.checksubmit or self._userhist or self._fundhist or self._cash_addition)
 
+    def notify(self, order):
+        """Queue a snapshot of ``order`` for the strategy, as ``BackBroker.notify`` does with ``order.clone()``: the
+        same shallow copies of the order and of its execution record, made without ``copy.copy`` (whose probing of
+        the order's ``__getattr__`` cost more than the rest of an order's life)."""
+        if type(order).clone is not bt.Order.clone or type(order.executed).clone is not _OrderData.clone:
+            return super().notify(order)
+        snapshot = object.__new__(type(order))
+        snapshot.__dict__.update(order.__dict__)
+        executed = order.executed
+        executed.markpending()
+        snapshot.executed = copied = object.__new__(type(executed))
+        copied.__dict__.update(executed.__dict__)
+        self.notifs.append(snapshot)
+
+    def _bar_lines(self, data) -> tuple:
+        """Per-bar lookups of ``data``, done once: (comminfo, close line, funding-rate line, funding-inside line,
+        the (automargin, mult, leverage) of a :class:`FuturesCommInfo` using Backtrader's own margin and PnL
+        arithmetic (None otherwise: its methods are called)). Values are read as ``line.array[line._idx]``, which is
+        ``line[0]``."""
+        cached = self._bar_cache.get(data)
+        if cached is None:
+            comminfo = self._about(data)[0]
+            lines = data.lines
+            cls = type(comminfo)
+            plain = (isinstance(comminfo, FuturesCommInfo) and cls.getvalue is FuturesCommInfo.getvalue
+                     and cls.get_margin is bt.CommInfoBase.get_margin and cls.get_leverage is bt.CommInfoBase.get_leverage
+                     and cls.profitandloss is bt.CommInfoBase.profitandloss
+                     and cls.cashadjust is bt.CommInfoBase.cashadjust and not comminfo._stocklike
+                     and comminfo.p.automargin > 0)
+            numbers = (comminfo.p.automargin, comminfo.p.mult, comminfo.p.leverage) if plain else None
+            funding = (lines.funding_rate if isinstance(comminfo, FuturesCommInfo)
+                       and cls.get_credit_interest is FuturesCommInfo.get_credit_interest
+                       and hasattr(lines, "funding_rate") else None)
+            cached = self._bar_cache[data] = (comminfo, lines.close, funding, getattr(lines, "funding_inside", None),
+                                              numbers)
+        return cached
+
     def _next_fast(self) -> None:
         """``BackBroker.next`` step for step (credit interest, pending orders, futures cash adjustment, value), with
-        the per-data lookups (comminfo, lines) done once per run instead of every bar. Same arithmetic, same order."""
+        the per-data lookups (comminfo, lines) done once per run instead of every bar and the arithmetic of
+        :class:`FuturesCommInfo` inlined (same operations in the same order: the same floats). A bar without a
+        funding settlement at its open books no credit (``get_credit_interest`` would return 0.0); the position's
+        ``datetime`` then keeps the time of its last fill or settlement (nothing reads it)."""
         positions = self.positions
         credit = 0.0
         for data, pos in positions.items():
             if pos.size:
-                comminfo = self._about(data)[0]
+                comminfo, _, funding, _, _ = self._bar_lines(data)
+                if funding is not None and (not comminfo.p.funding or funding.array[funding._idx] == 0.0):
+                    continue  # FuturesCommInfo.get_credit_interest returns 0.0 here
                 dt0 = data.datetime.datetime()
                 dcredit = comminfo.get_credit_interest(data, pos, dt0)
                 self.d_credit[data] += dcredit
@@ -281,29 +326,41 @@ class FuturesBroker(bt.brokers.BackBroker):
                     elif order.status == bt.Order.Completed:
                         self._bracketize(order)  # a bracket parent order may have been executed
         for data, pos in positions.items():
-            if pos.size:
-                comminfo = self._about(data)[0]
-                close = data.close[0]
-                self.cash += comminfo.cashadjust(pos.size, pos.adjbase, close)
+            size = pos.size
+            if size:
+                comminfo, close_line, _, _, numbers = self._bar_lines(data)
+                close = close_line.array[close_line._idx]
+                if numbers is not None:
+                    self.cash += size * (close - pos.adjbase) * numbers[1]
+                else:
+                    self.cash += comminfo.cashadjust(size, pos.adjbase, close)
                 pos.adjbase = close  # record the last adjustment price
         self._get_value()
 
     def _get_value(self, datas=None, lever=False):
-        """``BackBroker._get_value`` for the whole account, with per-data lookups cached (same arithmetic); any other
-        use (some datas, fund history, cash additions) goes to Backtrader's own."""
+        """``BackBroker._get_value`` for the whole account, with per-data lookups cached and
+        :class:`FuturesCommInfo`'s arithmetic inlined (same operations, same order); any other use (some datas,
+        fund history, cash additions) goes to Backtrader's own."""
         if datas is not None or self._fundhist or self._cash_addition or self.p.shortcash:
             return super()._get_value(datas, lever)
         pos_value = pos_value_unlever = unrealized = 0.0
         for data, position in self.positions.items():
-            comminfo = self._about(data)[0]
-            close = data.close[0]
-            dvalue = abs(comminfo.getvalue(position, close))
-            dunrealized = comminfo.profitandloss(position.size, position.price, close)
+            comminfo, close_line, _, _, numbers = self._bar_lines(data)
+            close = close_line.array[close_line._idx]
+            size = position.size
+            if numbers is not None:
+                automargin, mult, leverage = numbers
+                dvalue = abs(abs(size) * (position.price * automargin))
+                dunrealized = size * (close - position.price) * mult
+            else:
+                dvalue = abs(comminfo.getvalue(position, close))
+                dunrealized = comminfo.profitandloss(size, position.price, close)
+                leverage = None
             pos_value += dvalue
             unrealized += dunrealized
             if dvalue > 0:  # long position - unlever
                 dvalue -= dunrealized
-                pos_value_unlever += (dvalue / comminfo.get_leverage())
+                pos_value_unlever += (dvalue / (comminfo.get_leverage() if leverage is None else leverage))
                 pos_value_unlever += dunrealized
             else:
                 pos_value_unlever += dvalue
@@ -337,8 +394,8 @@ class FuturesBroker(bt.brokers.BackBroker):
         ``size x sum(rate x mark price at each instant)`` (the feed's ``funding_inside`` line)."""
         paid_any = False
         for data, pos in self.positions.items():
-            inside = getattr(data.lines, "funding_inside", None)
-            if not pos.size or inside is None or inside[0] == 0.0:
+            inside = self._bar_lines(data)[3]
+            if not pos.size or inside is None or inside.array[inside._idx] == 0.0:
                 continue
             comminfo = self.getcommissioninfo(data)
             paid = pos.size * inside[0]

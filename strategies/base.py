@@ -21,6 +21,9 @@ import math
 from array import array
 
 import backtrader as bt
+from backtrader.linebuffer import LineBuffer
+from backtrader.lineiterator import LineIterator
+from backtrader.lineseries import Lines
 
 from strategies.contract import Prepared
 from strategies.signal import Signal
@@ -41,6 +44,51 @@ def position_size(target: float, equity: float, price: float, *, fraction: float
     if target and (size == 0 or abs(size) < min_qty):
         return 0.0, f"size {abs(wanted):.6g} below the market's minimum quantity {max(min_qty, qty_step):g}"
     return size, ""
+
+
+_NAN = float("nan")
+
+
+def _buffer_of(obj):
+    """The line buffer whose ``lencount`` is ``len(obj)`` (a data feed, an indicator, a line), or None."""
+    for _ in range(8):
+        if isinstance(obj, LineBuffer):
+            return obj
+        obj = obj.lines[0]
+    return None
+
+
+def _plain_buffer(line) -> bool:
+    """A buffer Backtrader keeps unbounded and moves with its own ``advance``/``forward``/``__setitem__``."""
+    cls = type(line)
+    return (isinstance(line, LineBuffer) and line.mode == LineBuffer.UnBounded and not line.bindings
+            and cls.advance is LineBuffer.advance and cls.forward is LineBuffer.forward
+            and cls.__setitem__ is LineBuffer.__setitem__)
+
+
+def _bar_plan(strategy):
+    """What :meth:`TargetPositionStrategy._oncepost` moves each bar, looked up once: per indicator (its clock's
+    buffer, its own first buffer, its line buffers or None to call its ``advance``, the indicator), the strategy's
+    own line buffers, its datetime buffer, its analyzers. False where Backtrader's own step must run (observers,
+    the old clock, a strategy that overrides the per-bar hooks, lines that are bounded or bound to others)."""
+    it = LineIterator
+    if (strategy._oldsync or strategy._lineiterators[it.ObsType] or strategy._slave_analyzers
+            or type(strategy)._next_analyzers is not bt.Strategy._next_analyzers
+            or type(strategy).clear is not bt.Strategy.clear or type(strategy).forward is not bt.LineSeries.forward):
+        return False
+    indicators = []
+    for indicator in strategy._lineiterators[it.IndType]:
+        clock, first = _buffer_of(indicator._clock), _buffer_of(indicator)
+        if clock is None or first is None or len(clock) != len(indicator._clock) or len(first) != len(indicator):
+            return False
+        lines = list(indicator.lines)
+        plain = (type(indicator).advance is bt.Indicator.advance and type(indicator.lines).advance is Lines.advance
+                 and first is (lines[0] if lines else None) and all(_plain_buffer(line) for line in lines))
+        indicators.append((clock, first, lines if plain else None, indicator))
+    own = list(strategy.lines)
+    if not own or not all(_plain_buffer(line) for line in own) or type(strategy.lines).forward is not Lines.forward:
+        return False
+    return indicators, own, strategy.lines.datetime, list(strategy.analyzers)
 
 
 class TargetPositionStrategy(bt.Strategy):
@@ -121,6 +169,46 @@ class TargetPositionStrategy(bt.Strategy):
         if refused:
             self.rejected.append((self.data.datetime[0], target, price, refused))
         self.order_target_size(target=size)
+
+    def _oncepost(self, dt):
+        """Backtrader's per-bar step in ``runonce`` mode (advance the indicators, move the strategy's lines, notices,
+        ``next``, analyzers), with the line buffers moved directly and the lookups done once per run (see
+        :func:`_bar_plan`). Runs with observers, the old clock, bound or bounded lines take Backtrader's own step."""
+        plan = self.__dict__.get("_plan")
+        if plan is None:
+            plan = self._plan = _bar_plan(self)
+        if plan is False:
+            return super()._oncepost(dt)
+        indicators, own_lines, dt_line, analyzers = plan
+        for clock, first, lines, indicator in indicators:
+            if clock.lencount > first.lencount:
+                if lines is None:
+                    indicator.advance()
+                else:
+                    for line in lines:
+                        line._idx += 1
+                        line.lencount += 1
+        for line in own_lines:  # LineBuffer.forward(NAN)
+            line._idx += 1
+            line.lencount += 1
+            line.array.append(_NAN)
+        dt_line.array[dt_line._idx] = dt
+        self._notify()
+        minperstatus = self._getminperstatus()
+        if minperstatus < 0:
+            self.next()
+            for analyzer in analyzers:
+                analyzer._next()
+        elif minperstatus == 0:
+            self.nextstart()
+            for analyzer in analyzers:
+                analyzer._nextstart()
+        else:
+            self.prenext()
+            for analyzer in analyzers:
+                analyzer._prenext()
+        if self._orderspending or self._tradespending:
+            self.clear()
 
     def _notify(self, qorders=[], qtrades=[]):  # noqa: B006 (Backtrader's signature)
         """Backtrader's notification step. Its per-bar cash/value/fund notices go to the strategy and each analyzer;
