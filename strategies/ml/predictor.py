@@ -135,7 +135,8 @@ class Predictor(AttachedSpan):
                     save_predictions(self.cache_dir, key, probs)
             probs.flags.writeable = False
             self._probs = probs
-            self._signals = [Signal(int(v)) for v in decide(probs, self.min_confidence)]
+            members = {int(member): member for member in Signal}   # the same members, looked up once
+            self._signals = [members[v] for v in decide(probs, self.min_confidence).tolist()]
         else:
             self._probs = np.full((n, 3), np.nan)
             self._queried = {}
