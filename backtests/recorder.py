@@ -34,9 +34,13 @@ class Recorder(bt.Analyzer):
         self.fills: list[tuple] = []
         self.fill_log: list[dict] = []
         self.attribution: Attribution | None = None
-        self._value = self.strategy.broker.getvalue
-        self._positions = self.strategy.broker.positions
+        broker = self.strategy.broker
+        self._value = broker.getvalue
+        # Backtrader's own get_value() returns the value its broker keeps current: read it without the call
+        self._broker = broker if type(broker).getvalue is bt.brokers.BackBroker.getvalue else None
+        self._positions = broker.positions
         self._data = self.strategy.data
+        self._progress, self._every = self.p.progress, self.p.every
 
     def _next(self):
         """One call a bar: no children to walk and no calendar period to track (this analyzer has neither)."""
@@ -49,10 +53,11 @@ class Recorder(bt.Analyzer):
         """Nothing to do with the per-bar fund notice."""
 
     def next(self):
-        self.equity.append(self._value())
+        broker = self._broker
+        self.equity.append(broker._value if broker is not None else self._value())
         self.position.append(self._positions[self._data].size)
-        if self.p.progress is not None and len(self.equity) % self.p.every == 0:
-            self.p.progress(len(self.equity))
+        if self._progress is not None and len(self.equity) % self._every == 0:
+            self._progress(len(self.equity))
 
     def stop(self):
         if self._froze:

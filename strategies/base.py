@@ -69,7 +69,7 @@ def _plain_buffer(line) -> bool:
 def _bar_plan(strategy):
     """What :meth:`TargetPositionStrategy._oncepost` moves each bar, looked up once: per indicator (its clock's
     buffer, its own first buffer, its line buffers or None to call its ``advance``, the indicator), the strategy's
-    own line buffers, its datetime buffer, its analyzers. False where Backtrader's own step must run (observers,
+    own line buffers, its datetime buffer, its analyzers, whether its per-bar notice step must run. False where Backtrader's own step must run (observers,
     the old clock, a strategy that overrides the per-bar hooks, lines that are bounded or bound to others)."""
     it = LineIterator
     if (strategy._oldsync or strategy._lineiterators[it.ObsType] or strategy._slave_analyzers
@@ -88,7 +88,10 @@ def _bar_plan(strategy):
     own = list(strategy.lines)
     if not own or not all(_plain_buffer(line) for line in own) or type(strategy.lines).forward is not Lines.forward:
         return False
-    return indicators, own, strategy.lines.datetime, list(strategy.analyzers)
+    # the per-bar cash/value notices: skipped outright when nobody listens (see TargetPositionStrategy._notify)
+    notices = (type(strategy)._notify is not TargetPositionStrategy._notify or not strategy.cerebro.p.quicknotify
+               or strategy._cash_listeners())
+    return indicators, own, strategy.lines.datetime, list(strategy.analyzers), notices
 
 
 class TargetPositionStrategy(bt.Strategy):
@@ -179,7 +182,7 @@ class TargetPositionStrategy(bt.Strategy):
             plan = self._plan = _bar_plan(self)
         if plan is False:
             return super()._oncepost(dt)
-        indicators, own_lines, dt_line, analyzers = plan
+        indicators, own_lines, dt_line, analyzers, notices = plan
         for clock, first, lines, indicator in indicators:
             if clock.lencount > first.lencount:
                 if lines is None:
@@ -193,7 +196,8 @@ class TargetPositionStrategy(bt.Strategy):
             line.lencount += 1
             line.array.append(_NAN)
         dt_line.array[dt_line._idx] = dt
-        self._notify()
+        if notices:
+            self._notify()
         minperstatus = self._getminperstatus()
         if minperstatus < 0:
             self.next()
