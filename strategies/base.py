@@ -224,6 +224,26 @@ class TargetPositionStrategy(bt.Strategy):
         if qorders or qtrades or not self.cerebro.p.quicknotify or self._cash_listeners():
             super()._notify(qorders, qtrades)
 
+    def _addnotification(self, order, quicknotify=False):
+        """Backtrader's order notice step. Besides the notice it books Backtrader's ``Trade`` objects for
+        ``notify_trade``; when neither the strategy, an analyzer nor an observer listens to trades (the usual case:
+        lstmbt builds its trades from the broker's fills) only the order notice is delivered: nothing else changes."""
+        if not quicknotify or self._trade_listeners():
+            return super()._addnotification(order, quicknotify)
+        if not order.p.simulated:
+            self._orderspending.append(order)
+        self._notify(qorders=[order], qtrades=[])
+
+    def _trade_listeners(self) -> bool:
+        listeners = self.__dict__.get("_trade_ears")
+        if listeners is None:
+            analyzers = list(self.analyzers) + list(self._slave_analyzers)
+            listeners = self._trade_ears = bool(
+                type(self).notify_trade is not bt.Strategy.notify_trade or self._lineiterators[LineIterator.ObsType]
+                or any(a._children or type(a).notify_trade is not bt.Analyzer.notify_trade
+                       or type(a)._notify_trade is not bt.Analyzer._notify_trade for a in analyzers))
+        return listeners
+
     def _getminperstatus(self):
         """Backtrader's minimum-period status (> 0 warming up, 0 first ready bar, < 0 after) for one data feed,
         reading the feed's length from its first line directly instead of through Backtrader's proxies."""

@@ -19,6 +19,7 @@ def _stock_paths(monkeypatch) -> None:
     """Every fast path off: Backtrader's own strategy step, broker step, value, order clone; no collector freeze."""
     monkeypatch.setattr(base_module, "_bar_plan", lambda strategy: False)
     monkeypatch.setattr(base_module.TargetPositionStrategy, "__len__", bt.Strategy.__len__)
+    monkeypatch.setattr(base_module.TargetPositionStrategy, "_addnotification", bt.Strategy._addnotification)
     monkeypatch.setattr(broker_module.FuturesBroker, "_stock_next_needed", lambda self: True)
     monkeypatch.setattr(broker_module.FuturesBroker, "_get_value", bt.brokers.BackBroker._get_value)
     monkeypatch.setattr(broker_module.FuturesBroker, "notify", bt.brokers.BackBroker.notify)
@@ -30,9 +31,11 @@ def _frames(result):
                                                      "fees", "rejected")}
 
 
-@pytest.mark.parametrize("leverage", [25.0, 2.0])
-def test_fast_paths_give_the_same_results_as_backtraders_own(monkeypatch, leverage):
-    config = BacktestConfig(strategy="sma_cross", data=SPAN, broker=BrokerConfig(leverage=leverage))
+@pytest.mark.parametrize("strategy, leverage", [("sma_cross", 25.0),
+                                                ("strategies.examples.rsi_long_short:RsiLongShort", 3.0)])
+def test_fast_paths_give_the_same_results_as_backtraders_own(monkeypatch, strategy, leverage):
+    """sma_cross at 25x (liquidations); the RSI example (an indicator built from indicators) at 3x."""
+    config = BacktestConfig(strategy=strategy, data=SPAN, broker=BrokerConfig(leverage=leverage))
     fast = run_backtest(config)
     calls = []
     with monkeypatch.context() as m:
@@ -42,7 +45,7 @@ def test_fast_paths_give_the_same_results_as_backtraders_own(monkeypatch, levera
             m.setattr(cls, name, lambda self, *a, _real=real, _name=name: calls.append(_name) or _real(self, *a))
         stock = run_backtest(config)
     assert {"_oncepost", "next"} <= set(calls)                      # Backtrader's own steps ran
-    if leverage == 25.0:
+    if leverage > 20:
         assert (fast.fills["kind"] == "liquidation").sum() > 0      # the check covers liquidations
     assert fast.funding.abs().sum() > 0                             # ... and funding settlements
     for name, frame in _frames(fast).items():
@@ -66,3 +69,20 @@ def test_strategy_length_is_backtraders():
                                                             start="2024-03-01", end="2024-03-03"))
     run_backtest(config, strategy=Probe)
     assert seen and all(a == b for a, b in seen) and seen[-1][0] == len(seen)
+
+
+def test_a_strategy_listening_to_trades_still_gets_them():
+    closed = []
+
+    class Listener(base_module.TargetPositionStrategy):
+        def target(self):
+            return 1.0 if len(self) % 10 < 5 else -1.0
+
+        def notify_trade(self, trade):
+            if trade.isclosed:
+                closed.append(trade.pnl)
+
+    config = BacktestConfig(strategy="flat", data=DataConfig(symbol="BTC/USDT:USDT", timeframe="1h",
+                                                            start="2024-03-01", end="2024-03-03"))
+    result = run_backtest(config, strategy=Listener)
+    assert len(closed) == len(result.trades) - 1 > 0        # every closed trade but the one open at the end
