@@ -275,7 +275,8 @@ class FuturesBroker(bt.brokers.BackBroker):
             lines = data.lines
             cls = type(comminfo)
             plain = (isinstance(comminfo, FuturesCommInfo) and cls.getvalue is FuturesCommInfo.getvalue
-                     and cls.get_margin is bt.CommInfoBase.get_margin and cls.get_leverage is bt.CommInfoBase.get_leverage
+                     and cls.get_margin is bt.CommInfoBase.get_margin
+                     and cls.get_leverage is bt.CommInfoBase.get_leverage
                      and cls.profitandloss is bt.CommInfoBase.profitandloss
                      and cls.cashadjust is bt.CommInfoBase.cashadjust and not comminfo._stocklike
                      and comminfo.p.automargin > 0)

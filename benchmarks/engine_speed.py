@@ -195,7 +195,8 @@ def report(title: str, bars: int, results: dict, cases: list[Case]) -> None:
         goal = f"  target >= {target:.1f}x: {'met' if ratio >= target else 'NOT met'}" if target else ""
         extra = sorted(set(notes.get(name, [])))
         extra_text = f"  ({'; '.join(extra)})" if extra else ""
-        print(f"  {name:<12} {seconds:7.2f} s {bars / seconds:>9,.0f} bars/s   {ratio:5.2f}x  (CPU time {cpu_ratio:4.2f}x)"
+        print(f"  {name:<12} {seconds:7.2f} s {bars / seconds:>9,.0f} bars/s   {ratio:5.2f}x"
+              f"  (CPU time {cpu_ratio:4.2f}x)"
               f"{goal}{extra_text}")
     sys.stdout.flush()
 

@@ -69,8 +69,9 @@ def _plain_buffer(line) -> bool:
 def _bar_plan(strategy):
     """What :meth:`TargetPositionStrategy._oncepost` moves each bar, looked up once: per indicator (its clock's
     buffer, its own first buffer, its line buffers or None to call its ``advance``, the indicator), the strategy's
-    own line buffers, its datetime buffer, its analyzers, whether its per-bar notice step must run. False where Backtrader's own step must run (observers,
-    the old clock, a strategy that overrides the per-bar hooks, lines that are bounded or bound to others)."""
+    own line buffers, its datetime buffer, its analyzers, whether its per-bar notice step must run. False where
+    Backtrader's own step must run (observers, the old clock, a strategy that overrides the per-bar hooks, lines
+    that are bounded or bound to others)."""
     it = LineIterator
     if (strategy._oldsync or strategy._lineiterators[it.ObsType] or strategy._slave_analyzers
             or type(strategy)._next_analyzers is not bt.Strategy._next_analyzers
