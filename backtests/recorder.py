@@ -61,7 +61,7 @@ class Recorder(bt.Analyzer):
 
     def stop(self):
         if self._froze:
-            gc.unfreeze()
+            _unfreeze_heap()
             self._froze = False
         broker = self.strategy.broker
         data = self.strategy.data
@@ -72,13 +72,25 @@ class Recorder(bt.Analyzer):
         self.attribution = attribute_pnl(self.fill_log, funding_paid, self.strategy.position.size, last_close)
 
 
+_FROZEN_BY_US = False  # whether the objects gc.freeze() holds now were frozen by a Recorder
+
+
 def _freeze_heap() -> bool:
     """Move every object alive at the run's start (candles, features, predictions, the model) out of the garbage
     collector's reach for the run (``gc.freeze``): the bar loop allocates orders and notices, and each full
     collection it triggers would otherwise walk those hundreds of thousands of objects again (about 12 % of a
-    50,000-bar sma_cross run's CPU time). Nothing is freed later or sooner that matters: :meth:`Recorder.stop`
-    unfreezes them. Skipped when the collector is off or someone else froze objects (their freeze is theirs)."""
-    if not gc.isenabled() or gc.get_freeze_count():
+    50,000-bar sma_cross run's CPU time). :meth:`Recorder.stop` unfreezes them; a run that died before its stop
+    leaves them frozen until the next run here ends. Skipped when the collector is off or someone else froze
+    objects (their freeze is theirs)."""
+    global _FROZEN_BY_US
+    if not gc.isenabled() or (gc.get_freeze_count() and not _FROZEN_BY_US):
         return False
     gc.freeze()
+    _FROZEN_BY_US = True
     return True
+
+
+def _unfreeze_heap() -> None:
+    global _FROZEN_BY_US
+    gc.unfreeze()
+    _FROZEN_BY_US = False

@@ -86,3 +86,14 @@ def test_a_strategy_listening_to_trades_still_gets_them():
                                                             start="2024-03-01", end="2024-03-03"))
     result = run_backtest(config, strategy=Listener)
     assert len(closed) == len(result.trades) - 1 > 0        # every closed trade but the one open at the end
+
+
+def test_the_run_leaves_no_object_frozen_even_after_a_run_that_died():
+    import gc
+
+    config = BacktestConfig(strategy="flat", data=DataConfig(symbol="BTC/USDT:USDT", timeframe="1h",
+                                                            start="2024-03-01", end="2024-03-02"))
+    assert gc.get_freeze_count() == 0
+    assert recorder_module._freeze_heap()             # as a run that raised before its end would leave it
+    run_backtest(config)
+    assert gc.get_freeze_count() == 0
