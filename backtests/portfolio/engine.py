@@ -7,22 +7,17 @@ whose ``portfolio`` is a filled :class:`~backtests.result.PortfolioBook`.
 
 How the engine uses the broker (the seam with :mod:`backtests.portfolio.broker`):
 
-- it asks ``make_portfolio_broker(config.broker, rules, config.margin)`` for a Backtrader broker (or a
-  ``(broker, ...)`` tuple), ``rules`` being ``{symbol: TradingRules}``; each symbol's data feed is added to Cerebro
-  under its symbol as name (``data._name == symbol``), in ``config.symbols`` order, before the run;
+- it asks ``make_portfolio_broker(config.broker, rules, config.margin)`` for the account's broker, ``rules`` being
+  ``{symbol: TradingRules}``; each symbol's data feed is added to Cerebro under its symbol as name
+  (``data._name == symbol``), in ``config.symbols`` order, before the run;
 - orders are plain Backtrader market orders from the strategy (``order_target_size(data=feed, target=size)``),
   decided on a bar's close and due at that symbol's next open;
 - after the run it reads ``broker.fill_log`` (dicts as :class:`~backtests.broker.FuturesBroker` writes them, plus
   ``"symbol"``; ``kind == "liquidation"`` for liquidations), ``broker.getcommissioninfo(feed).funding_log`` per
-  feed (``(bt date, paid)`` pairs), ``broker.positions[feed]`` and ``broker.getvalue()`` at each close, and,
-  when the broker has one, ``broker.margin_log`` (one dict per bar close: ``time``, ``margin_balance``,
-  ``maintenance`` {symbol: USDT}, ``equity``); without it the engine computes maintenance per symbol from each
-  market's tier table at the mark close and the margin balance as equity + unrealised PnL at mark - at close;
-- ``broker.wiped_out_at`` (optional) stops the strategy trading.
-
-Until ``backtests.portfolio.broker`` exists, :func:`_make_broker` falls back to the single-symbol FuturesBroker
-(isolated margin) with one commission record per symbol and the per-symbol fixes several feeds need; cross
-margin is then refused in one line.
+  feed (``(bt date, paid)`` pairs), ``broker.positions[feed]`` and ``broker.getvalue()`` at each close, and
+  ``broker.margin_log`` (one dict per bar close: ``time``, ``margin_balance``, ``maintenance`` {symbol: USDT},
+  ``ratio``), the account's margin as the broker's own liquidation engine sees it;
+- ``broker.wiped_out_at`` stops the strategy trading.
 """
 
 from __future__ import annotations
@@ -36,10 +31,10 @@ import numpy as np
 import pandas as pd
 
 from backtests.attribution import ATTRIBUTION_TERMS, attribute_pnl
-from backtests.broker import FuturesBroker, FuturesCommInfo
-from backtests.config import BacktestConfig, BrokerConfig
+from backtests.config import BacktestConfig
 from backtests.engine import _bt_times, _result_config, opening_cost, run_notices
-from backtests.margin import TradingRules, market_rules, minimum_cost
+from backtests.margin import TradingRules, market_rules
+from backtests.portfolio.broker import make_portfolio_broker
 from backtests.portfolio.data import PortfolioData, coverage_notice, load_portfolio_data, portfolio_coverage
 from backtests.result import FILL_COLUMNS, LIQUIDATION_COLUMNS, REJECT_COLUMNS, BacktestResult, PortfolioBook
 from backtests.trades import trades_from_fills
@@ -86,128 +81,20 @@ def resolve_portfolio(config: BacktestConfig, strategy=None) -> tuple[type, Back
     return cls, (config if spec == config.strategy else config.replace(strategy=spec, params={})), display_name(spec)
 
 
-def _make_broker(config: BrokerConfig, rules: dict[str, TradingRules], margin: str):
-    """The account's broker: ``backtests.portfolio.broker.make_portfolio_broker`` when it is there, else the
-    isolated-margin fallback (:class:`_IsolatedPortfolioBroker`); cross margin needs the former."""
-    try:
-        from backtests.portfolio.broker import make_portfolio_broker
-    except ModuleNotFoundError as exc:
-        if exc.name != "backtests.portfolio.broker":
-            raise
-        make_portfolio_broker = None
-    if make_portfolio_broker is not None:
-        made = make_portfolio_broker(config, rules, margin)
-        return made[0] if isinstance(made, tuple) else made
-    if margin != "isolated":
-        raise ValueError("--margin cross needs the portfolio account (backtests.portfolio.broker), which this build "
-                         "lacks; run with --margin isolated")
-    broker = _IsolatedPortfolioBroker(config=config, symbol_rules=dict(rules), int2pnl=False, shortcash=False,
-                                      checksubmit=False)
-    broker.setcash(config.cash)
-    for symbol in rules:
-        broker.addcommissioninfo(_SymbolCommInfo(commission=config.taker_fee, automargin=1.0 / config.leverage,
-                                                 funding=config.funding), name=symbol)
-    return broker
-
-
-class _SymbolCommInfo(FuturesCommInfo):
-    """One symbol's commission record; pays no funding on a bar where its symbol has no candle (``stale``)."""
-
-    def __init__(self):
-        super().__init__()
-        self.stale = False
-
-    def get_credit_interest(self, data, pos, dt):
-        return 0.0 if self.stale else super().get_credit_interest(data, pos, dt)
-
-
-class _IsolatedPortfolioBroker(FuturesBroker):
-    """:class:`FuturesBroker` over several feeds, isolated margin: each symbol's own rules and commission record;
-    a feed with no candle at the account's bar (it starts later or has a gap; Backtrader leaves it on its last
-    bar) settles no funding and is not checked for liquidation there; every fill carries its ``symbol``."""
-
-    params = (("symbol_rules", None),)
-
-    def next(self):
-        datas = [d for d in self.positions] or []
-        cerebro = getattr(self, "cerebro", None)
-        datas = list(cerebro.datas) if cerebro is not None else datas
-        now = max((d.datetime[0] for d in datas if len(d)), default=None)
-        self._fresh = {d: len(d) > 0 and d.datetime[0] == now for d in datas}
-        for d in datas:
-            self.getcommissioninfo(d).stale = not self._fresh[d]
-        super().next()
-
-    def _about(self, data):
-        cached = self._per_data.get(data)
-        if cached is None:
-            lines = data.lines
-            cached = self._per_data[data] = (self.getcommissioninfo(data), self.p.symbol_rules[data._name],
-                                             getattr(lines, "mark_low", lines.low),
-                                             getattr(lines, "mark_high", lines.high))
-        return cached
-
-    def _settle_inside_bar(self) -> bool:
-        fresh = getattr(self, "_fresh", {})
-        paid_any = False
-        for data, pos in self.positions.items():
-            inside = getattr(data.lines, "funding_inside", None)
-            if not pos.size or inside is None or not fresh.get(data, True) or inside[0] == 0.0:
-                continue
-            comminfo = self.getcommissioninfo(data)
-            paid = pos.size * inside[0]
-            comminfo.funding_log.append((data.datetime[0], paid))
-            comminfo.held_funding += paid
-            self.d_credit[data] += paid
-            self.cash -= paid
-            paid_any = True
-        return paid_any
-
-    def _liquidate_if_due(self, data, pos) -> bool:
-        if not getattr(self, "_fresh", {}).get(data, True):
-            return False
-        return super()._liquidate_if_due(data, pos)
-
-    def _check_wiped_out(self) -> None:
-        """FuturesBroker's check over the feeds that have started (a later symbol has no price yet)."""
-        cerebro = getattr(self, "cerebro", None)
-        if self.wiped_out_at is not None or cerebro is None:
-            return
-        started = [d for d in cerebro.datas if len(d)]
-        if not started or any(self.positions[d].size for d in cerebro.datas):
-            return
-        for data in started:
-            rules = self._about(data)[1]
-            cfg = self.p.config
-            if self.cash < minimum_cost(rules, data.close[0], cfg.leverage, cfg.taker_fee):
-                self.wiped_out_at = data.datetime[0]
-                return
-
-    def _execute(self, order, ago=None, price=None, cash=None, position=None, dtcoc=None):
-        done = len(self.fill_log)
-        out = super()._execute(order, ago, price, cash, position, dtcoc)
-        for fill in self.fill_log[done:]:
-            fill["symbol"] = order.data._name
-        return out
-
-
 # ---------------------------------------------------------------- the recorder
 
 class PortfolioRecorder(bt.Analyzer):
-    """Per bar of the account's clock: equity, each symbol's position and valuation close, maintenance margin at
-    the mark close, the margin balance and the worst isolated position's margin ratio."""
+    """Per bar of the account's clock: equity, each symbol's position and valuation close (the margin figures come
+    from the broker's ``margin_log``)."""
 
-    params = (("tables", None), ("progress", None), ("every", 2000))
+    params = (("progress", None), ("every", 2000))
     ignores_cash_notices = True
 
     def start(self):
         self.symbols = [d._name for d in self.strategy.datas]
         self.equity = array("d")
-        self.margin_balance = array("d")
-        self.isolated_ratio = array("d")
         self.position = {s: array("d") for s in self.symbols}
         self.close = {s: array("d") for s in self.symbols}
-        self.maintenance = {s: array("d") for s in self.symbols}
         self._feeds = list(zip(self.symbols, self.strategy.datas))
 
     def _next(self):
@@ -227,27 +114,10 @@ class PortfolioRecorder(bt.Analyzer):
 
     def next(self):
         broker = self.strategy.broker
-        equity = broker.getvalue()
-        gap = worst = 0.0
         for s, data in self._feeds:
-            pos = broker.positions[data]
-            size = pos.size
-            started = len(data) > 0
-            close = data.close[0] if started else np.nan
-            mark = data.mark_close[0] if started else np.nan
-            self.position[s].append(size)
-            self.close[s].append(close)
-            mm = self.p.tables[s].maintenance(size * mark) if size else 0.0
-            self.maintenance[s].append(mm)
-            if size:
-                gap += size * (mark - close)
-                margin = abs(size) * broker.getcommissioninfo(data).get_margin(pos.price) \
-                    - getattr(broker.getcommissioninfo(data), "held_funding", 0.0)
-                balance = margin + size * (mark - pos.price)
-                worst = max(worst, mm / balance if balance > 0 else np.inf)
-        self.equity.append(equity)
-        self.margin_balance.append(equity + gap)
-        self.isolated_ratio.append(worst)
+            self.position[s].append(broker.positions[data].size)
+            self.close[s].append(data.close[0] if len(data) > 0 else np.nan)
+        self.equity.append(broker.getvalue())
         if self.p.progress is not None and len(self.equity) % self.p.every == 0:
             self.p.progress(len(self.equity))
 
@@ -287,7 +157,7 @@ def run_portfolio(config: BacktestConfig, *, strategy=None, data: PortfolioData 
     cerebro = bt.Cerebro(stdstats=False, runonce=True, preload=True, quicknotify=True)
     for s in symbols:
         cerebro.adddata(FuturesData(market=span.markets[s]), name=s)
-    broker = _make_broker(config.broker, rules, config.margin)
+    broker = make_portfolio_broker(config.broker, rules, config.margin)
     cerebro.broker = broker
     cerebro.addstrategy(cls, symbols=tuple(symbols), weights=normalised_weights(symbols, config.weights),
                         fraction=config.fraction, leverage=config.broker.leverage,
@@ -296,8 +166,7 @@ def run_portfolio(config: BacktestConfig, *, strategy=None, data: PortfolioData 
     index = span.index
     n_bars = len(index)
     report = (lambda n: progress(f"  {name}: {n:,}/{n_bars:,} bars")) if progress else None
-    cerebro.addanalyzer(PortfolioRecorder, _name="book", tables={s: r.margin_table for s, r in rules.items()},
-                        progress=report, every=max(n_bars // 4, 1000))
+    cerebro.addanalyzer(PortfolioRecorder, _name="book", progress=report, every=max(n_bars // 4, 1000))
     started = time.perf_counter()
     strat = cerebro.run()[0]
     elapsed = time.perf_counter() - started
@@ -368,16 +237,7 @@ def _collect(config: BacktestConfig, name: str, span: PortfolioData, strat, brok
     account_attribution = {k: float(attribution[k].sum()) for k in ATTRIBUTION_TERMS}
     account_attribution["total"] = float(sum(account_attribution.values()))
 
-    margin_balance, maintenance, logged_ratio = _margin(broker, book, index, symbols)
-    if logged_ratio is not None:
-        margin_ratio = logged_ratio
-    elif config.margin == "cross":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = maintenance.sum(axis=1) / margin_balance.where(margin_balance > 0, np.nan)
-        margin_ratio = ratio.fillna(np.inf).where(maintenance.sum(axis=1) > 0, 0.0)
-    else:
-        margin_ratio = pd.Series(np.asarray(book.isolated_ratio), index=index)
-    margin_ratio = margin_ratio.rename("margin_ratio")
+    margin_balance, maintenance, margin_ratio = _margin(broker.margin_log, index, symbols)
 
     liq = [f for f in fill_log if f.get("kind") == "liquidation"]
     liquidations = pd.DataFrame([[f["time"], f.get("symbol"), f["size"], f["price"], f["fee"],
@@ -436,24 +296,16 @@ def _collect(config: BacktestConfig, name: str, span: PortfolioData, strat, brok
     return result
 
 
-def _margin(broker, book, index: pd.DatetimeIndex, symbols: list[str]):
-    """(margin balance, maintenance per symbol, margin ratio or None) at each close: the broker's ``margin_log``
-    when it keeps one (its ``ratio`` when logged), else the recorder's (tier tables at the mark close)."""
-    log = getattr(broker, "margin_log", None)
-    if log:
-        times = _bt_times([e["time"] for e in log], index)
-        balance = pd.Series([float(e["margin_balance"]) for e in log], index=times).groupby(level=0).last()
-        maint = pd.DataFrame([{s: float(e["maintenance"].get(s, 0.0)) for s in symbols} for e in log],
-                             index=times).groupby(level=0).last()
-        ratio = None
-        if all("ratio" in e for e in log):
-            ratio = pd.Series([float(e["ratio"]) for e in log], index=times).groupby(level=0).last()
-            ratio = ratio.reindex(index).ffill().fillna(0.0)
-        return (balance.reindex(index).ffill().rename("margin_balance"),
-                maint.reindex(index).ffill().fillna(0.0)[symbols], ratio)
-    balance = pd.Series(np.asarray(book.margin_balance), index=index, name="margin_balance")
-    maint = pd.DataFrame({s: np.asarray(book.maintenance[s]) for s in symbols}, index=index)
-    return balance, maint, None
+def _margin(log: list[dict], index: pd.DatetimeIndex, symbols: list[str]):
+    """(margin balance, maintenance per symbol, margin ratio) at each close, from the broker's ``margin_log``."""
+    times = _bt_times([e["time"] for e in log], index)
+    balance = pd.Series([float(e["margin_balance"]) for e in log], index=times).groupby(level=0).last()
+    maint = pd.DataFrame([{s: float(e["maintenance"].get(s, 0.0)) for s in symbols} for e in log],
+                         index=times).groupby(level=0).last()
+    ratio = pd.Series([float(e["ratio"]) for e in log], index=times).groupby(level=0).last()
+    return (balance.reindex(index).ffill().rename("margin_balance"),
+            maint.reindex(index).ffill().fillna(0.0)[symbols],
+            ratio.reindex(index).ffill().fillna(0.0).rename("margin_ratio"))
 
 
 # ---------------------------------------------------------------- baselines and the report folder
