@@ -396,7 +396,7 @@ class FuturesBroker(bt.brokers.BackBroker):
         paid_any = False
         for data, pos in self.positions.items():
             inside = self._bar_lines(data)[3]
-            if not pos.size or inside is None or inside.array[inside._idx] == 0.0:
+            if not pos.size or inside is None or inside.array[inside._idx] == 0.0 or not self._bar_is_new(data):
                 continue
             comminfo = self.getcommissioninfo(data)
             paid = pos.size * inside[0]
@@ -406,6 +406,11 @@ class FuturesBroker(bt.brokers.BackBroker):
             self.cash -= paid
             paid_any = True
         return paid_any
+
+    def _bar_is_new(self, data) -> bool:
+        """Whether ``data`` has a new bar at this step: always with one feed; a portfolio's feed that starts later or
+        has a gap stays on its last bar, and its settlements are not paid twice (the portfolio broker overrides)."""
+        return True
 
     def _liquidate_if_due(self, data, pos) -> bool:
         """Liquidate ``pos`` if the bar's adverse mark extreme breaches maintenance, in the steps

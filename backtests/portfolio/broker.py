@@ -161,26 +161,13 @@ class PortfolioBroker(FuturesBroker):
             self._check_wiped_out()
         self._log_margin()
 
-    def _settle_inside_bar(self) -> bool:
-        """FuturesBroker's, for the feeds with a new bar at this step only (no settlement is paid twice)."""
-        fresh = self._fresh
-        paid_any = False
-        for data, pos in self.positions.items():
-            inside = getattr(data.lines, "funding_inside", None)
-            if not pos.size or inside is None or inside[0] == 0.0 or not fresh.get(data, True):
-                continue
-            comminfo = self.getcommissioninfo(data)
-            paid = pos.size * inside[0]
-            comminfo.funding_log.append((data.datetime[0], paid))
-            comminfo.held_funding += paid
-            self.d_credit[data] += paid
-            self.cash -= paid
-            paid_any = True
-        return paid_any
+    def _bar_is_new(self, data) -> bool:
+        """Whether ``data`` has a new bar at this step (FuturesBroker's inside-bar funding settles only those)."""
+        return self._fresh.get(data, True)
 
     def _liquidate_if_due(self, data, pos) -> bool:
         """Isolated: FuturesBroker's check, for the feeds with a new bar at this step only."""
-        if not self._fresh.get(data, True):
+        if not self._bar_is_new(data):
             return False
         return super()._liquidate_if_due(data, pos)
 
