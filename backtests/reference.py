@@ -91,7 +91,7 @@ def apply_funding(acct: Account, rate: float, mark_price: float) -> tuple[Accoun
                          held_funding=acct.held_funding + paid), paid
 
 
-def _split(size: float, delta: float) -> tuple[float, float]:
+def split_execution(size: float, delta: float) -> tuple[float, float]:
     """(opened, closed) parts of an execution of ``delta`` on a position of ``size``, both signed like delta."""
     new = size + delta
     if new == 0.0:
@@ -119,7 +119,7 @@ def apply_fill(acct: Account, size: float, price: float, reference: float, fee_r
         refused = below_minimum(acct.size, size, price, rules)
         if refused:
             return acct, None, refused
-    opened, closed = _split(acct.size, size)
+    opened, closed = split_execution(acct.size, size)
     if opened:
         held = acct.size + closed
         after = held + opened

@@ -37,6 +37,7 @@ from backtests.margin import TradingRules, below_minimum, check_contract_size, f
     leverage_allowed, liquidation_fee_rate, minimum_cost, to_tick
 from backtests.portfolio.account import FLAT, Position, available_balance, can_open, check_mode, \
     cross_liquidation, initial_margin, isolated_liquidation, maintenance, margin_balance
+from backtests.reference import split_execution
 from backtests.slippage import fill_price
 
 _REASONS = {"margin": "not enough margin", "leverage": "leverage above the tier's limit"}
@@ -65,18 +66,6 @@ class PortfolioReference:
     wiped_out_at: int | None = None
 
 
-def _split(size: float, delta: float) -> tuple[float, float]:
-    """(opened, closed) parts of an execution of ``delta`` on a position of ``size``, both signed like delta."""
-    new = size + delta
-    if new == 0.0:
-        return 0.0, delta
-    if size == 0.0 or (delta > 0) == (size > 0):
-        return delta, 0.0
-    if (new > 0) == (size > 0):
-        return 0.0, delta
-    return new, -size
-
-
 def fill_order(wallet: float, positions: dict, symbol: str, delta: float, price: float, fee_rate: float,
                leverage: float, rules: TradingRules, margin: str = "cross") -> tuple[float, dict, dict | None, str]:
     """Execute ``delta`` contracts of ``symbol`` at ``price``: (wallet, positions, fill or None, status).
@@ -90,7 +79,7 @@ def fill_order(wallet: float, positions: dict, symbol: str, delta: float, price:
     refused = below_minimum(pos.size, delta, price, rules)
     if refused:
         return wallet, positions, None, refused
-    opened, closed = _split(pos.size, delta)
+    opened, closed = split_execution(pos.size, delta)
     if opened:
         held = pos.size + closed
         entry_after = price if held == 0.0 else (pos.entry * held + opened * price) / (held + opened)
