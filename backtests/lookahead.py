@@ -311,16 +311,21 @@ def audit_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, ma
         if probe is not None:
             cut_probe = probe_of(prepare_strategy(cls, config, cut, t0))
             parts.update(cut_probe.components(cut, t0) if cut_probe is not None else {})
-        for name, check in checks.items():
-            if name in parts or name != "truncated":
-                check.add(t, compare_rows(full_parts[name], parts.get(name, pd.DataFrame()), t0, t,
-                                          TOLERANCE.get(name, 0.0)))
-        if progress:
-            bad = [n for n, c in checks.items() if c.flagged_at and c.flagged_at[-1] == t]
-            verdict = f"changed: {', '.join(bad)}" if bad else "same"
-            progress(f"  cutoff {k}/{len(cutoffs)} at {t:%Y-%m-%d %H:%M}: {verdict}")
+        _check_cut(checks, full_parts, parts, t0, t, f"{k}/{len(cutoffs)}", progress)
     span = (full.target.index[0], full.target.index[-1])
     return LookaheadReport(display_name(config.strategy), config.data.symbol, config.data.timeframe, span, cutoffs, checks)
+
+
+def _check_cut(checks: dict, full_parts: dict, parts: dict, t0, t, label: str, progress: Progress | None) -> None:
+    """Compare every component of the run cut at ``t`` with the full run's (``truncated`` only when that run could be
+    made) and say the cut's verdict in one progress line."""
+    for name, check in checks.items():
+        if name in parts or name != "truncated":
+            check.add(t, compare_rows(full_parts[name], parts.get(name, pd.DataFrame()), t0, t,
+                                      TOLERANCE.get(name, 0.0)))
+    if progress:
+        bad = [n for n, c in checks.items() if c.flagged_at and c.flagged_at[-1] == t]
+        progress(f"  cutoff {label} at {t:%Y-%m-%d %H:%M}: {'changed: ' + ', '.join(bad) if bad else 'same'}")
 
 
 def audit_portfolio_lookahead(config: BacktestConfig, *, bars: int = 50, seed: int = 0, data=None,
@@ -358,14 +363,7 @@ def audit_portfolio_lookahead(config: BacktestConfig, *, bars: int = 50, seed: i
         if probe is not None:
             cut_probe = cls.prepare(config, cut, t0).probe
             parts.update(cut_probe.components(cut, t0) if cut_probe is not None else {})
-        for name, check in checks.items():
-            if name in parts or name != "truncated":
-                check.add(t, compare_rows(full_parts[name], parts.get(name, pd.DataFrame()), t0, t,
-                                          TOLERANCE.get(name, 0.0)))
-        if progress:
-            bad = [n for n, c in checks.items() if c.flagged_at and c.flagged_at[-1] == t]
-            progress(f"  cutoff {k}/{len(cutoffs)} at {t:%Y-%m-%d %H:%M}: "
-                     f"{'changed: ' + ', '.join(bad) if bad else 'same'}")
+        _check_cut(checks, full_parts, parts, t0, t, f"{k}/{len(cutoffs)}", progress)
     return LookaheadReport(display_name(config.strategy), "+".join(config.symbols), config.data.timeframe,
                            (full.index[0], full.index[-1]), cutoffs, checks)
 
