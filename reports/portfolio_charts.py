@@ -65,6 +65,16 @@ def _legend_below(fig, handles) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
 
 
+def _finish_panels(fig: Figure, top, bottom, title: str, handles: list) -> Figure:
+    """A two-panel chart's common ending: no side margins, the title on top, the legend below, dates on the bottom."""
+    for ax in (top, bottom):
+        ax.margins(x=0)
+    top.set_title(title)
+    _legend_below(fig, handles)
+    _format_time_axis(bottom)
+    return fig
+
+
 def _shade_missing(axes, spans, symbols: Sequence[str]) -> list:
     """Hatch the spans where a symbol had no candle (``(symbol, start, end)``, :func:`reports.portfolio.
     coverage_spans`) on each axis, in the symbol's colour; returns the legend handles (one per symbol)."""
@@ -145,12 +155,7 @@ def exposure_chart(exp: pd.DataFrame, symbols: Sequence[str], *, leverage: float
     bottom.set_ylim(0, max(float(base.max()) if base.size else 0.0, leverage or 0.0, 0.1) * 1.12)
     bottom.set_ylabel("leverage, stacked [x]")
     bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.1f}x" if v else "0"))
-    for ax in (top, bottom):
-        ax.margins(x=0)
-    top.set_title(title)
-    _legend_below(fig, handles)
-    _format_time_axis(bottom)
-    return fig
+    return _finish_panels(fig, top, bottom, title, handles)
 
 
 @_styled
@@ -235,12 +240,7 @@ def margin_chart(ratio: pd.Series, margin_balance: pd.Series, maintenance: pd.Se
     bottom.set_ylabel("USDT (log)")
     bottom.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
     bottom.legend(loc="best", ncols=2)
-    for ax in (top, bottom):
-        ax.margins(x=0)
-    top.set_title(title)
-    _legend_below(fig, handles)
-    _format_time_axis(bottom)
-    return fig
+    return _finish_panels(fig, top, bottom, title, handles)
 
 
 __all__ = ["contribution_chart", "correlation_chart", "exposure_chart", "margin_chart", "short_name", "symbol_color"]
