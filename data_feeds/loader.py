@@ -17,7 +17,7 @@ import pandas as pd
 
 from data_feeds.dates import format_date, parse_date
 from data_feeds.errors import DataError, MissingData
-from data_feeds.store import Store, read_parquet
+from data_feeds.store import Store, read_parquet, timestamp_index
 from data_feeds.symbols import check_symbol, symbol_to_filename
 from data_feeds.timeframes import SUPPORTED, timeframe_delta, timeframe_seconds
 from data_feeds.validate import CANDLE_COLUMNS, check_candles, check_frame, find_gaps
@@ -82,15 +82,7 @@ def read_csv_frame(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
             df = df.rename(columns={alias: "timestamp"})
     if "timestamp" not in df.columns:
         raise DataError(f"{path}: no timestamp column; expected timestamp,{','.join(columns)}")
-    ts = df.pop("timestamp")
-    try:
-        if pd.api.types.is_numeric_dtype(ts):
-            index = pd.to_datetime(ts.astype("int64"), unit="ms", utc=True)
-        else:
-            index = pd.to_datetime(ts, utc=True, format="ISO8601")
-    except (ValueError, TypeError, OverflowError) as exc:
-        raise DataError(f"{path}: unreadable timestamps ({exc.__class__.__name__})") from exc
-    df.index = pd.DatetimeIndex(index, name="timestamp")
+    df.index = timestamp_index(df.pop("timestamp"), path)
     for col in columns:
         if col in df.columns:
             df[col] = pd.to_numeric(df[col], errors="coerce")

@@ -130,16 +130,21 @@ def read_parquet(path: Path) -> pd.DataFrame:
         raise DataError(f"corrupt store file {path}: {exc.__class__.__name__}; move it away and download again") from exc
     if "timestamp" not in df.columns:
         raise DataError(f"corrupt store file {path}: no timestamp column")
-    ts = df.pop("timestamp")
-    try:   # the store writes UTC datetimes; a user's file may hold epoch milliseconds (as CSV files do) or text
+    df.index = timestamp_index(df.pop("timestamp"), path)
+    return df
+
+
+def timestamp_index(ts: pd.Series, path: Path) -> pd.DatetimeIndex:
+    """A file's ``timestamp`` column as a UTC index named ``timestamp``: the store writes UTC datetimes; a user's
+    file may hold epoch milliseconds (as CSV files do) or ISO text. Anything else is a DataError naming ``path``."""
+    try:
         if pd.api.types.is_numeric_dtype(ts) and not pd.api.types.is_bool_dtype(ts):
             index = pd.to_datetime(ts.astype("int64"), unit="ms", utc=True)
         else:
             index = pd.to_datetime(ts, utc=True, format="ISO8601")
     except (ValueError, TypeError, OverflowError) as exc:
         raise DataError(f"{path}: unreadable timestamps ({exc.__class__.__name__})") from None
-    df.index = pd.DatetimeIndex(index, name="timestamp")
-    return df
+    return pd.DatetimeIndex(index, name="timestamp")
 
 
 def write_parquet_atomic(df: pd.DataFrame, path: Path) -> None:
