@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from backtests.config import BacktestConfig, ConfigError, config_from_dict, read_toml
-from backtests.executors import Executor, TaskFailure, make_executor
+from backtests.executors import Executor, TaskFailure, make_executor, with_lazy_imports
 from backtests.grid import Cell, CellOutcome, DateRange, build_cells, parse_ranges, parse_symbol_sets, ranges_from_mapping, \
     rolling_ranges
 from data_feeds import DataError, MarketData, load_market, parse_span
@@ -362,8 +362,9 @@ def run_cell(task: CellTask) -> CellOutcome:
 
 
 def worker_modules(spec: CompareSpec) -> list[str]:
-    """Modules a worker needs for ``spec``'s cells (the engine, each strategy's module, the report writer), for a
-    process pool to import once before it forks its workers."""
+    """Modules a worker needs for ``spec``'s cells (the engine, each strategy's module, the report writer, and
+    what those import on first use, see :func:`~backtests.executors.with_lazy_imports`), for a process pool to
+    import once before it forks its workers."""
     from strategies.registry import get_strategy
 
     from strategies.loader import MODULE_PREFIX
@@ -372,7 +373,7 @@ def worker_modules(spec: CompareSpec) -> list[str]:
     modules = ["backtests.compare", "backtests.engine", *(m for m in owners if not m.startswith(MODULE_PREFIX))]
     if spec.symbol_sets:
         modules.append("backtests.portfolio.engine")
-    return list(dict.fromkeys(modules + (["reports.comparison"] if spec.cell_reports else [])))
+    return with_lazy_imports(list(dict.fromkeys(modules + (["reports.comparison"] if spec.cell_reports else []))))
 
 
 def run_comparison(spec: CompareSpec, executor: Executor | None = None, *, progress: Progress | None = None,

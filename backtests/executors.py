@@ -12,12 +12,18 @@ worker needs the lstmbt package installed but no disk shared with the client.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+import importlib
 import multiprocessing
 import os
 import select
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -165,6 +171,22 @@ def _share_cores(workers: int) -> None:
     os.environ.setdefault("LSTMBT_TORCH_THREADS", str(max(1, cores // max(workers, 1))))
 
 
+# Modules a library imports on first use rather than at its own import, by the library they belong to. torch.optim
+# imports torch._dynamo when the first optimizer is made (1.3-2 s of imports): in a process server it is paid once,
+# in each worker it would be paid again by every worker that trains a model.
+LAZY_IMPORTS = {"torch": ("torch._dynamo",)}
+
+
+def with_lazy_imports(modules: Sequence[str]) -> list[str]:
+    """``modules`` plus what the libraries they import load lazily (:data:`LAZY_IMPORTS`), so a process server
+    (or a Dask worker at start) imports those once too instead of each worker on its first task. ``modules`` are
+    imported here to see which libraries they pull in (the client has imported most of them already)."""
+    for module in modules:
+        importlib.import_module(module)
+    lazy = [m for library, later in LAZY_IMPORTS.items() if library in sys.modules for m in later]
+    return list(dict.fromkeys([*modules, *lazy]))
+
+
 def _context(preload: list[str]):
     """``forkserver`` with ``preload`` imported in the server (the list only takes effect when the server starts,
     once per client process), else ``spawn``."""
@@ -210,7 +232,7 @@ class DaskExecutor(_Closing):
 
         if not items:
             return
-        futures = self._client.map(fn, list(items), pure=False)
+        futures = self._client.map(functools.partial(_on_dask_worker, fn), list(items), pure=False)
         index = {future.key: i for i, future in enumerate(futures)}
         try:
             for future in dask_completed(futures, loop=self._client.loop):
@@ -228,6 +250,62 @@ class DaskExecutor(_Closing):
             self._client.close()
 
 
+def _on_dask_worker(fn: Callable[[Any], Any], item: Any) -> Any:
+    with heap_malloc():
+        return fn(item)
+
+
+# glibc mallopt parameters (malloc.h) and the values glibc's own dynamic thresholds settle at on 64-bit Linux.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+_MMAP_THRESHOLD_FIXED = 128 * 1024
+_malloc_lock = threading.Lock()
+_malloc_users = 0
+
+
+def _libc():
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+@contextmanager
+def heap_malloc() -> Iterator[None]:
+    """While a task runs, let glibc keep freed memory in the heap as it does by default; give it back at the end.
+
+    Dask's nanny starts its workers with ``MALLOC_TRIM_THRESHOLD_=65536`` (``distributed.nanny.pre-spawn-environ``)
+    so they return memory to the system quickly. Setting that variable also switches off glibc's dynamic mmap
+    threshold: every block over 128 KiB, which is most of torch's tensors, is then mapped and unmapped on each use,
+    and training an LSTM ran 2-3x slower in such a worker than in a plain process (``benchmarks/compare_workers.py``).
+    Where that variable is set (Linux, glibc), the task runs with the thresholds glibc settles at by itself (mmap
+    above 32 MiB, trim above 64 MiB); when the last task running in the process ends, ``malloc_trim(0)`` returns the
+    free memory and the worker's own settings come back. Elsewhere this does nothing. Results are unaffected:
+    only where memory comes from changes."""
+    global _malloc_users
+    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    libc = _libc() if trim is not None and trim.isdigit() else None
+    if libc is None:
+        yield
+        return
+    with _malloc_lock:
+        _malloc_users += 1
+        if _malloc_users == 1:
+            libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)
+            libc.mallopt(_M_TRIM_THRESHOLD, 2 * _MMAP_THRESHOLD_MAX)
+    try:
+        yield
+    finally:
+        with _malloc_lock:
+            _malloc_users -= 1
+            if _malloc_users == 0:
+                libc.malloc_trim(0)
+                libc.mallopt(_M_TRIM_THRESHOLD, int(trim))
+                libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_FIXED)
+
+
 def make_executor(workers: int | None = None, scheduler: str | None = None, *,
                   preload: Sequence[str] = ()) -> Executor:
     """The executor the CLI flags ask for: Dask when ``scheduler`` is given, else a process pool of ``workers``
@@ -240,4 +318,5 @@ def make_executor(workers: int | None = None, scheduler: str | None = None, *,
     return ProcessExecutor(workers, preload=preload)
 
 
-__all__ = ["DaskExecutor", "Executor", "InlineExecutor", "ProcessExecutor", "TaskFailure", "make_executor"]
+__all__ = ["DaskExecutor", "Executor", "InlineExecutor", "ProcessExecutor", "TaskFailure", "heap_malloc", "make_executor",
+           "with_lazy_imports"]

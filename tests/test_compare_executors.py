@@ -106,3 +106,66 @@ def test_a_small_lstm_cell_trains_before_its_range_and_runs_in_the_grid(tmp_path
     spans = json.loads(meta.read_text())["spans"]
     assert pd.Timestamp(spans["train_end"]) == pd.Timestamp("2022-03-01", tz="UTC")
     assert pd.Timestamp(spans["validation"][1]) <= pd.Timestamp("2022-03-01", tz="UTC")
+
+
+class _RecordingLibc:
+    """Stands in for glibc: records mallopt/malloc_trim calls (the thresholds cannot be read back from glibc)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def mallopt(self, param, value):
+        self.calls.append(("mallopt", param, value))
+        return 1
+
+    def malloc_trim(self, pad):
+        self.calls.append(("malloc_trim", pad))
+        return 1
+
+
+def test_heap_malloc_lifts_dasks_trim_threshold_for_the_task_and_restores_it_after_the_last(monkeypatch):
+    from backtests import executors
+
+    libc = _RecordingLibc()
+    monkeypatch.setattr(executors, "_libc", lambda: libc)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")         # what Dask's nanny gives its workers
+    with executors.heap_malloc():
+        with executors.heap_malloc():                             # a second task thread in the same worker
+            pass
+        assert libc.calls == [("mallopt", -3, 32 * 2**20), ("mallopt", -1, 64 * 2**20)]
+    assert libc.calls[2:] == [("malloc_trim", 0), ("mallopt", -1, 65536), ("mallopt", -3, 128 * 1024)]
+
+
+def test_heap_malloc_leaves_a_process_without_dasks_setting_alone(monkeypatch):
+    from backtests import executors
+
+    libc = _RecordingLibc()
+    monkeypatch.setattr(executors, "_libc", lambda: libc)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    with executors.heap_malloc():
+        pass
+    assert libc.calls == []
+
+
+def test_heap_malloc_runs_on_the_real_libc_of_a_dask_worker(dask_client):
+    from backtests.executors import _libc
+
+    env = dask_client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+    assert set(env.values()) == {"65536"}                        # the nanny setting this works around
+    if _libc() is None:
+        pytest.skip("no glibc mallopt here")
+    with DaskExecutor(dask_client) as dask:
+        assert sorted(dask.map_unordered(_double_in_numpy, [1, 2])) == [(0, 2.0), (1, 4.0)]
+
+
+def _double_in_numpy(x: int) -> float:
+    import numpy as np
+
+    return float(np.full(1_000_000, x, dtype=np.float64).sum() / 500_000)
+
+
+def test_worker_preload_includes_what_torch_imports_on_the_first_optimizer():
+    from backtests.compare import worker_modules
+
+    modules = worker_modules(_spec(strategies=["lstm", "buy_hold"]))
+    assert modules[-1] == "torch._dynamo" and "strategies.lstm_strategy" in modules

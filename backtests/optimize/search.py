@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from backtests.config import BacktestConfig, ConfigError
-from backtests.executors import Executor, TaskFailure, make_executor
+from backtests.executors import Executor, TaskFailure, make_executor, with_lazy_imports
 from backtests.optimize.objective import (FoldOutcome, FoldTask, SpanPlan, fold_market, metric_value, plan_spans,
                                           run_fold)
 from backtests.optimize.space import apply_values
@@ -40,11 +40,12 @@ FINISHED = ("COMPLETE", "PRUNED", "FAIL")
 
 
 def worker_modules(spec: OptimizeSpec) -> list[str]:
-    """Modules a local worker needs (the engine, the strategy's module: torch for the LSTM), imported once by the
-    process server before it forks the workers of each fold."""
+    """Modules a local worker needs (the engine, the strategy's module: torch for the LSTM, and what those import on
+    first use), imported once by the process server before it forks the workers of each fold."""
     from strategies.registry import get_strategy
 
-    return ["backtests.optimize.objective", "backtests.engine", get_strategy(spec.config.strategy).__module__]
+    return with_lazy_imports(["backtests.optimize.objective", "backtests.engine",
+                              get_strategy(spec.config.strategy).__module__])
 
 
 def count_finished(study) -> int:
