@@ -1,9 +1,9 @@
 """Compare strategies across date ranges and symbols: what ``lstmbt compare`` does.
 
 Every cell of the grid (strategy x range x symbol) is one :func:`~backtests.engine.run_backtest` with the same
-broker, fraction, seed and model settings. The client loads each symbol's market data once, cuts each cell's
-slice (the range plus the history its strategy trains on, strictly before the range start) and ships it with the
-task, so workers (local processes or a Dask cluster) need no shared disk. A cell that raises becomes an error row;
+broker, fraction, seed and model settings. The client loads each symbol's market data once and sends it once to
+each worker (local processes or a Dask cluster), so workers need no shared disk; each task names its cell's cut of
+it (the range plus the history its strategy trains on, strictly before the range start), which the client checked. A cell that raises becomes an error row;
 the others still finish. From Python::
 
     spec = load_compare_spec("backtests/configs/compare_example.toml")
@@ -75,13 +75,34 @@ class CompareSpec:
         return build_cells(list(self.strategies), list(self.ranges), list(self.symbols), list(self.symbol_sets))
 
 
+@dataclass(frozen=True)
+class DataCut:
+    """A cell's market data as a cut of the grid's data (symbol -> :class:`MarketData`, sent once to each worker):
+    the bars of ``symbols`` with open time in ``[first, end)``, one symbol's data or, for a symbol set, a
+    :class:`~backtests.portfolio.data.PortfolioData` of them."""
+
+    symbols: tuple[str, ...]
+    first: Any
+    end: Any
+    portfolio: bool = False
+
+    def take(self, data: dict[str, MarketData]):
+        """The cut of ``data``."""
+        markets = {s: data[s].slice(self.first, self.end) for s in self.symbols}
+        if not self.portfolio:
+            return markets[self.symbols[0]]
+        from backtests.portfolio.data import PortfolioData
+
+        return PortfolioData(markets)
+
+
 @dataclass
 class CellTask:
-    """Everything a worker needs for one cell: its config and its slice of market data."""
+    """Everything a worker needs for one cell besides the grid's market data: its config and its cut of the data."""
 
     cell: Cell
     config: BacktestConfig
-    market: MarketData
+    cut: DataCut
     cell_reports: bool = True
     history_bars: int = 0
     sources: dict | None = None
@@ -90,6 +111,20 @@ class CellTask:
     rules: Any = None
     """The market's :class:`~backtests.margin.TradingRules`, read here (``--market-rules``, store or snapshot), so
     a worker needs no shared disk for them either."""
+
+    def market(self, data: dict[str, MarketData]):
+        """This cell's market data out of the grid's ``data``."""
+        return self.cut.take(data)
+
+
+@dataclass
+class Plan:
+    """The grid planned in the client: ``tasks`` for the cells whose data is there, error ``failed`` outcomes for
+    the others, and ``data``, each symbol's market data over every cell that reads it (sent once per worker)."""
+
+    tasks: list[CellTask]
+    failed: list[CellOutcome]
+    data: dict[str, MarketData]
 
 
 # ---------------------------------------------------------------- the spec: TOML and flags
@@ -202,8 +237,8 @@ def _cell_config(spec: CompareSpec, cell: Cell) -> BacktestConfig:
                                data={"symbol": cell.symbol, "start": cell.range.start, "end": cell.range.end})
 
 
-def _cell_market(full: MarketData, config: BacktestConfig, history: int) -> MarketData:
-    """The cell's slice of ``full``: ``history`` bars before the range start, then the range (the same checks and
+def _cell_market(full: MarketData, config: BacktestConfig, history: int) -> DataCut:
+    """The cell's cut of ``full``: ``history`` bars before the range start, then the range (the same checks and
     messages as :func:`backtests.engine.load_run_data`)."""
     d = config.data
     t0, t1 = parse_span(d.start, d.end)
@@ -219,10 +254,10 @@ def _cell_market(full: MarketData, config: BacktestConfig, history: int) -> Mark
         have = int((market.candles.index < t0).sum())
         raise DataError(f"{config.strategy} needs {history} bars of history before {d.start} to train; "
                         f"the data has {have} (starts {market.candles.index[0]:%Y-%m-%d})")
-    return market
+    return DataCut((d.symbol,), first, t1)
 
 
-def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
+def plan_cells(spec: CompareSpec) -> Plan:
     """Tasks for the cells whose data is there, and error outcomes for those whose data is not (no rows in the
     range, not enough history before it, an unknown symbol). Each symbol is read once for all its cells."""
     histories = {s: _history(s, spec.config) for s in spec.strategies}
@@ -251,7 +286,7 @@ def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
         for cell in (c for c in mine if not c.symbols):
             config = _cell_config(spec, cell)
             try:
-                market = _cell_market(full, config, histories[cell.strategy])
+                cut = _cell_market(full, config, histories[cell.strategy])
                 if spec.symbol_sets:
                     from backtests.portfolio.engine import refuse_portfolio_without_symbols
 
@@ -262,25 +297,26 @@ def plan_cells(spec: CompareSpec) -> tuple[list[CellTask], list[CellOutcome]]:
             except ValueError as exc:
                 failed.append(CellOutcome(cell, error=f"ValueError: {exc}"))
                 continue
-            tasks.append(CellTask(cell, config, market, spec.cell_reports, histories[cell.strategy],
+            tasks.append(CellTask(cell, config, cut, spec.cell_reports, histories[cell.strategy],
                                   _strategy_sources(config.strategy), rules))
     for cell in (c for c in cells if c.symbols):
         config = _cell_config(spec, cell)
         try:
-            market = _set_market(fulls, config, histories[cell.strategy])
+            cut = _set_market(fulls, config, histories[cell.strategy])
             from backtests.portfolio.engine import portfolio_class
 
             portfolio_class(config.strategy)
         except (DataError, ValueError) as exc:
             failed.append(CellOutcome(cell, error=f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
             continue
-        tasks.append(CellTask(cell, config, market, spec.cell_reports, histories[cell.strategy],
+        tasks.append(CellTask(cell, config, cut, spec.cell_reports, histories[cell.strategy],
                               _strategy_sources(config.strategy)))
-    return tasks, failed
+    needed = {s for task in tasks for s in task.cut.symbols}
+    return Plan(tasks, failed, {s: fulls[s] for s in fulls if s in needed})
 
 
-def _set_market(fulls: dict, config: BacktestConfig, history: int):
-    """A portfolio cell's data: each symbol's slice (``history`` bars before the range, then the range), as a
+def _set_market(fulls: dict, config: BacktestConfig, history: int) -> DataCut:
+    """A portfolio cell's cut: each symbol's bars from ``history`` bars before the range to its end, as a
     :class:`~backtests.portfolio.data.PortfolioData`; a symbol that starts later inside the range is kept (the
     run reports it), one with no bar in the range or too little history is this cell's error."""
     from backtests.portfolio.data import PortfolioData
@@ -305,7 +341,7 @@ def _set_market(fulls: dict, config: BacktestConfig, history: int):
     if len(span) < 3:
         raise DataError(f"only {len(span)} bar(s) of {' + '.join(config.symbols)} in {d.start} .. {d.end}")
     check_coverage(span, t0, t1, d.timeframe, f"{' + '.join(config.symbols)} {d.timeframe}")
-    return data
+    return DataCut(tuple(config.symbols), first, t1, portfolio=True)
 
 
 def _strategy_sources(strategy: str) -> dict | None:
@@ -317,8 +353,9 @@ def _strategy_sources(strategy: str) -> dict | None:
 
 # ---------------------------------------------------------------- running
 
-def run_cell(task: CellTask) -> CellOutcome:
-    """Run one cell where it lands (a worker process, a Dask worker, or here) and never raise: an exception
+def run_cell(task: CellTask, data: dict[str, MarketData]) -> CellOutcome:
+    """Run one cell on its cut of the grid's ``data`` where it lands (a worker process, a Dask worker, or here)
+    and never raise: an exception
     becomes the outcome's ``error`` (``"DataError: ..."``) with the traceback as ``detail``. Next to the cell, the
     worker runs the cell's one buy-and-hold (``buy_hold`` at 1x on the same bars and broker, fees and funding
     paid; a 1x ``buy_hold`` cell is its own) and keeps its equity in ``result.extras["buy_hold_1x"]`` for the
@@ -339,11 +376,12 @@ def run_cell(task: CellTask) -> CellOutcome:
 
             def run(config, market):
                 return run_portfolio(config, data=market)
-        result = run(task.config, market=task.market)
+        market = task.market(data)
+        result = run(task.config, market=market)
         reference = None
         if not (task.config.strategy == REFERENCE_STRATEGY and task.config.broker.leverage == 1.0):
             reference = run(task.config.replace(strategy=REFERENCE_STRATEGY, params={},
-                                                broker={"leverage": 1.0}), market=task.market)
+                                                broker={"leverage": 1.0}), market=market)
             result.extras["buy_hold_1x"] = reference.equity
     except Exception as exc:            # the cell's failure is its result; the grid goes on
         text = str(exc).strip().splitlines()
@@ -385,7 +423,8 @@ def run_comparison(spec: CompareSpec, executor: Executor | None = None, *, progr
     from tqdm import tqdm
 
     cells = spec.cells()
-    tasks, outcomes = plan_cells(spec)
+    plan = plan_cells(spec)
+    tasks, outcomes = plan.tasks, plan.failed
     tasks.sort(key=lambda t: -t.history_bars)
     own = executor is None
     executor = make_executor(spec.workers, spec.scheduler, preload=worker_modules(spec)) if own else executor
@@ -408,7 +447,7 @@ def run_comparison(spec: CompareSpec, executor: Executor | None = None, *, progr
     try:
         for outcome in outcomes:
             report(outcome)
-        for i, value in executor.map_unordered(run_cell, tasks):
+        for i, value in executor.map_unordered(run_cell, tasks, shared=plan.data):
             if isinstance(value, TaskFailure):
                 value = CellOutcome(tasks[i].cell, error=value.error)
             report(value)
@@ -587,7 +626,7 @@ def compare_command(args: argparse.Namespace) -> int:
     return 0 if failed < len(outcomes) else 1
 
 
-__all__ = ["CellTask", "CompareSpec", "add_compare_arguments", "compare_command", "load_compare_spec",
+__all__ = ["CellTask", "CompareSpec", "DataCut", "Plan", "add_compare_arguments", "compare_command", "load_compare_spec",
            "plan_cells", "record_trials", "resolve_spec", "run_and_write", "run_cell", "run_comparison",
            "spec_from_args",
            "worker_modules"]

@@ -4,7 +4,9 @@ Every executor has the same small interface: ``map_unordered(fn, items)`` runs `
 yields ``(index, value)`` as each finishes, in completion order; a task that could not return (its worker died, its
 input or output could not be sent) yields a :class:`TaskFailure` instead of raising, so the others still finish.
 ``fn`` must be a module-level function and ``items`` picklable: they travel to the worker with the task, so a
-worker needs the lstmbt package installed but no disk shared with the client.
+worker needs the lstmbt package installed but no disk shared with the client. What every task reads (the grid's
+market data) goes in ``shared``: it is sent once to each worker, not with each task, and ``fn(item, shared)`` is
+called instead.
 
 >>> with make_executor(workers=2) as ex:                                  # doctest: +SKIP
 ...     for i, value in ex.map_unordered(pow_of_two, [1, 2, 3]): ...
@@ -49,7 +51,8 @@ class Executor(Protocol):
     @property
     def workers(self) -> int: ...
 
-    def map_unordered(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> Iterator[tuple[int, Any]]: ...
+    def map_unordered(self, fn: Callable[..., Any], items: Sequence[Any], *,
+                      shared: Any = None) -> Iterator[tuple[int, Any]]: ...
 
     def close(self) -> None: ...
 
@@ -78,10 +81,10 @@ class InlineExecutor(_Closing):
     def workers(self) -> int:
         return 1
 
-    def map_unordered(self, fn, items):
+    def map_unordered(self, fn, items, *, shared=None):
         for i, item in enumerate(items):
             try:
-                value = fn(item)
+                value = fn(item) if shared is None else fn(item, shared)
             except Exception as exc:          # reported as that task's failure; the rest still run
                 value = TaskFailure(_describe(exc))
             yield i, value
@@ -108,14 +111,15 @@ class ProcessExecutor(_Closing):
     def workers(self) -> int:
         return self._workers
 
-    def map_unordered(self, fn, items):
+    def map_unordered(self, fn, items, *, shared=None):
         if not items:
             return
         workers = min(self._workers, len(items))
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context(self._preload),
-                                   initializer=_init_worker, initargs=(os.getpid(), workers))
+                                   initializer=_init_worker, initargs=(os.getpid(), workers, shared))
+        task = fn if shared is None else functools.partial(_with_shared, fn)
         try:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            futures = {pool.submit(task, item): i for i, item in enumerate(items)}
             for future in as_completed(futures):
                 try:
                     value = future.result()
@@ -126,10 +130,20 @@ class ProcessExecutor(_Closing):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _init_worker(pid: int, workers: int) -> None:
-    """Pool worker initializer: exit with the client (:func:`watch_parent`) and share the cores (:func:`_share_cores`)."""
+_shared: Any = None           # a pool worker's copy of what every task of its pool reads (``shared``)
+
+
+def _init_worker(pid: int, workers: int, shared: Any = None) -> None:
+    """Pool worker initializer: exit with the client (:func:`watch_parent`), share the cores
+    (:func:`_share_cores`) and keep ``shared`` for the tasks."""
+    global _shared
     watch_parent(pid)
     _share_cores(workers)
+    _shared = shared
+
+
+def _with_shared(fn: Callable[[Any, Any], Any], item: Any) -> Any:
+    return fn(item, _shared)
 
 
 def watch_parent(pid: int) -> None:
@@ -201,8 +215,9 @@ def _context(preload: list[str]):
 class DaskExecutor(_Closing):
     """Tasks on a Dask cluster through ``dask.distributed``: give the scheduler's address
     (``tcp://scheduler-host:8786``) or a ready ``distributed.Client``. Inputs are pickled into each task and results
-    come back to the client; a task that raises on the cluster (a worker lost, say) becomes a
-    :class:`TaskFailure`. A client made here is closed by :meth:`close`; one passed in is left open."""
+    come back to the client; ``shared`` is scattered to every worker once per call. A task that raises on the
+    cluster (a worker lost, say) becomes a :class:`TaskFailure`. A client made here is closed by :meth:`close`;
+    one passed in is left open."""
 
     name = "dask"
 
@@ -227,12 +242,13 @@ class DaskExecutor(_Closing):
     def client(self):
         return self._client
 
-    def map_unordered(self, fn, items):
+    def map_unordered(self, fn, items, *, shared=None):
         from distributed import as_completed as dask_completed
 
         if not items:
             return
-        futures = self._client.map(functools.partial(_on_dask_worker, fn), list(items), pure=False)
+        held = None if shared is None else self._client.scatter([shared], broadcast=True, hash=False)[0]
+        futures = self._client.map(functools.partial(_on_dask_worker, fn), list(items), shared=held, pure=False)
         index = {future.key: i for i, future in enumerate(futures)}
         try:
             for future in dask_completed(futures, loop=self._client.loop):
@@ -244,15 +260,17 @@ class DaskExecutor(_Closing):
                 future.release()
         finally:
             self._client.cancel([f for f in futures if not f.done()])
+            if held is not None:
+                held.release()
 
     def close(self) -> None:
         if self._owned:
             self._client.close()
 
 
-def _on_dask_worker(fn: Callable[[Any], Any], item: Any) -> Any:
+def _on_dask_worker(fn: Callable[..., Any], item: Any, shared: Any = None) -> Any:
     with heap_malloc():
-        return fn(item)
+        return fn(item) if shared is None else fn(item, shared)
 
 
 # glibc mallopt parameters (malloc.h) and the values glibc's own dynamic thresholds settle at on 64-bit Linux.

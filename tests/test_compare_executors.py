@@ -169,3 +169,29 @@ def test_worker_preload_includes_what_torch_imports_on_the_first_optimizer():
 
     modules = worker_modules(_spec(strategies=["lstm", "buy_hold"]))
     assert modules[-1] == "torch._dynamo" and "strategies.lstm_strategy" in modules
+
+
+def _plus_shared(x: int, shared: dict) -> int:
+    return x + shared["offset"]
+
+
+def test_shared_input_reaches_every_task_on_every_executor(dask_client):
+    shared = {"offset": 100}
+    expected = [(0, 101), (1, 102), (2, 103)]
+    with ProcessExecutor(2) as pool:
+        assert sorted(pool.map_unordered(_plus_shared, [1, 2, 3], shared=shared)) == expected
+    with DaskExecutor(dask_client) as dask:
+        assert sorted(dask.map_unordered(_plus_shared, [1, 2, 3], shared=shared)) == expected
+    assert sorted(InlineExecutor().map_unordered(_plus_shared, [1, 2, 3], shared=shared)) == expected
+
+
+def test_a_cell_task_carries_its_cut_not_the_market_data():
+    import pickle
+
+    from backtests.compare import plan_cells
+
+    plan = plan_cells(_spec())
+    assert len(plan.tasks) == 6 and list(plan.data) == ["BTC/USDT:USDT"]
+    assert all(len(pickle.dumps(task)) < 20_000 for task in plan.tasks)          # the data goes once per worker
+    march = plan.tasks[0].market(plan.data).candles.index
+    assert (march[0], march[-1]) == (pd.Timestamp("2022-03-01", tz="UTC"), pd.Timestamp("2022-03-31 23:00", tz="UTC"))

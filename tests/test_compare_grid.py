@@ -102,16 +102,18 @@ def test_spec_wants_strategy_parameters_per_strategy():
 def test_example_spec_file_plans_all_18_cells_with_enough_history_for_the_lstm():
     spec = load_compare_spec(EXAMPLE)
     assert (len(spec.strategies), len(spec.ranges), len(spec.symbols)) == (3, 3, 2)
-    tasks, failed = plan_cells(spec)
-    assert failed == [] and len(tasks) == 18
+    plan = plan_cells(spec)
+    tasks = plan.tasks
+    assert plan.failed == [] and len(tasks) == 18
+    assert sorted(plan.data) == ["BTC/USDT:USDT", "ETH/USDT:USDT"]     # sent once per worker, not with each cell
     lstm = next(t for t in tasks if t.cell.strategy == "lstm" and t.cell.range.name == "bull")
-    index = lstm.market.candles.index
+    index = lstm.market(plan.data).candles.index
     start, end = pd.Timestamp("2020-10-01", tz="UTC"), pd.Timestamp("2021-04-16", tz="UTC")
     assert index[0] == start - pd.Timedelta(hours=lstm.history_bars)   # the history the model trains on
     assert index[-1] < end
     sma = next(t for t in tasks if t.cell.strategy == "sma_cross" and t.cell.range.name == "bull")
     assert sma.config.params == {"fast": 20, "slow": 50}
-    assert str(sma.market.candles.index[0]) == "2020-10-01 00:00:00+00:00"
+    assert str(sma.market(plan.data).candles.index[0]) == "2020-10-01 00:00:00+00:00"
 
 
 def test_toml_spec_refuses_unknown_keys(tmp_path):

@@ -189,19 +189,20 @@ def test_a_compare_task_carries_the_strategy_file_so_a_worker_needs_no_shared_di
 
     grid = {"strategies": ["my_rsi.py:RsiLongShort"], "symbols": ["ETH/USDT:USDT"],
             "ranges": "jan=2024-01-01:2024-01-05", "cell_reports": False, "bootstrap": 200}
-    (task,), _ = plan_cells(resolve_spec(BacktestConfig(strategy="buy_hold"), grid))
+    plan = plan_cells(resolve_spec(BacktestConfig(strategy="buy_hold"), grid))
+    (task,) = plan.tasks
     path = str(user_dir / "my_rsi.py")
     assert task.sources == {path: (user_dir / "my_rsi.py").read_text()}
     elsewhere = str(user_dir / "not_on_this_worker" / "my_rsi.py")     # the client's path, absent here
     task.sources = {elsewhere: task.sources[path]}
     task.config = task.config.replace(strategy=f"{elsewhere}:RsiLongShort")
     try:
-        outcome = run_cell(task)
+        outcome = run_cell(task, plan.data)
     finally:
         loader._SOURCES.pop(elsewhere, None)
     assert outcome.ok, outcome.detail
     assert outcome.result.final_equity == run_backtest(task.config.replace(strategy="my_rsi.py:RsiLongShort"),
-                                                       market=task.market).final_equity
+                                                       market=task.market(plan.data)).final_equity
 
 
 def test_check_lookahead_flags_a_peeking_strategy_loaded_from_a_file(user_dir, capsys):
