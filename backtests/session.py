@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Sequence
 
-from backtests.executors import process_alive
+from backtests.compare.executors import process_alive
 from backtests.config import BacktestConfig
 from backtests.engine import load_run_data, run_backtest
 from backtests.result import BacktestResult

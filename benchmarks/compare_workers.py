@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from backtests.compare import CompareSpec, load_compare_spec, run_comparison, worker_modules
-from backtests.executors import DaskExecutor, ProcessExecutor
+from backtests.compare.executors import DaskExecutor, ProcessExecutor
 from reports.comparison import build_comparison, write_comparison
 
 GRID = Path(__file__).resolve().parent / "compare_grid36.toml"

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from backtests.executors import ProcessExecutor
+from backtests.compare.executors import ProcessExecutor
 from backtests.optimize import load_optimize_spec, run_search
 from backtests.optimize.search import worker_modules
 

@@ -1,6 +1,6 @@
 """The comparison of a grid of backtests (strategy x date range x symbol): table, statistics, charts and pages.
 
-:func:`build_comparison` turns cell outcomes (``backtests.grid.CellOutcome``: a ``BacktestResult`` or an error) into
+:func:`build_comparison` turns cell outcomes (``backtests.compare.grid.CellOutcome``: a ``BacktestResult`` or an error) into
 one row per cell with its metrics and how far its Sharpe ratio can be trusted (:mod:`reports.statistics`);
 :func:`write_comparison` writes the folder:
 
@@ -49,7 +49,7 @@ from reports.verdict import CONFIDENT, LUCK, NA, NO
 from reports.writer import LOG_SCALE_RATIO, report_metrics, write_report
 
 if TYPE_CHECKING:
-    from backtests.grid import CellOutcome
+    from backtests.compare.grid import CellOutcome
     from backtests.result import BacktestResult
 
 BEATS = "Beats B&H"

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from backtests.compare import add_compare_arguments, compare_command, spec_from_args
-from backtests.grid import DateRange
+from backtests.compare.grid import DateRange
 
 
 def _args(*argv: str) -> argparse.Namespace:

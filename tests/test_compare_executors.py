@@ -11,7 +11,7 @@ import pytest
 
 from backtests.compare import resolve_spec, run_comparison
 from backtests.config import BacktestConfig
-from backtests.executors import DaskExecutor, InlineExecutor, ProcessExecutor, TaskFailure
+from backtests.compare.executors import DaskExecutor, InlineExecutor, ProcessExecutor, TaskFailure
 from reports.comparison import build_comparison
 
 GRID = {"strategies": ["sma_cross", "buy_hold", "flat"], "symbols": ["BTC/USDT:USDT"],
@@ -124,7 +124,7 @@ class _RecordingLibc:
 
 
 def test_heap_malloc_lifts_dasks_trim_threshold_for_the_task_and_restores_it_after_the_last(monkeypatch):
-    from backtests import executors
+    from backtests.compare import executors
 
     libc = _RecordingLibc()
     monkeypatch.setattr(executors, "_libc", lambda: libc)
@@ -137,7 +137,7 @@ def test_heap_malloc_lifts_dasks_trim_threshold_for_the_task_and_restores_it_aft
 
 
 def test_heap_malloc_leaves_a_process_without_dasks_setting_alone(monkeypatch):
-    from backtests import executors
+    from backtests.compare import executors
 
     libc = _RecordingLibc()
     monkeypatch.setattr(executors, "_libc", lambda: libc)
@@ -148,7 +148,7 @@ def test_heap_malloc_leaves_a_process_without_dasks_setting_alone(monkeypatch):
 
 
 def test_heap_malloc_runs_on_the_real_libc_of_a_dask_worker(dask_client):
-    from backtests.executors import _libc
+    from backtests.compare.executors import _libc
 
     env = dask_client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
     assert set(env.values()) == {"65536"}                        # the nanny setting this works around

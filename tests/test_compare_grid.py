@@ -9,7 +9,7 @@ import pytest
 
 from backtests.compare import load_compare_spec, plan_cells, resolve_spec
 from backtests.config import BacktestConfig, ConfigError
-from backtests.grid import Cell, DateRange, build_cells, parse_ranges, ranges_from_mapping, rolling_ranges
+from backtests.compare.grid import Cell, DateRange, build_cells, parse_ranges, ranges_from_mapping, rolling_ranges
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "backtests" / "configs" / "compare_example.toml"
 

@@ -12,7 +12,7 @@ import pytest
 
 from backtests.compare import add_compare_arguments, run_comparison, spec_from_args
 from backtests.config import ConfigError
-from backtests.executors import DaskExecutor, InlineExecutor
+from backtests.compare.executors import DaskExecutor, InlineExecutor
 
 
 def _files(d):

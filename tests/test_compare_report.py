@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from backtests.grid import Cell, CellOutcome, DateRange
+from backtests.compare.grid import Cell, CellOutcome, DateRange
 from reports.comparison import (VERDICT_CONFIDENT, VERDICT_LUCK, VERDICT_NA, VERDICT_NO, build_comparison,
                                 comparison_html, comparison_markdown, verdict)
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from backtests.executors import InlineExecutor
+from backtests.compare.executors import InlineExecutor
 from backtests.optimize.guards import cpcv_splits
 from backtests.optimize.refit import RefitOutcome, _blocked, refit_cpcv, replay_returns
 from strategies.ml.config import ModelConfig

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from backtests.config import BacktestConfig, ConfigError
-from backtests.executors import DaskExecutor, InlineExecutor
+from backtests.compare.executors import DaskExecutor, InlineExecutor
 from backtests.optimize import resolve_spec, run_search
 from backtests.optimize.study import open_study
 from tests.conftest import make_candles, write_candles_csv

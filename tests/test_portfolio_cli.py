@@ -76,7 +76,7 @@ def test_toml_symbols_margin_weights_and_single_symbol_config_unchanged(tmp_path
 def test_compare_symbol_sets_inline_and_on_dask():
     distributed = pytest.importorskip("distributed")
     from backtests.compare import resolve_spec, run_comparison
-    from backtests.executors import DaskExecutor, InlineExecutor
+    from backtests.compare.executors import DaskExecutor, InlineExecutor
     from reports.comparison import build_comparison
 
     spec = resolve_spec(BacktestConfig(strategy="buy_hold", broker=BrokerConfig(leverage=2)),

@@ -265,7 +265,7 @@ def test_comparison_cell_of_a_symbol_set(result):
     """A compare cell that runs a symbol set (``--symbol-sets majors=...``: the set's name is the cell's symbol)
     shows the name in the symbol column and, without its buy-and-hold run, is judged against the equal-weight
     estimate, not against the first symbol alone."""
-    from backtests.grid import Cell, CellOutcome, DateRange
+    from backtests.compare.grid import Cell, CellOutcome, DateRange
     from reports.comparison import build_comparison, method_notes, reference_equity
 
     @dataclasses.dataclass(frozen=True)

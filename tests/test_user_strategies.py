@@ -13,7 +13,7 @@ from backtests.cli import main
 from backtests.compare import resolve_spec, run_comparison
 from backtests.config import BacktestConfig
 from backtests.engine import run_backtest
-from backtests.executors import DaskExecutor, InlineExecutor, ProcessExecutor
+from backtests.compare.executors import DaskExecutor, InlineExecutor, ProcessExecutor
 from strategies import registry
 from strategies.registry import get_strategy, register_strategy
 

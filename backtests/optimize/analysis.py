@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from backtests.executors import Executor, TaskFailure
+from backtests.compare.executors import Executor, TaskFailure
 from backtests.optimize.guards import cpcv_selection, default_slices, importances, pbo_cscv
 from backtests.optimize.objective import METRICS, FoldTask, fold_market, metric_value, run_fold
 from backtests.optimize.space import apply_values, uses_model

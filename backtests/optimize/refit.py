@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,7 +212,7 @@ def refit_cpcv(splits: list[Split], selected: np.ndarray, candidates: list, sear
                n_groups: int, n_test_groups: int, executor, cache_dir: str | None) -> RefitResult:
     """Refit, per split, the selected candidate (``candidates[i]`` = ``(model config, label cost)``) and
     replay its test groups (see the module docstring)."""
-    from backtests.executors import TaskFailure
+    from backtests.compare.executors import TaskFailure
 
     started = time.perf_counter()
     candles, funding = search_market.candles, search_market.funding

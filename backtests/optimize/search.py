@@ -14,7 +14,6 @@ seed and batch give the same trial values on a process pool, a Dask cluster or i
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -26,12 +25,12 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from backtests.config import BacktestConfig, ConfigError
-from backtests.executors import Executor, TaskFailure, make_executor, with_lazy_imports
+from backtests.compare.executors import Executor, TaskFailure, make_executor, with_lazy_imports
+from backtests.config import BacktestConfig
 from backtests.optimize.objective import (FoldOutcome, FoldTask, SpanPlan, fold_market, metric_value, plan_spans,
                                           run_fold)
 from backtests.optimize.space import apply_values
-from backtests.optimize.study import (OptimizeSpec, check_settings, folder_lock, load_returns, open_study,
+from backtests.optimize.study import (OptimizeSpec, check_settings, folder_lock, open_study,
                                       recover_stale, repair_journal, save_returns)
 from data_feeds import DataError, MarketData, load_market, parse_span
 
