@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 
-from backtests.slippage import SLIPPAGE_MODELS
+from backtests.flags import add_broker_flags, add_data_flags, add_flags
 
 EXAMPLES = {
     "backtest": """examples:
@@ -43,41 +43,6 @@ EXAMPLES = {
 
 def _progress(line: str) -> None:
     print(line, flush=True)
-
-
-def _add_data_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("data")
-    g.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
-    g.add_argument("--symbol", help="ccxt unified symbol, e.g. BTC/USDT:USDT")
-    g.add_argument("--timeframe", help="bar size: 1m 5m 15m 1h 4h 1d ...")
-    g.add_argument("--start", help="first day, YYYY-MM-DD (UTC)")
-    g.add_argument("--end", help="last day, YYYY-MM-DD, inclusive (UTC)")
-    g.add_argument("--data", dest="path", help="your own candles file (CSV or Parquet: timestamp,open,high,low,close,volume)")
-    g.add_argument("--funding-data", dest="funding_path", help="your own funding file (timestamp,funding_rate)")
-    g.add_argument("--mark-data", dest="mark_path",
-                   help="your own mark-price candles (timestamp,open,high,low,close), the timeframe or finer")
-    g.add_argument("--market-rules", dest="market_rules",
-                   help="JSON/TOML file of the market's rules: qty_step, min_qty, min_notional, leverage tiers... "
-                        "(default: stored with the data by `lstmbt download`, or the shipped snapshot)")
-    g.add_argument("--data-dir", dest="store_dir", help="local data store folder (default: $LSTMBT_DATA_DIR or user cache)")
-
-
-def _add_broker_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("broker")
-    g.add_argument("--cash", type=float, help="starting cash in USDT (default 10000)")
-    g.add_argument("--leverage", type=float, help="1 to 125 (default 1)")
-    g.add_argument("--taker-fee", type=float, help="fraction of notional for market orders, 0.0005 = 0.05%% (default: the market's stored fee, else 0.0005)")
-    g.add_argument("--maker-fee", type=float, help="fraction of notional for resting limit orders (default: the market's stored fee, else 0.0002)")
-    g.add_argument("--slippage", dest="slippage_model", choices=SLIPPAGE_MODELS,
-                   help="slippage model: none, fixed (--slippage-bps), range or volume (default fixed)")
-    g.add_argument("--slippage-bps", type=float, help="basis points against each market fill (default 1)")
-    g.add_argument("--slippage-coef", type=float, help="coefficient of the range/volume slippage models (default 0.1)")
-    g.add_argument("--liquidation-fee", type=float,
-                   help="fraction of notional at liquidation (default: the market's rate, else 0.0125)")
-    g.add_argument("--liquidation-model", choices=("binance", "flat"),
-                   help="binance (default): Binance's liquidation protocol; flat: fee at the liquidation price")
-    g.add_argument("--no-liquidation", action="store_true", help="never liquidate (to study a strategy's raw PnL)")
-    g.add_argument("--no-funding", action="store_true", help="ignore funding payments")
 
 
 def _add_portfolio_flags(p: argparse.ArgumentParser) -> None:
@@ -115,7 +80,7 @@ def portfolio_overrides(args: argparse.Namespace) -> dict:
 
 
 def broker_overrides(args: argparse.Namespace) -> dict:
-    """The BrokerConfig fields set by the broker flags given on the command line (see ``_add_broker_flags``)."""
+    """The BrokerConfig fields set by the broker flags given on the command line (see :func:`backtests.flags.add_broker_flags`)."""
     broker = {k: getattr(args, k) for k in ("cash", "leverage", "taker_fee", "maker_fee", "slippage_bps",
                                             "slippage_coef", "liquidation_fee", "liquidation_model")
               if getattr(args, k, None) is not None}
@@ -281,19 +246,15 @@ def make_parser() -> argparse.ArgumentParser:
                                       "pkg.module:Class")
     p.add_argument("--baselines", help="comma-separated strategies to compare with, e.g. buy_hold,sma_cross ('' for none)")
     p.add_argument("--name", help="run name used in the output folder")
-    p.add_argument("--seed", type=int, help="random seed (default 42)")
     p.add_argument("--fraction", type=float, help="share of equity per position, 0-1 (default 0.99)")
     p.add_argument("--out", help="report folder (default runs/<UTC time>-<name>); must be empty unless --force")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder once the new run is complete")
-    p.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     p.add_argument("--plot-backtrader", action="store_true", help="also save Backtrader's own plot as backtrader.png")
     p.add_argument("--model-kind", help="the model strategy's [model] kind: lstm, gru, transformer, logreg or "
                                         "path/to/my_model.py:MyModel")
-    p.add_argument("--risk-free", type=float, dest="risk_free",
-                   help="annual risk-free rate for Sharpe, Sortino and the verdict, 0.04 = 4%% (default 0)")
-    p.add_argument("--ledger", help="trial ledger file (default $LSTMBT_LEDGER or ledger.jsonl in the user cache)")
-    _add_data_flags(p)
-    _add_broker_flags(p)
+    add_flags(p, "--seed", "--cache-dir", "--risk-free", "--ledger")
+    add_data_flags(p)
+    add_broker_flags(p)
     _add_portfolio_flags(p)
 
     from backtests.compare import add_compare_arguments
@@ -317,7 +278,7 @@ def make_parser() -> argparse.ArgumentParser:
     p = add("check-lookahead", "rerun a strategy with the data cut after sampled bars; exit 1 if any decision changes",
             cmd_check_lookahead)
     add_lookahead_arguments(p)
-    _add_data_flags(p)
+    add_data_flags(p)
     _add_portfolio_flags(p)
 
     from backtests.optimize.command import add_optimize_arguments
@@ -335,13 +296,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config file (flags below override it)")
     p.add_argument("--strategy", help="strategy to run, as in backtest")
     p.add_argument("--name", help="run name used in the output folder")
-    p.add_argument("--seed", type=int, help="random seed (default 42)")
     p.add_argument("--out", help="run folder (default runs/<UTC time>-<name>-paper); an existing one is resumed")
-    p.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
-    p.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
-    p.add_argument("--symbol", help="ccxt unified symbol, e.g. BTC/USDT:USDT")
-    p.add_argument("--timeframe", help="bar size: 1m 5m 15m 1h 4h ...")
-    _add_broker_flags(p)
+    add_flags(p, "--seed", "--cache-dir", "--exchange", "--symbol", "--timeframe")
+    add_broker_flags(p)
 
     p = add("download", "fetch candles, funding and mark prices through ccxt into the local store", cmd_download)
     _add_download_flags(p)

@@ -372,11 +372,12 @@ def audit_portfolio_lookahead(config: BacktestConfig, *, bars: int = 50, seed: i
 
 def add_lookahead_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``lstmbt check-lookahead`` besides the data flags it shares with ``lstmbt backtest``."""
+    from backtests.flags import add_flags
+
     parser.add_argument("--config", help="TOML config file (flags below override it)")
     parser.add_argument("--strategy", help="strategy to audit: lstm, sma_cross ... or your own, my_file.py:MyStrategy")
-    parser.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
     parser.add_argument("--bars", type=int, default=50, help="how many bars to cut the data at (default 50)")
-    parser.add_argument("--seed", type=int, help="random seed of the models, as in every command (default 42)")
+    add_flags(parser, "--cache-dir", "--seed", seed="random seed of the models, as in every command (default 42)")
     parser.add_argument("--sample-seed", dest="sample_seed", type=int, default=0,
                         help="seed that picks the cutoff bars (default 0)")
 

@@ -21,7 +21,7 @@ DEVICES = ("auto", "cpu", "cuda")
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``lstmbt train``; the data flags (as for ``lstmbt backtest``) override ``--config``'s ``[data]``:
     ``--start .. --end`` is the span to predict, training data comes before it."""
-    from backtests.cli import _add_data_flags
+    from backtests.flags import add_data_flags, add_flags
 
     parser.add_argument("--config", help="TOML config file; its [data], [broker] and [model] tables are read")
     parser.add_argument("--test-bars", type=int, help="bars each fold's model predicts, e.g. 720 = 30 days of 1h "
@@ -30,11 +30,11 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                                                                  "fold's start instead of sliding it")
     parser.add_argument("--device", choices=DEVICES, default="auto",
                         help="where to train: auto picks cuda when torch sees a GPU (default auto)")
-    parser.add_argument("--seed", type=int, help="random seed (default: the config's, 42)")
-    parser.add_argument("--cache-dir", help="folder for trained models (default: the backtest's model cache)")
+    add_flags(parser, "--seed", "--cache-dir", seed="random seed (default: the config's, 42)",
+              cache_dir="folder for trained models (default: the backtest's model cache)")
     parser.add_argument("--model-kind", help="[model] kind: lstm, gru, transformer, logreg, gbm or "
                                              "path/to/my_model.py:MyModel")
-    _add_data_flags(parser)
+    add_data_flags(parser)
 
 
 def resolve_device(choice: str, cuda_available: bool) -> str:

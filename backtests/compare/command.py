@@ -21,7 +21,7 @@ EXAMPLES = """examples:
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``lstmbt compare``; they override the ``--config`` file's values."""
-    from backtests.cli import _add_broker_flags
+    from backtests.flags import add_broker_flags, add_data_flags, add_flags
 
     parser.epilog = EXAMPLES
     parser.add_argument("--config", help="TOML file: a backtest config plus a [compare] table")
@@ -34,35 +34,26 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
                    help="portfolio cells, each a set of symbols in one account: name=SYMBOL+SYMBOL[,...], e.g. "
                         "majors=BTC/USDT:USDT+ETH/USDT:USDT (with portfolio strategies: lstm_portfolio, buy_hold...)")
     g.add_argument("--margin", help="margin mode of the symbol-set cells: cross or isolated (default)")
-    g.add_argument("--exchange", help="ccxt exchange id (default binanceusdm)")
-    g.add_argument("--timeframe", help="bar size for every cell, e.g. 1h")
-    g.add_argument("--start", help="span for --rolling (or the single range): first day, YYYY-MM-DD")
-    g.add_argument("--end", help="span for --rolling: last day, inclusive")
-    g.add_argument("--data-dir", dest="store_dir", help="local data store folder")
-    g.add_argument("--data", dest="path", help="your own candles file (CSV or Parquet) instead of the store; "
-                                               "one symbol")
-    g.add_argument("--funding-data", dest="funding_path", help="your own funding file (timestamp,funding_rate)")
-    g.add_argument("--mark-data", dest="mark_path",
-                   help="your own mark-price candles (timestamp,open,high,low,close), with --data; one symbol")
-    g.add_argument("--market-rules", dest="market_rules",
-                   help="JSON/TOML file of the market rules (one market, or [markets.\"SYM\"] tables per symbol)")
+    add_data_flags(parser, skip=("--symbol",), timeframe="bar size for every cell, e.g. 1h",
+                   start="span for --rolling (or the single range): first day, YYYY-MM-DD",
+                   end="span for --rolling: last day, inclusive",
+                   data="your own candles file (CSV or Parquet) instead of the store; one symbol",
+                   mark_data="your own mark-price candles (timestamp,open,high,low,close), with --data; one symbol",
+                   market_rules="JSON/TOML file of the market rules (one market, or [markets.\"SYM\"] tables per "
+                                "symbol)")
     r = parser.add_argument_group("running")
-    r.add_argument("--workers", type=int, help="local worker processes (default: one per core; 0 = in this process)")
-    r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://scheduler-host:8786 (instead of local workers)")
+    add_flags(r, "--workers", "--scheduler")
     r.add_argument("--out", help="output folder (default runs/<UTC time>-compare); must be empty unless --force")
     r.add_argument("--force", action="store_true", help="replace a non-empty --out folder once the comparison is done")
     r.add_argument("--no-cell-reports", dest="cell_reports", action="store_false", default=None,
                    help="skip each cell's own report folder (faster)")
     r.add_argument("--confidence", type=float, help="for intervals and the verdict (default 0.95)")
     r.add_argument("--bootstrap", type=int, help="bootstrap resamples per cell (default 1000)")
-    r.add_argument("--seed", type=int, help="seed for models and the bootstrap (default 42)")
+    add_flags(r, "--seed", seed="seed for models and the bootstrap (default 42)")
     r.add_argument("--fraction", type=float, help="share of equity per position, 0-1 (default 0.99)")
     r.add_argument("--name", help="name used in the default output folder")
-    r.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
-    r.add_argument("--risk-free", type=float, dest="risk_free",
-                   help="annual risk-free rate for Sharpe, Sortino and the verdict, 0.04 = 4%% (default 0)")
-    r.add_argument("--ledger", help="trial ledger file (default $LSTMBT_LEDGER or ledger.jsonl in the user cache)")
-    _add_broker_flags(parser)
+    add_flags(r, "--cache-dir", "--risk-free", "--ledger")
+    add_broker_flags(parser)
 
 
 def spec_from_args(args: argparse.Namespace) -> CompareSpec:

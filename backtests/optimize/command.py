@@ -15,6 +15,8 @@ EXAMPLES = """examples:
 
 def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
     """The flags of ``lstmbt optimize``; they override the config file's ``[optimize]`` table."""
+    from backtests.flags import add_flags
+
     parser.epilog = EXAMPLES
     parser.add_argument("--config", required=True,
                         help="TOML file: a backtest config plus [search] (and optionally [optimize]) tables")
@@ -27,23 +29,20 @@ def add_optimize_arguments(parser: argparse.ArgumentParser) -> None:
                    help="share of the span kept back, at its end, for one final evaluation (default 0.2)")
     g.add_argument("--no-prune", dest="prune", action="store_false", default=None,
                    help="run every trial to its last fold (default: median pruning)")
-    g.add_argument("--seed", type=int, help="seed of the sampler and the models (default: the config's, 42)")
+    add_flags(g, "--seed", seed="seed of the sampler and the models (default: the config's, 42)")
     r = parser.add_argument_group("running")
-    r.add_argument("--workers", type=int, help="trials run together on local worker processes (default one per "
-                                               "core; 0 = in this process) or on Dask (default: its worker count); "
-                                               "the same number gives the same trial values anywhere")
-    r.add_argument("--scheduler", help="Dask scheduler address, e.g. tcp://HOST:8786 (instead of local workers)")
+    add_flags(r, "--workers", "--scheduler",
+              workers="trials run together on local worker processes (default one per core; 0 = in this process) "
+                      "or on Dask (default: its worker count); the same number gives the same trial values anywhere")
     r.add_argument("--study", help="study name: its folder is runs/optimize-NAME, and a rerun resumes it")
     r.add_argument("--out", help="run folder (default runs/<UTC time>-optimize, or runs/optimize-NAME)")
-    r.add_argument("--ledger", help="trial ledger file every trial is recorded in (default $LSTMBT_LEDGER or "
+    add_flags(r, "--ledger", ledger="trial ledger file every trial is recorded in (default $LSTMBT_LEDGER or "
                                     "ledger.jsonl in the user cache)")
     g.add_argument("--cpcv-refit", dest="cpcv_refit", action=argparse.BooleanOptionalAction, default=None,
                    help="retrain each CPCV split's selected candidate on the split's training groups (default: on "
                         "for a model strategy; --no-cpcv-refit reuses the walk-forward returns only)")
-    r.add_argument("--cache-dir", help="folder for trained models (default: user cache)")
-    r.add_argument("--data-dir", dest="store_dir", help="local data store folder")
-    r.add_argument("--start", help="first day of the span (search + final), YYYY-MM-DD")
-    r.add_argument("--end", help="last day of the span, inclusive")
+    add_flags(r, "--cache-dir", "--data-dir", "--start", "--end",
+              start="first day of the span (search + final), YYYY-MM-DD", end="last day of the span, inclusive")
 
 
 def spec_from_args(args: argparse.Namespace):
