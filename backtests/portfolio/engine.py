@@ -30,7 +30,7 @@ import backtrader as bt
 import numpy as np
 import pandas as pd
 
-from backtests.attribution import ATTRIBUTION_TERMS, attribute_pnl
+from backtests.attribution import ATTRIBUTION_TERMS
 from backtests.config import BacktestConfig
 from backtests.engine import _bt_times, _result_config, opening_cost, run_notices
 from backtests.margin import TradingRules, market_rules
@@ -227,12 +227,7 @@ def _collect(config: BacktestConfig, name: str, span: PortfolioData, strat, brok
     pnl = contribution.diff()
     pnl.iloc[0] = contribution.iloc[0]
 
-    attribution = {}
-    for s in symbols:
-        mine = [f for f in fill_log if f.get("symbol") == s]
-        last = valued[s].dropna()
-        attribution[s] = attribute_pnl(mine, float(funding_by[s].sum()), float(position[s].iloc[-1]),
-                                       float(last.iloc[-1]) if len(last) else 0.0).as_dict()
+    attribution = {s: a.as_dict() for s, a in broker.attribution_by_symbol().items()}
     attribution = pd.DataFrame(attribution).T.reindex(index=symbols, columns=list(ATTRIBUTION_TERMS))
     account_attribution = {k: float(attribution[k].sum()) for k in ATTRIBUTION_TERMS}
     account_attribution["total"] = float(sum(account_attribution.values()))
