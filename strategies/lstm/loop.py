@@ -100,19 +100,39 @@ def fit_network(model: nn.Module, train: FitData, val: FitData, cfg, seed: int,
     """
     device = torch.device(cfg.device)
     train_ds, val_ds = ArrayDataset(train), ArrayDataset(val)
-    weights = None if train.class_weights is None else torch.from_numpy(
-        np.asarray(train.class_weights, dtype=np.float32)).to(device)
+    weights = loss_weights(train, device)
     train_loader = make_loader(train_ds, cfg.batch_size, shuffle=True,
                                generator=torch.Generator().manual_seed(seed))
     val_loader = make_loader(val_ds, max(cfg.batch_size, 1024), shuffle=False)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return train_epochs(model, cfg, progress,
+                        train_epoch=lambda: run_epoch(model, train_loader, weights, device, optimizer)[0],
+                        validate=lambda: run_epoch(model, val_loader, weights, device))
+
+
+def loss_weights(train: FitData, device: torch.device) -> torch.Tensor | None:
+    """The training span's class weights as a (3,) float32 tensor on ``device`` (None: unweighted)."""
+    if train.class_weights is None:
+        return None
+    return torch.from_numpy(np.asarray(train.class_weights, dtype=np.float32)).to(device)
+
+
+def train_epochs(model: nn.Module, cfg, progress: Callable[[str], None] | None, *,
+                 train_epoch: Callable[[], float], validate: Callable[[], tuple[float, float]]
+                 ) -> tuple[nn.Module, EarlyStopping, list[dict]]:
+    """The epoch loop every shipped net shares: up to ``cfg.epochs`` epochs of ``train_epoch()`` (returns the
+    training loss) then ``validate()`` (returns validation loss and accuracy), early stopping after
+    ``cfg.patience`` epochs without a better validation loss, a progress line and a history row per epoch.
+
+    Returns the net holding its best epoch's weights (eval mode), the stopper and the history.
+    """
     stopper, best_state, history = EarlyStopping(cfg.patience), None, []
     say = progress or (lambda line: None)
     for epoch in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
-        train_loss, _ = run_epoch(model, train_loader, weights, device, optimizer)
+        train_loss = train_epoch()
         t1 = time.perf_counter()
-        val_loss, val_acc = run_epoch(model, val_loader, weights, device)
+        val_loss, val_acc = validate()
         seconds = time.perf_counter() - t0
         history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_acc,
                         "seconds": seconds, "train_seconds": t1 - t0})
@@ -130,5 +150,3 @@ def fit_network(model: nn.Module, train: FitData, val: FitData, cfg, seed: int,
                           f"lower lr (now {cfg.lr})")
     model.load_state_dict(best_state)
     return model.eval(), stopper, history
-
-

@@ -15,7 +15,7 @@ from strategies.ml.errors import ConfigError
 from strategies.ml.features import FEATURES
 
 CELLS = ("lstm", "gru")
-BUILTIN_KINDS = ("lstm", "gru", "transformer", "logreg", "gbm")
+BUILTIN_KINDS = ("lstm", "gru", "lstm_stateful", "gru_stateful", "transformer", "logreg", "gbm")
 
 # Fields that do not change the trained weights: a cached model stays valid when only these differ.
 RUNTIME_FIELDS = ("min_confidence", "device", "threads", "walk_forward_test_bars", "walk_forward_expanding")
@@ -26,6 +26,8 @@ class ModelConfig:
     """Model kind, network, windowing, labels, training and decision rule of one signal model.
 
     ``kind``: ``"lstm"``, ``"gru"`` (the recurrent net with a GRU cell; ``cell = "gru"`` says the same),
+    ``"lstm_stateful"`` / ``"gru_stateful"`` (the same cells carrying their state bar to bar, one step per bar,
+    trained with truncated backpropagation; ``window`` is then the burn-in, see :mod:`strategies.lstm.stateful`),
     ``"transformer"``, ``"logreg"`` (multinomial logistic regression on the decision bar's features), ``"gbm"``
     (LightGBM gradient-boosted trees on the same features; the optional extra ``lstmbt[gbm]``), or a user
     model ``"path/to/my_model.py:MyModel"`` / ``"pkg.mod:MyModel"`` (see :mod:`strategies.ml.protocol`);
@@ -120,12 +122,20 @@ class ModelConfig:
         if kind == "gru" or (kind == "lstm" and self.cell == "gru"):      # one name for one network
             object.__setattr__(self, "kind", "gru")
             object.__setattr__(self, "cell", "gru")
+        if kind == "gru_stateful" or (kind == "lstm_stateful" and self.cell == "gru"):
+            object.__setattr__(self, "kind", "gru_stateful")
+            object.__setattr__(self, "cell", "gru")
         if not isinstance(self.options, dict):
             raise ConfigError(f"model config: options must be a table of key = value, got {self.options!r}")
         try:
             json.dumps(self.options, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"model config: options must hold plain numbers, text, lists and tables ({exc})") from exc
+        if "stateful" in self.options and kind in BUILTIN_KINDS:       # a stateful net is a kind of its own
+            hint = (f'kind = "{self.kind}_stateful"' if self.kind in ("lstm", "gru") else
+                    f'kind = "lstm_stateful" or "gru_stateful" (kind {self.kind!r} has no recurrent state)')
+            raise ConfigError(f"model config: options.stateful is not an option of kind {self.kind!r}; "
+                              f"for a stateful recurrent model use {hint}")
 
     def __hash__(self) -> int:          # ``options`` is a dict: hash the JSON form instead of the fields
         return hash(json.dumps(self.to_dict(), sort_keys=True))

@@ -23,6 +23,8 @@ from strategies.ml.protocol import INPUT_KINDS
 BUILTIN = {
     "lstm": "strategies.lstm.networks:RecurrentModel",
     "gru": "strategies.lstm.networks:RecurrentModel",
+    "lstm_stateful": "strategies.lstm.stateful:StatefulRecurrentModel",
+    "gru_stateful": "strategies.lstm.stateful:StatefulRecurrentModel",
     "transformer": "strategies.lstm.networks:TransformerModel",
     "logreg": "strategies.ml.logreg:LogisticRegressionModel",
     "gbm": "strategies.ml.gbm:GradientBoostingModel",          # optional extra: LightGBM
@@ -112,6 +114,9 @@ def check_model_class(cls, origin: str) -> type:
     if getattr(cls, "input_kind", None) not in INPUT_KINDS:
         raise ModelError(f"{origin}: {cls.__name__}.input_kind must be one of {', '.join(map(repr, INPUT_KINDS))}, "
                          f"got {getattr(cls, 'input_kind', None)!r}")
+    if cls.input_kind == "sequence" and not callable(getattr(cls, "predict_sequence", None)):
+        raise ModelError(f"{origin}: {cls.__name__} has input_kind 'sequence' but no predict_sequence(x, state) "
+                         f"(see strategies.ml.protocol)")
     return cls
 
 

@@ -6,6 +6,12 @@ Two modes give the same answers (the tests hold them to 1e-6):
   model once, in chunks, and each later query is an array lookup (O(1)).
 - ``"online"``: each query runs the model on its window at call time, as a live system would.
 
+A sequence (stateful) model runs from a zero state ``window - 1`` bars before ``span_start``: batched, one pass
+over those rows and the span; online, the burn-in rows at the first query, then one recurrent step per bar with
+the state carried from query to query (a later bar steps through the bars in between; an earlier bar is answered
+from what was computed). The start is fixed by ``span_start``, not by the data, so both modes read nothing after
+the bar asked about.
+
 Features are computed over all candles passed to ``attach`` (they are causal: a row depends only on its own
 trailing window), scaled with the training scaler stored in the model's metadata, never refitted.
 """
@@ -88,6 +94,8 @@ class Predictor(AttachedSpan):
         self._probs: np.ndarray | None = None       # batched: (N, 3); online: rows filled as queried
         self._signals: list[Signal] = []
         self._queried: dict[int, None] = {}
+        self._state = None                          # online sequence model: state after row self._next - 1
+        self._next = 0                              # online sequence model: the next row to step
 
     def attach(self, candles: pd.DataFrame, funding: pd.DataFrame, span_start: pd.Timestamp) -> None:
         """Prepare predictions for every candle at or after ``span_start``.
@@ -115,7 +123,8 @@ class Predictor(AttachedSpan):
         self._x, self._start, self._index = x, start, candles.index[start:]
         n = len(self._index)
         if self.mode == "batched":
-            inputs = model_inputs(x, np.arange(start, start + n), self.window, self.input_kind)
+            inputs = (x[first:start + n] if self.input_kind == "sequence"
+                      else model_inputs(x, np.arange(start, start + n), self.window, self.input_kind))
             # one big batched pass on the cores free right now (on 2 quiet cores 1.7x faster than 1 thread, but two
             # threads sharing a busy core stall); per-bar online calls stay on cfg.threads, where small calls run
             # fastest
@@ -140,12 +149,15 @@ class Predictor(AttachedSpan):
         else:
             self._probs = np.full((n, 3), np.nan)
             self._queried = {}
+            self._state, self._next = None, first
 
     def probabilities(self, i: int) -> np.ndarray:
         """(3,) probabilities (short, flat, long) for span bar i, from the window ending at that bar's close."""
         i = self._check(i)
         if self.mode == "batched":
             return self._probs[i]
+        if self.input_kind == "sequence":
+            return self._step_to(i)
         end = self._start + i
         x = model_inputs(self._x, np.array([end]), self.window, self.input_kind)     # (1, window, F) or (1, F)
         with torch_threads(self.threads):
@@ -168,8 +180,30 @@ class Predictor(AttachedSpan):
         rows = np.array(sorted(self._queried), dtype=np.int64)
         return pd.DataFrame(self._probs[rows], index=self._index[rows], columns=list(CLASS_NAMES))
 
+    def _step_to(self, i: int) -> np.ndarray:
+        """Online sequence model: step the state one row at a time up to span bar i (the burn-in rows first, at
+        the first query) and return bar i's probabilities; bars already stepped are answered from memory."""
+        end = self._start + i
+        model, who = self.trained.model, type(self.trained.model).__name__
+        with torch_threads(self.threads):
+            if self._next < self._start:                         # burn-in: read, never answered
+                rows = self._x[self._next:self._start]
+                p, self._state = model.predict_sequence(rows, self._state)
+                check_probabilities(p, len(rows), who)
+                self._next = self._start
+            while self._next <= end:
+                p, self._state = model.predict_sequence(self._x[self._next:self._next + 1], self._state)
+                self._probs[self._next - self._start] = check_probabilities(p, 1, who)[0]
+                self._next += 1
+        self._queried[i] = None
+        return self._probs[i]
+
     def _predict(self, inputs: np.ndarray, chunk: int) -> np.ndarray:
-        """(N, 3) float64 probabilities of the model for ``inputs``, ``chunk`` samples per call, checked."""
+        """(N, 3) float64 probabilities of the model for ``inputs``, ``chunk`` samples per call, checked. A sequence
+        model reads ``inputs`` (burn-in rows, then the span rows) in one pass and answers the span rows."""
+        if self.input_kind == "sequence":
+            probs = self.trained.model.predict_proba(inputs)
+            return check_probabilities(probs, len(inputs), type(self.trained.model).__name__)[self.window - 1:]
         model, out = self.trained.model, np.empty((len(inputs), 3), dtype=np.float64)
         for a in range(0, len(inputs), chunk):
             part = inputs[a:a + chunk]

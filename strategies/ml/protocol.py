@@ -4,7 +4,7 @@ The framework owns the data pipeline (causal features, train-only scaler, cost-a
 folds, validation threshold, caches, lookahead audit); a model only learns class probabilities::
 
     class MyModel:
-        input_kind = "rows"                      # or "windows"
+        input_kind = "rows"                      # or "windows", or "sequence" (below)
         def __init__(self, spec: ModelSpec): ...
         def fit(self, train: FitData, val: FitData, *, seed: int, progress=None) -> dict | None: ...
         def predict_proba(self, x: np.ndarray) -> np.ndarray: ...        # (N, 3): SHORT, FLAT, LONG
@@ -18,6 +18,18 @@ ending at each decision bar, oldest first (sequence models: LSTM, GRU, Transform
 sample for decision bar t reads nothing after t's close, and the decision bars are the same (the span plan
 reserves a window of history for every kind), so models compared on one config see identical samples. Class k of ``y`` and of ``predict_proba`` columns is
 ``Signal(k - 1)``: 0 SHORT, 1 FLAT, 2 LONG (:data:`strategies.signal.CLASS_NAMES`).
+
+``"sequence"`` models (stateful recurrent nets: kinds ``lstm_stateful``, ``gru_stateful``) carry a state bar to
+bar instead of rereading a window. ``x`` is (T, F): contiguous feature rows, oldest first, and ``predict_proba``
+returns (T, 3), row r's probabilities from a state started at zero on row 0 and carried through rows 0..r (so row
+r reads nothing after row r). They also implement ``predict_sequence(x, state) -> (probs, state)``: the same
+computation resumed from ``state`` (None: zero), so ``predict_sequence(x[:a])`` then ``predict_sequence(x[a:],
+state)`` equals ``predict_proba(x)``; the Predictor's online mode calls it with one row per bar. For ``fit``,
+``train.x`` holds the rows from ``window - 1`` bars before the first training decision bar up to the validation
+span, ``val.x`` the rows after them up to ``train_end`` (validation continues the training state), and ``y`` has
+one entry per row: the class index, or -1 where the row has no label (burn-in, purged tail). The state of a
+sequence model starts ``window - 1`` bars before the first bar it is asked about, in training and inference
+alike (:mod:`strategies.ml.predictor`).
 
 ``state()`` returns the learned arrays (numpy arrays or torch tensors, saved with ``torch.save`` of a plain dict
 and read back with ``weights_only=True``) and a JSON-able dict; ``from_state`` rebuilds an equal model from
@@ -33,7 +45,7 @@ from typing import Any, Callable, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-INPUT_KINDS = ("windows", "rows")
+INPUT_KINDS = ("windows", "rows", "sequence")
 Progress = Callable[[str], None]
 
 
@@ -52,7 +64,8 @@ class ModelSpec:
 
 @dataclass(frozen=True)
 class FitData:
-    """Samples of one span: ``x`` (N, window, F) or (N, F) float32, ``y`` (N,) int64 class indices 0..2, and
+    """Samples of one span: ``x`` (N, window, F) or (N, F) float32, ``y`` (N,) int64 class indices 0..2 (sequence
+    models: -1 on rows without a label), and
     ``class_weights`` (3,) float32 inverse-frequency weights of the training labels (None: unweighted)."""
 
     x: np.ndarray

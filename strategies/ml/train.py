@@ -142,8 +142,43 @@ def model_spec(cfg: ModelConfig) -> ModelSpec:
 
 def model_inputs(x: np.ndarray, ends: np.ndarray, window: int, input_kind: str) -> np.ndarray:
     """A model's inputs for decision bars ``ends`` of the scaled features ``x`` (T, F): windows (N, window, F)
-    ending at each bar (a read-only view when ``ends`` is a contiguous run), or rows (N, F) of the bars alone."""
+    ending at each bar (a read-only view when ``ends`` is a contiguous run), or rows (N, F) of the bars alone.
+    Sequence models read contiguous rows with a burn-in instead (:func:`fit_data`, the Predictor)."""
+    if input_kind == "sequence":
+        raise ModelError("a sequence (stateful) model reads contiguous rows from its burn-in on, not samples at "
+                         "chosen bars; this path supports windows and rows models only")
     return make_windows(x, ends, window) if input_kind == "windows" else x[np.asarray(ends, dtype=np.int64)]
+
+
+def fit_data(samples: "Samples", window: int, input_kind: str, weights: np.ndarray | None
+             ) -> tuple[FitData, FitData]:
+    """The training and validation :class:`FitData` of ``samples`` for a model reading ``input_kind``.
+
+    Windows and rows models get one sample per purged decision bar. Sequence models get contiguous rows: training
+    from ``window - 1`` bars before the first training decision bar up to the validation span, validation from
+    there up to ``train_end`` (it continues the training state), ``y`` -1 on rows without a label.
+    """
+    if input_kind != "sequence":
+        return (FitData(model_inputs(samples.x, samples.train_ends, window, input_kind), samples.train_y, weights),
+                FitData(model_inputs(samples.x, samples.val_ends, window, input_kind), samples.val_y, weights))
+    first, val_start = int(samples.train_ends[0]) - (window - 1), int(samples.val_ends[0])
+    parts = []
+    for lo, hi, ends, y in ((first, val_start, samples.train_ends, samples.train_y),
+                            (val_start, len(samples.x), samples.val_ends, samples.val_y)):
+        labels = np.full(hi - lo, -1, dtype=np.int64)
+        labels[ends - lo] = y
+        parts.append(FitData(samples.x[lo:hi], labels, weights))
+    return parts[0], parts[1]
+
+
+def validation_probabilities(model: Model, train: FitData, val: FitData, samples: "Samples", who: str) -> np.ndarray:
+    """(N_val, 3) checked probabilities of the validation samples; a sequence model's state runs on from the
+    training rows through the validation rows, as in its ``fit``."""
+    if type(model).input_kind != "sequence":
+        return check_probabilities(model.predict_proba(val.x), len(val), who)
+    rows = np.concatenate([train.x, val.x])
+    probs = check_probabilities(model.predict_proba(rows), len(rows), who)
+    return probs[len(train.x) + samples.val_ends - int(samples.val_ends[0])]
 
 
 def check_probabilities(probs: Any, rows: int, who: str) -> np.ndarray:
@@ -214,15 +249,14 @@ def train_model(candles: pd.DataFrame, funding: pd.DataFrame, cfg: ModelConfig, 
     cls = model_class(cfg.kind)
     who = cls.__name__
     weights = class_weights(samples.train_y) if cfg.class_weighting else None
-    train = FitData(model_inputs(samples.x, samples.train_ends, cfg.window, cls.input_kind), samples.train_y, weights)
-    val = FitData(model_inputs(samples.x, samples.val_ends, cfg.window, cls.input_kind), samples.val_y, weights)
+    train, val = fit_data(samples, cfg.window, cls.input_kind, weights)
     rng_devices = [] if torch.device(cfg.device).type == "cpu" else [torch.device(cfg.device).index or 0]
     t_start = time.perf_counter()
     with torch_threads(cfg.threads), torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(cfg.seed)
         model = cls(model_spec(cfg))
         info = model.fit(train, val, seed=cfg.seed, progress=progress) or {}
-        val_probs = check_probabilities(model.predict_proba(val.x), len(val), who)
+        val_probs = validation_probabilities(model, train, val, samples, who)
     seconds = time.perf_counter() - t_start
     history = list(info.get("history", []))
     train_seconds = sum(h.get("train_seconds", 0.0) for h in history) or seconds
