@@ -9,12 +9,14 @@ import functools
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from backtests.config import BacktestConfig
 from backtests.engine import run_backtest
 from backtests.lookahead import audit_lookahead
 from strategies.ml import (ConfigError, ModelConfig, Predictor, cache_key, load_checkpoint, save_checkpoint,
                            train_model, train_or_load)
+from strategies.lstm.stateful import StatefulNet
 from strategies.ml.train import TrainedModel
 from conftest import btc_1h_early_2023
 
@@ -82,6 +84,22 @@ def test_the_gru_cell_carries_its_state_the_same_way():
     batched, online = attached("batched", gru), attached("online", gru)
     np.testing.assert_allclose([online.probabilities(i) for i in range(SPAN)],
                                batched.probability_frame().to_numpy(), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_one_bar_cell_step_equals_the_sequence_pass_through_stacked_layers(cell):
+    torch.manual_seed(0)
+    net = StatefulNet(5, hidden=6, layers=2, cell=cell).eval()
+    x = torch.randn(1, 30, 5)
+    with torch.inference_mode():
+        whole, last = net(x)
+        state, steps = None, []
+        for t in range(30):
+            logits, state = net.step(x[:, t], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, dim=1), whole, rtol=0, atol=1e-5)
+    for a, b in zip(state if cell == "lstm" else [state], last if cell == "lstm" else [last]):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
 def test_online_answers_an_earlier_bar_from_memory_and_a_later_one_by_stepping_through():

@@ -1,5 +1,5 @@
 """Stateful recurrent models (kinds ``lstm_stateful`` and ``gru_stateful``): the hidden state is carried bar to
-bar, one recurrent step per bar, instead of rereading the last ``window`` bars at every decision (the ``lstm`` kind
+bar, one recurrent step per bar (online: one cell step per query), instead of rereading the last ``window`` bars at every decision (the ``lstm`` kind
 runs 48 steps per bar with the default window).
 
 Why a kind and not ``[model.options] stateful = true``: the model seam fixes a model's input shape by its class
@@ -59,6 +59,29 @@ class StatefulNet(SignalNet):
         out, state = self.rnn(x, state)
         return self.head(self.dropout(out)), state
 
+    def step(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
+        """One bar for inference: ``x`` (B, F) -> (B, 3) logits and the state after it, with :meth:`forward`'s
+        weights and state layout through the cell kernels (``torch.lstm_cell`` / ``gru_cell``, what
+        ``nn.LSTMCell`` runs): a one-step ``nn.LSTM`` call costs about 4x the step itself in per-call setup.
+        Equal to :meth:`forward` up to float32 rounding; no dropout (eval only)."""
+        rnn, lstm = self.rnn, isinstance(self.rnn, nn.LSTM)
+        if state is None:
+            zeros = x.new_zeros((rnn.num_layers, x.shape[0], rnn.hidden_size))
+            state = (zeros, zeros) if lstm else zeros
+        h_in, c_in = state if lstm else (state, None)
+        hs, cs, inp = [], [], x
+        for layer in range(rnn.num_layers):
+            weights = [getattr(rnn, f"{name}_l{layer}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            if lstm:
+                h, c = torch.lstm_cell(inp, (h_in[layer], c_in[layer]), *weights)
+                cs.append(c)
+            else:
+                h = torch.gru_cell(inp, h_in[layer], *weights)
+            hs.append(h)
+            inp = h
+        h_out = torch.stack(hs)
+        return self.head(inp), ((h_out, torch.stack(cs)) if lstm else h_out)
+
 
 def detach(state: State) -> State:
     """The state cut from the graph (a truncation point of backpropagation through time)."""
@@ -99,11 +122,16 @@ def tbptt_epoch(net: StatefulNet, x: torch.Tensor, y: torch.Tensor, weights: tor
 
 def run_sequence(net: StatefulNet, x: np.ndarray, state: State, chunk: int) -> tuple[torch.Tensor, State]:
     """Logits (T, 3) for rows ``x`` (T, F) resumed from ``state``, in eval mode without gradients, ``chunk`` rows
-    per call with the state carried; returns them with the state after the last row."""
-    net.eval()
+    per call with the state carried (one row: :meth:`StatefulNet.step`); returns them with the state after the
+    last row."""
+    if net.training:
+        net.eval()
     device = model_device(net)
     parts = []
     with torch.inference_mode():
+        if len(x) == 1:
+            row = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+            return net.step(row, state)
         for a in range(0, len(x), chunk):
             rows = torch.from_numpy(np.ascontiguousarray(x[a:a + chunk], dtype=np.float32)).to(device)
             logits, state = net(rows[None], state)
