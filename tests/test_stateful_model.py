@@ -5,6 +5,8 @@ checkpointed like every kind, and refused with one line when configured on a kin
 from __future__ import annotations
 
 import functools
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -190,3 +192,56 @@ def test_a_stateful_kind_names_its_cell_and_refuses_a_bad_tbptt():
     assert ModelConfig.from_dict({"kind": "gru_stateful"}).cell == "gru"
     with pytest.raises(ConfigError, match=r"options.tbptt must be a whole number of bars >= 1, got 0"):
         train_model(*btc_1h_early_2023(), TINY.replace(options={"tbptt": 0}), cost=0.001, train_end=TRAIN_END)
+
+
+def lstmbt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "backtests.cli", *args], capture_output=True, text=True)
+
+
+SMALL_TOML = """strategy = "lstm"
+[data]
+symbol = "BTC/USDT:USDT"
+timeframe = "1h"
+start = "2024-01-01"
+end = "2024-01-05"
+[model]
+kind = "{kind}"
+window = 8
+hidden = 4
+train_bars = 300
+val_bars = 100
+epochs = 1
+[model.options]
+{option}
+"""
+
+
+def test_cli_backtest_runs_the_stateful_kind_and_refuses_stateful_transformer_in_one_line(tmp_path):
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(SMALL_TOML.format(kind="gru_stateful", option="tbptt = 50"))
+    bad.write_text(SMALL_TOML.format(kind="transformer", option="stateful = true"))
+    common = ("--baselines", "", "--cache-dir", str(tmp_path / "cache"))
+    ok = lstmbt("backtest", "--config", str(good), "--out", str(tmp_path / "runs"), *common)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert "GRU_STATEFUL" in ok.stdout + ok.stderr
+    refused = lstmbt("backtest", "--config", str(bad), "--out", str(tmp_path / "runs2"), *common)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "lstmbt: error: model config: options.stateful is not an option of kind 'transformer'; for a stateful recurrent "
+        "model use kind = \"lstm_stateful\" or \"gru_stateful\" (kind 'transformer' has no recurrent state)"]
+
+
+def test_a_user_sequence_model_without_predict_sequence_is_refused_in_one_line():
+    from strategies.ml.kinds import ModelError, check_model_class
+
+    class Half:
+        input_kind = "sequence"
+
+        def fit(self, train, val, *, seed, progress=None): ...
+        def predict_proba(self, x): ...
+        def state(self): ...
+        @classmethod
+        def from_state(cls, spec, tensors, meta): ...
+
+    with pytest.raises(ModelError, match=r"^here: Half has input_kind 'sequence' but no predict_sequence\(x, state\)"):
+        check_model_class(Half, "here")
