@@ -19,6 +19,7 @@ from backtests.lookahead import audit_lookahead
 from strategies.ml import (ConfigError, ModelConfig, Predictor, cache_key, load_checkpoint, save_checkpoint,
                            train_model, train_or_load)
 from strategies.lstm.stateful import StatefulNet
+from strategies.ml.protocol import SequenceModel
 from strategies.ml.train import TrainedModel
 from conftest import btc_1h_early_2023
 
@@ -56,7 +57,7 @@ def test_same_seed_trains_identical_weights_and_a_new_seed_does_not():
     assert other.weights_sha256 != trained().weights_sha256
     info = trained().meta["training"]
     assert info["tbptt"] == 64 and info["epochs_run"] == 2
-    assert trained().meta["model"]["input_kind"] == "sequence"
+    assert trained().meta["model"]["input_kind"] == "sequence" and isinstance(trained().model, SequenceModel)
 
 
 def test_batched_pass_equals_one_step_per_bar_online_in_probabilities_and_positions():

@@ -1,5 +1,6 @@
 """The shipped torch networks: ``SignalNet`` (LSTM or GRU) and ``TransformerNet``, their training loop, and
-their :class:`~strategies.ml.protocol.Model` adapters (``RecurrentModel``, ``TransformerModel``).
+their :class:`~strategies.ml.protocol.Model` adapters (``RecurrentModel``, ``TransformerModel``), and the stateful
+recurrent kinds that carry their state bar to bar (``StatefulRecurrentModel`` in :mod:`strategies.lstm.stateful`).
 
 The model-neutral pipeline (features, labels, folds, training driver, checkpoints, Predictor) lives in
 :mod:`strategies.ml`. Its modules moved from here; the old import paths (``strategies.lstm.features``,

@@ -95,3 +95,12 @@ class Model(Protocol):
     @classmethod
     def from_state(cls, spec: ModelSpec, tensors: dict[str, Any], meta: dict) -> "Model":
         """The model :meth:`state` described, for ``spec``; raise ValueError when they do not fit."""
+
+
+@runtime_checkable
+class SequenceModel(Model, Protocol):
+    """A model with ``input_kind = "sequence"``: it also resumes from a state (see the module docstring)."""
+
+    def predict_sequence(self, x: np.ndarray, state: Any = None) -> tuple[np.ndarray, Any]:
+        """((T, 3) float64 probabilities for rows ``x`` (T, F), the state after the last row), resumed from
+        ``state`` (None: zero state); chaining calls over consecutive rows equals one call over all of them."""
