@@ -9,7 +9,10 @@ any timing; each LSTM run then loads it and runs the network over every traded b
 Linear growth: ``seconds per bar at N / seconds per bar at the smallest N`` is printed per size (1.00 = linear).
 Target: peak memory of the 1M-bar LSTM run under 1.5 GB.
 
-    python benchmarks/million_bars.py [--sizes 250000,500000,1000000] [--strategies sma_cross,lstm]
+    python benchmarks/million_bars.py [--sizes 250000,500000,1000000] [--strategies sma_cross,lstm] [--stateful]
+
+``--stateful`` adds rows for the stateful LSTM (``kind = "lstm_stateful"``, same size, window 48 as burn-in: one
+recurrent step per bar), run by the same ``lstm`` strategy; the other rows keep their meaning.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import pandas as pd
 
 START = pd.Timestamp("2020-01-01", tz="UTC")
 MODEL = {"train_bars": 14_400, "val_bars": 4_320, "epochs": 1, "window": 48}
+STATEFUL = "lstm_stateful"  # the row name of --stateful: the lstm strategy with the stateful kind
 HISTORY = 20_000  # bars before the traded span (LSTM training, validation and warm-up)
 
 
@@ -55,6 +59,8 @@ def config_for(strategy: str, bars: int, cache_dir: str):
     t0 = START + pd.Timedelta(minutes=HISTORY)
     t1 = t0 + pd.Timedelta(minutes=bars)
     data = DataConfig(symbol="BTC/USDT:USDT", timeframe="1m", start=t0.isoformat(), end=t1.isoformat())
+    if strategy == STATEFUL:
+        return BacktestConfig(strategy="lstm", data=data, cache_dir=cache_dir, model={**MODEL, "kind": STATEFUL})
     return BacktestConfig(strategy=strategy, data=data, cache_dir=cache_dir,
                           model=MODEL if strategy == "lstm" else {})
 
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="250000,500000,1000000")
     parser.add_argument("--strategies", default="sma_cross,lstm")
+    parser.add_argument("--stateful", action="store_true", help="add rows for kind = lstm_stateful")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -101,17 +108,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     sizes = [int(s) for s in args.sizes.split(",")]
-    strategies = args.strategies.split(",")
+    strategies = args.strategies.split(",") + ([STATEFUL] if args.stateful else [])
     one, five, _ = os.getloadavg()
     print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {len(os.sched_getaffinity(0))} cores usable; "
           f"load average {one:.2f} (1 min) {five:.2f} (5 min); synthetic 1m candles, each run a fresh process",
           flush=True)
     ok = True
     with tempfile.TemporaryDirectory(prefix="lstmbt-million-") as cache:
-        if "lstm" in strategies:
-            started = time.perf_counter()
-            run_child("lstm", 1_000, cache)                  # trains the model once (not in the timings)
-            print(f"LSTM trained once in {time.perf_counter() - started:.0f} s (not timed)", flush=True)
+        for name in ("lstm", STATEFUL):
+            if name in strategies:
+                started = time.perf_counter()
+                run_child(name, 1_000, cache)                # trains the model once (not in the timings)
+                print(f"{name} trained once in {time.perf_counter() - started:.0f} s (not timed)", flush=True)
         for strategy in strategies:
             base = None
             for bars in sizes:
@@ -120,10 +128,10 @@ def main(argv: list[str] | None = None) -> int:
                 base = base or per_bar
                 mb = r["peak"] / 2**20
                 note = ""
-                if strategy == "lstm" and bars >= 1_000_000:
+                if strategy in ("lstm", STATEFUL) and bars >= 1_000_000:
                     ok &= mb < 1536
                     note = f"  target < 1,536 MB: {'met' if mb < 1536 else 'NOT met'}"
-                print(f"  {strategy:<9} {r['bars']:>9,} bars {r['seconds']:7.1f} s {r['bars'] / r['seconds']:>8,.0f} bars/s"
+                print(f"  {strategy:<13} {r['bars']:>9,} bars {r['seconds']:7.1f} s {r['bars'] / r['seconds']:>8,.0f} bars/s"
                       f"  peak {mb:6,.0f} MB ({r['peak'] / r['bars']:,.0f} B/bar)  time/bar vs {sizes[0]:,}: "
                       f"{per_bar / base:4.2f}{note}", flush=True)
     one, five, _ = os.getloadavg()
