@@ -250,8 +250,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="report folder (default runs/<UTC time>-<name>); must be empty unless --force")
     p.add_argument("--force", action="store_true", help="replace a non-empty --out folder once the new run is complete")
     p.add_argument("--plot-backtrader", action="store_true", help="also save Backtrader's own plot as backtrader.png")
-    p.add_argument("--model-kind", help="the model strategy's [model] kind: lstm, gru, transformer, logreg or "
-                                        "path/to/my_model.py:MyModel")
+    p.add_argument("--model-kind", help="the model strategy's [model] kind: lstm, gru, lstm_stateful, gru_stateful, "
+                                        "transformer, logreg, gbm or path/to/my_model.py:MyModel")
     add_flags(p, "--seed", "--cache-dir", "--risk-free", "--ledger")
     add_data_flags(p)
     add_broker_flags(p)

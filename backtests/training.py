@@ -32,8 +32,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where to train: auto picks cuda when torch sees a GPU (default auto)")
     add_flags(parser, "--seed", "--cache-dir", seed="random seed (default: the config's, 42)",
               cache_dir="folder for trained models (default: the backtest's model cache)")
-    parser.add_argument("--model-kind", help="[model] kind: lstm, gru, transformer, logreg, gbm or "
-                                             "path/to/my_model.py:MyModel")
+    parser.add_argument("--model-kind", help="[model] kind: lstm, gru, lstm_stateful, gru_stateful, transformer, "
+                                             "logreg, gbm or path/to/my_model.py:MyModel")
     add_data_flags(parser)
 
 
