@@ -5,11 +5,14 @@ cells on the shipped 1h data; every LSTM cell trains its own model). Each run ge
 LSTM trains in every run. Timed: the whole grid, from loading data in the client to the last cell back (for the
 process pool, starting its workers too). Not timed: the one-off start of the process server the pool forks from,
 and the start of the Dask ``LocalCluster`` (2 worker processes, 1 thread each, on 127.0.0.1) with the grid's modules
-imported in its workers: a cluster outlives runs, as a real one does. Runs rotate their order each round so all
-see the same background load; each speed-up is the median over rounds of ``1-worker seconds / run seconds`` of the
-same round. Also checks that every run gave the identical table. Target: >= 1.7x on 2 workers on a quiet machine.
+imported in its workers: a cluster outlives runs, as a real one does. Two phases, each with its own 1-worker runs:
+the local pools first, with no cluster running (its idle scheduler and nannies take CPU from whatever runs beside
+them), then the cluster started and its runs against 1 worker again. Within a phase runs rotate their order each
+round so they see the same background load; each speed-up is the median over rounds of ``1-worker seconds / run
+seconds`` of the same round. Also checks that every run gave the identical table. Target: >= 1.7x on 2 workers on a
+quiet machine.
 
-    python benchmarks/compare_workers.py [--config FILE] [--rounds 1] [--no-dask] [--out runs/compare-grid]
+    python benchmarks/compare_workers.py [--config FILE] [--rounds 3] [--no-dask] [--out runs/compare-grid]
 """
 
 from __future__ import annotations
@@ -75,10 +78,31 @@ def timed_grid(spec: CompareSpec, executor_factory):
         return time.perf_counter() - started, outcomes
 
 
+def run_rounds(spec: CompareSpec, runs: dict, rounds: int, tables: dict) -> dict[str, list]:
+    """Seconds of each run over ``rounds`` rounds (order rotated each round), with every run's comparison table put
+    in ``tables`` and the last 2-worker outcomes under ``"_outcomes"``."""
+    names = list(runs)
+    seconds: dict[str, list] = {n: [] for n in names}
+    for k in range(rounds):
+        for name in names[k % len(names):] + names[:k % len(names)]:
+            took, outcomes = timed_grid(spec, runs[name])
+            failed = [o for o in outcomes if not o.ok]
+            seconds[name].append(took)
+            tables[name] = build_comparison(outcomes).table
+            work = sum(o.seconds for o in outcomes)
+            print(f"  round {k + 1}, {name:<16} {took:6.1f} s  (cells add up to {work:.1f} s; {len(failed)} failed)",
+                  flush=True)
+            for o in failed:
+                print(f"    {o.cell.label}: {o.error}", file=sys.stderr)
+            if name == "2 workers":
+                seconds["_outcomes"] = outcomes
+    return seconds
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(GRID), help="compare spec file (default: the 36-cell grid)")
-    parser.add_argument("--rounds", type=int, default=1, help="rounds of runs (order rotated each round)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of runs per phase (order rotated each round)")
     parser.add_argument("--no-dask", action="store_true", help="skip the Dask LocalCluster run")
     parser.add_argument("--out", help="also write the 2-worker comparison folder here")
     args = parser.parse_args()
@@ -92,48 +116,46 @@ def main() -> int:
           f"{len(cells)} cells on {spec.config.data.timeframe} bars, cell reports {'on' if spec.cell_reports else 'off'}",
           flush=True)
     print(f"process server started in {start_server(spec):.1f} s (once per command; not in the timings)", flush=True)
-    with ExitStack() as stack:
-        runs = {"1 worker": lambda: ProcessExecutor(1, preload=worker_modules(spec)),
-                "2 workers": lambda: ProcessExecutor(2, preload=worker_modules(spec))}
-        if not args.no_dask:
-            started = time.perf_counter()
-            client = stack.enter_context(local_dask(spec))
-            print(f"Dask LocalCluster (2 workers x 1 thread, 127.0.0.1) started in {time.perf_counter() - started:.1f} s "
-                  f"(not in the timings)", flush=True)
-            runs["Dask, 2 workers"] = lambda: DaskExecutor(client)
-        names = list(runs)
-        seconds: dict[str, list[float]] = {n: [] for n in names}
-        tables, last = {}, None
-        for k in range(args.rounds):
-            for name in names[k % len(names):] + names[:k % len(names)]:
-                took, outcomes = timed_grid(spec, runs[name])
-                failed = [o for o in outcomes if not o.ok]
-                seconds[name].append(took)
-                tables[name] = build_comparison(outcomes).table
-                work = sum(o.seconds for o in outcomes)
-                print(f"  round {k + 1}, {name:<16} {took:6.1f} s  (cells add up to {work:.1f} s; {len(failed)} failed)",
-                      flush=True)
-                for o in failed:
-                    print(f"    {o.cell.label}: {o.error}", file=sys.stderr)
-                if name == "2 workers":
-                    last = outcomes
+    one_worker = ("1 worker", lambda: ProcessExecutor(1, preload=worker_modules(spec)))
+    phases = [("local pools, no cluster running",
+               dict([one_worker, ("2 workers", lambda: ProcessExecutor(2, preload=worker_modules(spec)))]), None)]
+    if not args.no_dask:
+        phases.append(("with the Dask cluster", {}, local_dask))
+    ok, tables, last = True, {}, None
+    for title, runs, cluster in phases:
+        with ExitStack() as stack:
+            if cluster is not None:
+                started = time.perf_counter()
+                client = stack.enter_context(cluster(spec))
+                print(f"Dask LocalCluster (2 workers x 1 thread, 127.0.0.1) started in "
+                      f"{time.perf_counter() - started:.1f} s (not in the timings)", flush=True)
+                runs = dict([one_worker, ("Dask, 2 workers", lambda: DaskExecutor(client))])
+            print(f"{title}:", flush=True)
+            seconds = run_rounds(spec, runs, args.rounds, tables)
+            tables[f"1 worker ({title})"] = tables.pop("1 worker")
+            if "2 workers" in runs:
+                last = seconds.pop("_outcomes")
+            seconds.pop("_outcomes", None)
+            names = list(runs)
+            for name in names[1:]:
+                speedup = statistics.median(a / b for a, b in zip(seconds[names[0]], seconds[name]))
+                target = "  target >= 1.7x" if name == "2 workers" else ""
+                ok &= speedup >= 1.7 or name != "2 workers"
+                print(f"{name} vs 1 worker: {speedup:.2f}x faster (median of {args.rounds} round(s); rounds "
+                      f"{', '.join(f'{a / b:.2f}x' for a, b in zip(seconds[names[0]], seconds[name]))}){target}")
     one, five, _ = os.getloadavg()
     print(f"load average at the end {one:.2f} (1 min) {five:.2f} (5 min); other work competing for the cores shows "
           f"as cells adding up to more time with 2 workers than with 1")
-    ok = True
-    for name in names[1:]:
-        speedup = statistics.median(a / b for a, b in zip(seconds[names[0]], seconds[name]))
-        target = "  target >= 1.7x" if name == "2 workers" else ""
-        ok &= speedup >= 1.7 or name != "2 workers"
-        print(f"{name} vs 1 worker: {speedup:.2f}x faster (median of {args.rounds} round(s)){target}")
-    for name in names[1:]:
+    reference_name = f"1 worker ({phases[0][0]})"
+    reference = tables.pop(reference_name)
+    for name, table in tables.items():
         try:
-            pd.testing.assert_frame_equal(tables[names[0]], tables[name])
+            pd.testing.assert_frame_equal(reference, table)
             same = "yes"
         except AssertionError as exc:
             same = f"NO ({str(exc).splitlines()[0]})"
             ok = False
-        print(f"table identical to 1 worker's on {name}: {same}")
+        print(f"table identical to {reference_name}'s on {name}: {same}")
     if args.out and last is not None:
         page, _ = write_comparison(last, args.out, title="Comparison: " + ", ".join(spec.strategies),
                                    confidence=spec.confidence, n_boot=spec.bootstrap, seed=spec.config.seed)
