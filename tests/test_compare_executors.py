@@ -195,3 +195,11 @@ def test_a_cell_task_carries_its_cut_not_the_market_data():
     assert all(len(pickle.dumps(task)) < 20_000 for task in plan.tasks)          # the data goes once per worker
     march = plan.tasks[0].market(plan.data).candles.index
     assert (march[0], march[-1]) == (pd.Timestamp("2022-03-01", tz="UTC"), pd.Timestamp("2022-03-31 23:00", tz="UTC"))
+
+
+def test_a_dask_cluster_without_workers_is_a_one_line_error_not_a_wait():
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=":0") as cluster, \
+            distributed.Client(cluster, set_as_default=False) as client:
+        with pytest.raises(ValueError, match="has no worker .*dask worker tcp://127.0.0.1"):
+            list(DaskExecutor(client, timeout=1).map_unordered(_plus_shared, [1], shared={"offset": 1}))

@@ -216,14 +216,15 @@ class DaskExecutor(_Closing):
     """Tasks on a Dask cluster through ``dask.distributed``: give the scheduler's address
     (``tcp://scheduler-host:8786``) or a ready ``distributed.Client``. Inputs are pickled into each task and results
     come back to the client; ``shared`` is scattered to every worker once per call. A task that raises on the
-    cluster (a worker lost, say) becomes a :class:`TaskFailure`. A client made here is closed by :meth:`close`;
-    one passed in is left open."""
+    cluster (a worker lost, say) becomes a :class:`TaskFailure`; a cluster with no worker within ``timeout``
+    seconds is a ValueError. A client made here is closed by :meth:`close`; one passed in is left open."""
 
     name = "dask"
 
     def __init__(self, scheduler, *, timeout: float = 20.0):
         from distributed import Client
 
+        self._timeout = timeout
         if isinstance(scheduler, Client):
             self._client, self._owned = scheduler, False
         else:
@@ -242,12 +243,21 @@ class DaskExecutor(_Closing):
     def client(self):
         return self._client
 
+    def _scatter(self, shared):
+        """``shared`` on every worker, as one future (ValueError when the cluster has no worker)."""
+        try:
+            return self._client.scatter([shared], broadcast=True, hash=False, timeout=self._timeout)[0]
+        except TimeoutError:
+            where = self._client.scheduler.address
+            raise ValueError(f"the Dask cluster at {where} has no worker (none joined within {self._timeout:g} s); "
+                             f"start some with 'dask worker {where} --nthreads 1'") from None
+
     def map_unordered(self, fn, items, *, shared=None):
         from distributed import as_completed as dask_completed
 
         if not items:
             return
-        held = None if shared is None else self._client.scatter([shared], broadcast=True, hash=False)[0]
+        held = None if shared is None else self._scatter(shared)
         futures = self._client.map(functools.partial(_on_dask_worker, fn), list(items), shared=held, pure=False)
         index = {future.key: i for i, future in enumerate(futures)}
         try:
