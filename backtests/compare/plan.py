@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from backtests.compare.grid import Cell, CellOutcome
 from backtests.compare.spec import CompareSpec
 from backtests.config import BacktestConfig
@@ -20,11 +22,11 @@ class DataCut:
     :class:`~backtests.portfolio.data.PortfolioData` of them."""
 
     symbols: tuple[str, ...]
-    first: Any
-    end: Any
+    first: pd.Timestamp
+    end: pd.Timestamp
     portfolio: bool = False
 
-    def take(self, data: dict[str, MarketData]):
+    def take(self, data: dict[str, MarketData]) -> Any:
         """The cut of ``data``."""
         markets = {s: data[s].slice(self.first, self.end) for s in self.symbols}
         if not self.portfolio:
@@ -50,8 +52,9 @@ class CellTask:
     """The market's :class:`~backtests.margin.TradingRules`, read here (``--market-rules``, store or snapshot), so
     a worker needs no shared disk for them either."""
 
-    def market(self, data: dict[str, MarketData]):
-        """This cell's market data out of the grid's ``data``."""
+    def market(self, data: dict[str, MarketData]) -> Any:
+        """This cell's market data out of the grid's ``data`` (:class:`MarketData`, or ``PortfolioData`` for a
+        symbol set)."""
         return self.cut.take(data)
 
 
