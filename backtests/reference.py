@@ -103,6 +103,31 @@ def split_execution(size: float, delta: float) -> tuple[float, float]:
     return new, -size
 
 
+def within_leverage(size: float, entry: float, opened: float, closed: float, price: float, leverage: float,
+                    table: MarginTable) -> bool:
+    """Whether a position of ``size`` at ``entry`` stays within its tier's leverage limit after an execution at
+    ``price`` that closes ``closed`` and opens ``opened`` contracts (:func:`split_execution`)."""
+    held = size + closed
+    after = held + opened
+    entry_after = price if held == 0.0 else (entry * held + opened * price) / after
+    return leverage_allowed(abs(after) * entry_after, leverage, table)
+
+
+def book_close(wallet: float, size: float, entry: float, closed: float, price: float,
+               fee_rate: float) -> tuple[float, float, float, float, float]:
+    """(wallet, size, entry, pnl, fee) after closing ``closed`` contracts (signed against the position) at
+    ``price``: the realised PnL less the fee on the closed notional goes to the wallet; entry is 0 once flat."""
+    pnl = -closed * (price - entry)
+    fee = abs(closed) * fee_rate * price
+    size += closed
+    return wallet + (pnl - fee), size, (0.0 if size == 0.0 else entry), pnl, fee
+
+
+def average_entry(size: float, entry: float, opened: float, price: float) -> float:
+    """Entry price of a position of ``size`` at ``entry`` after ``opened`` more contracts at ``price``."""
+    return price if size == 0.0 else (entry * size + opened * price) / (size + opened)
+
+
 def apply_fill(acct: Account, size: float, price: float, reference: float, fee_rate: float, leverage: float,
                liquidity: str = "taker", table: MarginTable = DEFAULT_TABLE,
                rules: TradingRules | None = None) -> tuple[Account, Fill | None, str]:
@@ -120,21 +145,12 @@ def apply_fill(acct: Account, size: float, price: float, reference: float, fee_r
         if refused:
             return acct, None, refused
     opened, closed = split_execution(acct.size, size)
-    if opened:
-        held = acct.size + closed
-        after = held + opened
-        entry_after = price if held == 0.0 else (acct.entry * held + opened * price) / after
-        if not leverage_allowed(abs(after) * entry_after, leverage, table):
-            return acct, None, "leverage"
+    if opened and not within_leverage(acct.size, acct.entry, opened, closed, price, leverage, table):
+        return acct, None, "leverage"
     wallet, pos, entry, mark = acct.wallet, acct.size, acct.entry, acct.mark
     pnl = fee = 0.0
     if closed:
-        pnl = -closed * (price - entry)
-        fee = abs(closed) * fee_rate * price
-        wallet += pnl - fee
-        pos += closed
-        if pos == 0.0:
-            entry = 0.0
+        wallet, pos, entry, pnl, fee = book_close(wallet, pos, entry, closed, price, fee_rate)
     status = "filled"
     if opened:
         held = acct._replace(wallet=wallet, size=pos, entry=entry)
@@ -145,7 +161,7 @@ def apply_fill(acct: Account, size: float, price: float, reference: float, fee_r
         else:
             wallet -= need_fee
             fee += need_fee
-            entry = price if pos == 0.0 else (entry * pos + opened * price) / (pos + opened)
+            entry = average_entry(pos, entry, opened, price)
             pos += opened
             mark = price
     executed = closed + opened

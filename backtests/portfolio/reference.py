@@ -34,10 +34,10 @@ import numpy as np
 from backtests.attribution import Attribution
 from backtests.config import BrokerConfig
 from backtests.margin import TradingRules, below_minimum, check_contract_size, fee_rates, funding_kept, \
-    leverage_allowed, liquidation_fee_rate, minimum_cost, to_tick
+    liquidation_fee_rate, minimum_cost, to_tick
 from backtests.portfolio.account import FLAT, Position, available_balance, can_open, check_mode, \
     cross_liquidation, initial_margin, isolated_liquidation, maintenance, margin_balance
-from backtests.reference import split_execution
+from backtests.reference import average_entry, book_close, split_execution, within_leverage
 from backtests.slippage import fill_price
 
 _REASONS = {"margin": "not enough margin", "leverage": "leverage above the tier's limit"}
@@ -80,20 +80,12 @@ def fill_order(wallet: float, positions: dict, symbol: str, delta: float, price:
     if refused:
         return wallet, positions, None, refused
     opened, closed = split_execution(pos.size, delta)
-    if opened:
-        held = pos.size + closed
-        entry_after = price if held == 0.0 else (pos.entry * held + opened * price) / (held + opened)
-        if not leverage_allowed(abs(held + opened) * entry_after, leverage, rules.margin_table):
-            return wallet, positions, None, "leverage"
+    if opened and not within_leverage(pos.size, pos.entry, opened, closed, price, leverage, rules.margin_table):
+        return wallet, positions, None, "leverage"
     size, entry, mark = pos.size, pos.entry, pos.mark
     pnl = fee = 0.0
     if closed:
-        pnl = -closed * (price - entry)
-        fee = abs(closed) * fee_rate * price
-        wallet += pnl - fee
-        size += closed
-        if size == 0.0:
-            entry = 0.0
+        wallet, size, entry, pnl, fee = book_close(wallet, size, entry, closed, price, fee_rate)
     status = "filled"
     if opened:
         others = {**positions, symbol: Position(size, entry, mark, 0.0)}
@@ -104,7 +96,7 @@ def fill_order(wallet: float, positions: dict, symbol: str, delta: float, price:
             open_fee = abs(opened) * fee_rate * price
             wallet -= open_fee
             fee += open_fee
-            entry = price if size == 0.0 else (entry * size + opened * price) / (size + opened)
+            entry = average_entry(size, entry, opened, price)
             size += opened
             mark = price
     executed = closed + opened
