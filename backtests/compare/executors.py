@@ -291,7 +291,9 @@ _malloc_lock = threading.Lock()
 _malloc_users = 0
 
 
+@functools.cache
 def _libc():
+    """glibc with ``mallopt`` and ``malloc_trim``, looked up once per process; None elsewhere."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name) if name else None
