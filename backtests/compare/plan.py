@@ -89,21 +89,22 @@ def _cell_config(spec: CompareSpec, cell: Cell) -> BacktestConfig:
 
 def _cell_market(full: MarketData, config: BacktestConfig, history: int) -> DataCut:
     """The cell's cut of ``full``: ``history`` bars before the range start, then the range (the same checks and
-    messages as :func:`backtests.engine.load_run_data`)."""
+    messages as :func:`backtests.engine.load_run_data`, on the bar times alone: the worker cuts the data)."""
     d = config.data
     t0, t1 = parse_span(d.start, d.end)
     first = t0 - history * timeframe_delta(d.timeframe)
-    market = full.slice(first, t1)
-    bars = int((market.candles.index >= t0).sum())
+    index = full.candles.index
+    index = index[(index >= first) & (index < t1)]        # the bars the worker's cut will hold (checked here)
+    bars = int((index >= t0).sum())
     if bars >= 3:       # a range past the data is this cell's error, never silently cut
-        check_coverage(market.candles.index[market.candles.index >= t0], t0, t1, d.timeframe,
-                       f"{d.symbol} {d.timeframe}", full.candles.attrs.get("covers"))
+        check_coverage(index[index >= t0], t0, t1, d.timeframe, f"{d.symbol} {d.timeframe}",
+                       full.candles.attrs.get("covers"))
     if bars < 3:
         raise DataError(f"only {bars} bar(s) of {d.symbol} {d.timeframe} in {d.start} .. {d.end}; need at least 3")
-    if history and market.candles.index[0] > first:
-        have = int((market.candles.index < t0).sum())
+    if history and index[0] > first:
+        have = int((index < t0).sum())
         raise DataError(f"{config.strategy} needs {history} bars of history before {d.start} to train; "
-                        f"the data has {have} (starts {market.candles.index[0]:%Y-%m-%d})")
+                        f"the data has {have} (starts {index[0]:%Y-%m-%d})")
     return DataCut((d.symbol,), first, t1)
 
 
