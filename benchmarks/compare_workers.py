@@ -78,11 +78,12 @@ def timed_grid(spec: CompareSpec, executor_factory):
         return time.perf_counter() - started, outcomes
 
 
-def run_rounds(spec: CompareSpec, runs: dict, rounds: int, tables: dict) -> dict[str, list]:
-    """Seconds of each run over ``rounds`` rounds (order rotated each round), with every run's comparison table put
-    in ``tables`` and the last 2-worker outcomes under ``"_outcomes"``."""
+def run_rounds(spec: CompareSpec, runs: dict, rounds: int, tables: dict) -> tuple[dict[str, list], list | None]:
+    """(seconds of each run over ``rounds`` rounds, order rotated each round; the last 2-worker outcomes), with
+    every run's comparison table put in ``tables``."""
     names = list(runs)
     seconds: dict[str, list] = {n: [] for n in names}
+    last = None
     for k in range(rounds):
         for name in names[k % len(names):] + names[:k % len(names)]:
             took, outcomes = timed_grid(spec, runs[name])
@@ -95,8 +96,8 @@ def run_rounds(spec: CompareSpec, runs: dict, rounds: int, tables: dict) -> dict
             for o in failed:
                 print(f"    {o.cell.label}: {o.error}", file=sys.stderr)
             if name == "2 workers":
-                seconds["_outcomes"] = outcomes
-    return seconds
+                last = outcomes
+    return seconds, last
 
 
 def main() -> int:
@@ -131,11 +132,9 @@ def main() -> int:
                       f"{time.perf_counter() - started:.1f} s (not in the timings)", flush=True)
                 runs = dict([one_worker, ("Dask, 2 workers", lambda: DaskExecutor(client))])
             print(f"{title}:", flush=True)
-            seconds = run_rounds(spec, runs, args.rounds, tables)
+            seconds, outcomes = run_rounds(spec, runs, args.rounds, tables)
             tables[f"1 worker ({title})"] = tables.pop("1 worker")
-            if "2 workers" in runs:
-                last = seconds.pop("_outcomes")
-            seconds.pop("_outcomes", None)
+            last = outcomes or last
             names = list(runs)
             for name in names[1:]:
                 speedup = statistics.median(a / b for a, b in zip(seconds[names[0]], seconds[name]))
